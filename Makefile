@@ -1,0 +1,136 @@
+# gpt2-ivr: the pipeline as a DAG of files. Targets are the artifacts themselves, so `make`
+# rebuilds only what is stale. `make help` lists everything; the README draws the DAG.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.SUFFIXES:
+MAKEFLAGS += --no-builtin-rules
+.DEFAULT_GOAL := all
+
+ifeq ($(filter grouped-target,$(.FEATURES)),)
+$(error GNU Make >= 4.3 is needed for grouped targets (a b &: deps); this is $(MAKE_VERSION))
+endif
+
+# --- knobs (set on the command line: make all PROFILE=smoke ARTIFACTS=/tmp/run)
+ARTIFACTS ?= artifacts
+PROFILE ?= default
+CONFIGS ?= configs
+RAW ?= $(ARTIFACTS)/corpora/raw
+PYTHON ?= python3
+
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+RUN = $(PY) $< --artifacts $(ARTIFACTS) --profile $(PROFILE) --configs $(CONFIGS)
+# configs/<step>.yaml, plus configs/<profile>/<step>.yaml when the profile overrides it
+cfg = $(CONFIGS)/$(1).yaml $(wildcard $(CONFIGS)/$(PROFILE)/$(1).yaml)
+
+LIB := lib/__init__.py lib/paths.py lib/config.py lib/files.py lib/log.py
+LIB_TOK := $(LIB) lib/tokenizer.py
+
+ORIG := $(ARTIFACTS)/tokenizers/original
+CLEANED := $(ARTIFACTS)/corpora/cleaned
+REPORTS := $(ARTIFACTS)/analysis/reports
+DISTILLED := $(ARTIFACTS)/tokenizers/distilled_unigram
+REMAPPED := $(ARTIFACTS)/tokenizers/remapped
+EMB := $(ARTIFACTS)/embeddings
+TRAINING := $(ARTIFACTS)/training
+
+# Switching PROFILE must rebuild: the stamp holds the profile of the last run and changes only with it.
+# (Plain shell at parse time: a no-op `make` starts no Python.)
+PROFILE_STAMP := $(ARTIFACTS)/.profile
+ifneq ($(filter-out help venv lock test clean,$(or $(MAKECMDGOALS),all)),)
+$(shell mkdir -p $(ARTIFACTS) && { [ "$$(cat $(PROFILE_STAMP) 2>/dev/null)" = "$(PROFILE)" ] || echo "$(PROFILE)" > $(PROFILE_STAMP); })
+endif
+# Your corpus files and folders: adding, removing or editing one re-runs 02.
+RAW_INPUTS := $(shell find $(RAW) -not -name '.*' 2>/dev/null)
+
+#> all              the whole pipeline, 01 init .. 08 train (PROFILE=smoke: offline, tiny random model)
+all: $(TRAINING)/summary.json $(REPORTS)/distill_validation.md
+.PHONY: all
+
+# --- 01 init: GPT-2's tokenizer, the model config, where the weights come from
+INIT_OUT := $(ORIG)/tokenizer.json $(ORIG)/model_source.json
+$(INIT_OUT) &: scripts/01_init.py $(call cfg,init) $(LIB_TOK) $(PROFILE_STAMP) | $(VENV_STAMP)
+	$(RUN)
+
+# --- 02 corpus: raw files (or the stdlib source) -> cleaned train / held-out split
+CORPUS_OUT := $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(CLEANED)/manifest.json
+$(CORPUS_OUT) &: scripts/02_corpus.py $(call cfg,corpus) $(LIB) $(RAW_INPUTS) $(PROFILE_STAMP) | $(VENV_STAMP)
+	$(RUN) --raw-dir $(RAW)
+
+# --- 03 analyze: GPT-2 BPE ids of the train split, token frequencies
+ANALYZE_OUT := $(REPORTS)/bpe_token_id_sequences.txt $(REPORTS)/token_frequency.parquet $(REPORTS)/analyze_summary.json
+$(ANALYZE_OUT) &: scripts/03_analyze.py $(call cfg,analyze) $(LIB_TOK) $(CLEANED)/train.jsonl $(ORIG)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
+	$(RUN)
+
+# --- 04 distill: a Unigram tokenizer that reproduces GPT-2's BPE, and its validation report
+DISTILL_OUT := $(DISTILLED)/tokenizer.json $(REPORTS)/distill_validation.md $(REPORTS)/distill_validation.json
+$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_TOK) $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
+	$(RUN)
+
+# --- 05 select: which ids to give away, and to which domain strings
+SELECT_OUT := $(REPORTS)/replacement_candidates.csv $(REPORTS)/selection_log.md $(REPORTS)/remap_rules.yaml
+$(SELECT_OUT) &: scripts/05_select.py $(call cfg,select) $(LIB_TOK) $(REPORTS)/token_frequency.parquet $(CLEANED)/train.jsonl $(DISTILLED)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
+	$(RUN)
+
+# --- 06 remap: the IVR tokenizer (distilled Unigram with reassigned ids)
+REMAP_OUT := $(REMAPPED)/tokenizer.json
+$(REMAP_OUT) &: scripts/06_remap.py $(call cfg,remap) $(LIB_TOK) $(REPORTS)/remap_rules.yaml $(DISTILLED)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
+	$(RUN)
+
+# --- 07 align: embedding rows moved per the rules, new rows initialised
+ALIGN_OUT := $(EMB)/original_wte.pt $(EMB)/original_wpe.pt $(EMB)/aligned_wte.pt $(EMB)/final_wte.pt
+$(ALIGN_OUT) &: scripts/07_align.py $(call cfg,align) $(LIB_TOK) $(ORIG)/model_source.json $(REMAPPED)/tokenizer.json $(REPORTS)/remap_rules.yaml $(PROFILE_STAMP) | $(VENV_STAMP)
+	$(RUN)
+
+# --- 08 train: fine-tune on the domain through accelerate
+$(TRAINING)/summary.json: scripts/08_train.py $(call cfg,train) $(LIB_TOK) $(EMB)/final_wte.pt $(REMAPPED)/tokenizer.json $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
+	$(RUN)
+
+#> init corpus analyze distill select remap align train
+#>                  one step and what it needs (aliases of the artifact files above)
+init: $(INIT_OUT)
+corpus: $(CORPUS_OUT)
+analyze: $(ANALYZE_OUT)
+distill: $(DISTILL_OUT)
+select: $(SELECT_OUT)
+remap: $(REMAP_OUT)
+align: $(ALIGN_OUT)
+train: $(TRAINING)/summary.json
+.PHONY: init corpus analyze distill select remap align train
+
+# --- the environment: a venv built from requirements.lock, exactly
+#> venv             create .venv and install requirements.lock (runs by itself when needed)
+venv: $(VENV_STAMP)
+$(VENV_STAMP): requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: $(PYTHON) is older than Python 3.11; run make PYTHON=python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	touch $@
+
+#> lock             re-resolve requirements.in into requirements.lock (needs the package registry)
+lock:
+	rm -rf $(VENV).lock && $(PYTHON) -m venv $(VENV).lock
+	$(VENV).lock/bin/pip install --quiet --disable-pip-version-check -r requirements.in
+	$(VENV).lock/bin/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/' > requirements.lock.partial
+	mv requirements.lock.partial requirements.lock && rm -rf $(VENV).lock
+
+#> test             run the test suite (offline, CPU, a few minutes)
+test: $(VENV_STAMP)
+	$(PY) -m pytest -q tests
+
+#> clean            remove generated artifacts (never your corpus in corpora/raw/)
+clean:
+	@if [ -d $(ARTIFACTS) ]; then \
+	  find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name corpora -exec rm -rf {} +; \
+	  find $(ARTIFACTS)/corpora -mindepth 1 -maxdepth 1 ! -name raw -exec rm -rf {} + 2>/dev/null || true; \
+	fi
+
+#> help             this list
+help:
+	@echo "usage: make [target] [PROFILE=default|smoke] [ARTIFACTS=dir] [RAW=dir] [CONFIGS=dir]"
+	@echo "targets are artifact files (make $(ORIG)/tokenizer.json) or these:"
+	@sed -n 's/^#> /  /p' $(MAKEFILE_LIST)
+
+.PHONY: venv lock test clean help

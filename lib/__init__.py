@@ -1,0 +1,1 @@
+"""Shared helpers for the numbered scripts: paths, config, atomic files, logging, tokenizers."""

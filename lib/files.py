@@ -1,0 +1,81 @@
+"""Atomic outputs (temp + rename, so a killed step never leaves a finished-looking file) and corpus docs."""
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from lib.log import die
+
+PARTIAL = ".partial"  # suffix of work in progress; never a Make target
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temp path beside `path`; on success rename it onto `path` (a file or a directory).
+
+    A leftover temp from a killed run is removed first, so a re-run starts clean.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + PARTIAL)
+    _remove(tmp)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    if tmp.is_dir() and path.exists():
+        old = path.with_name(path.name + ".old")
+        _remove(old)
+        os.replace(path, old)  # directories cannot be replaced in one rename
+        os.replace(tmp, path)
+        _remove(old)
+    else:
+        os.replace(tmp, path)
+
+
+def _remove(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_text(path, text):
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def require(path, make_target=None):
+    """Die with the fix when an upstream artifact is missing (scripts also run outside Make)."""
+    path = Path(path)
+    if not path.exists():
+        how = f"run `make {make_target}`" if make_target else "run the upstream step"
+        die(f"{path} is missing: {how} first")
+    return path
+
+
+def iter_docs(path):
+    """Yield the text of each document of a cleaned-corpus jsonl file (one {"id", "source", "text"} per line)."""
+    path = require(path, "corpus")
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            try:
+                yield json.loads(line)["text"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                die(f"{path}:{line_no}: not a cleaned-corpus record; re-run `make corpus`")

