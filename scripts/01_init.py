@@ -27,6 +27,7 @@ from lib.paths import DEFAULT_ARTIFACTS, Artifacts
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, build_gpt2_bpe, gpt2_packaged_files, load_gpt2_tokenizer, save_hf_tokenizer
 
 STEP = "01_init"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
@@ -95,12 +96,19 @@ def main():
 
     # --- the tokenizer: the model's own (hub, cache or local dir), else GPT-2's packaged files
     tokenizer, source = None, None
+    has_tokenizer = not is_local or any((local_dir / f).exists() for f in TOKENIZER_FILES)
     try:
-        hf = AutoTokenizer.from_pretrained(str(local_dir) if is_local else cfg["model_name"],
-                                           force_download=args.force and online)
-        tokenizer, source = hf.backend_tokenizer, f"{cfg['model_name']} ({'local dir' if is_local else 'hub'})"
+        if has_tokenizer:
+            hf = AutoTokenizer.from_pretrained(str(local_dir) if is_local else cfg["model_name"],
+                                               force_download=args.force and online)
+            tokenizer, source = hf.backend_tokenizer, f"{cfg['model_name']} ({'local dir' if is_local else 'hub'})"
+        else:
+            log.info(f"{local_dir} has no tokenizer files ({', '.join(TOKENIZER_FILES)})")
     except (OSError, ValueError, TypeError, AttributeError) as e:
         log.info(f"no tokenizer from {cfg['model_name']} ({str(e).splitlines()[0][:100]})")
+    if tokenizer is not None and len(tokenizer.get_vocab(with_added_tokens=True)) != VOCAB_SIZE:
+        n = len(tokenizer.get_vocab(with_added_tokens=True))
+        die(f"{cfg['model_name']}: its tokenizer has {n:,} ids, not GPT-2's {VOCAB_SIZE:,}; point --model-name to a GPT-2")
     if tokenizer is None:
         encoder_path, merges_path = gpt2_packaged_files()
         tokenizer = build_gpt2_bpe(encoder_path, merges_path)

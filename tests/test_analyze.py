@@ -1,0 +1,99 @@
+"""03 analyze: the id sequences are GPT-2's, the frequency table is complete, bad inputs fail cleanly."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_script
+from lib.tokenizer import VOCAB_SIZE
+
+
+@pytest.fixture(scope="module")
+def analyzed(tmp_path_factory, tiny_gpt2_dir):
+    from conftest import write_raw_corpus
+
+    art = tmp_path_factory.mktemp("art")
+    raw = write_raw_corpus(art / "raw")
+    run_script("01_init.py", "--artifacts", art, "--model-name", tiny_gpt2_dir)
+    run_script("02_corpus.py", "--artifacts", art, "--raw-dir", raw, "--heldout-ratio", 0.3)
+    run_script("03_analyze.py", "--artifacts", art, "--batch-docs", 3)
+    return art
+
+
+def test_sequences_are_gpt2_ids_one_line_per_train_doc(analyzed, gpt2_bpe):
+    docs = [json.loads(l)["text"] for l in (analyzed / "corpora" / "cleaned" / "train.jsonl").read_text().splitlines()]
+    lines = (analyzed / "analysis" / "reports" / "bpe_token_id_sequences.txt").read_text().split("\n")
+    assert lines[-1] == "" and len(lines) - 1 == len(docs)
+    for doc, line in zip(docs, lines):
+        assert [int(t) for t in line.split()] == gpt2_bpe.encode(doc).ids
+
+
+def test_frequency_table_counts_every_id(analyzed, gpt2_bpe):
+    table = pd.read_parquet(analyzed / "analysis" / "reports" / "token_frequency.parquet")
+    assert list(table.columns) == ["token_id", "token", "count", "doc_count", "frequency"]
+    assert len(table) == VOCAB_SIZE and list(table.token_id) == list(range(VOCAB_SIZE))
+    docs = [json.loads(l)["text"] for l in (analyzed / "corpora" / "cleaned" / "train.jsonl").read_text().splitlines()]
+    ids = [i for d in docs for i in gpt2_bpe.encode(d).ids]
+    space = 220
+    assert table["count"].sum() == len(ids) and table["count"][space] == ids.count(space)
+    assert table["doc_count"][space] == sum(space in gpt2_bpe.encode(d).ids for d in docs)
+    assert table["frequency"].sum() == pytest.approx(1.0)
+    assert table.token[space] == "Ġ" and table.token[50256] == "<|endoftext|>"
+    summary = json.loads((analyzed / "analysis" / "reports" / "analyze_summary.json").read_text())
+    assert summary["tokens"] == len(ids) and summary["documents"] == len(docs)
+
+
+def test_not_gpt2_tokenizer_is_refused(analyzed, tmp_path):
+    from tokenizers import Tokenizer, models
+
+    art = tmp_path / "art"
+    (art / "tokenizers" / "original").mkdir(parents=True)
+    (art / "corpora").mkdir()
+    os.symlink(analyzed / "corpora" / "cleaned", art / "corpora" / "cleaned")
+    Tokenizer(models.BPE({"a": 0, "b": 1}, [])).save(str(art / "tokenizers" / "original" / "tokenizer.json"))
+    proc = run_script("03_analyze.py", "--artifacts", art, check=False)
+    assert proc.returncode != 0 and "vocab size 2 is not GPT-2's 50,257" in proc.stderr and "Traceback" not in proc.stderr
+    (art / "tokenizers" / "original" / "tokenizer.json").write_text("{broken")
+    proc = run_script("03_analyze.py", "--artifacts", art, check=False)
+    assert proc.returncode != 0 and "not a readable tokenizers file" in proc.stderr
+
+
+def test_missing_upstream_names_the_fix(tmp_path):
+    proc = run_script("03_analyze.py", "--artifacts", tmp_path, check=False)
+    assert proc.returncode != 0 and "train.jsonl is missing: run `make corpus` first" in proc.stderr
+
+
+def test_kill_9_leaves_nothing_finished_and_rerun_is_correct(analyzed, tmp_path):
+    """SIGKILL mid-write: no target file appears (only a .partial); the re-run gives the same output."""
+    import shutil
+
+    art = tmp_path / "art"
+    shutil.copytree(analyzed / "tokenizers", art / "tokenizers")
+    cleaned = art / "corpora" / "cleaned"
+    cleaned.mkdir(parents=True)
+    docs = [f"def f{i}(x):\n    return x + {i}\n" * 50 for i in range(1500)]
+    with open(cleaned / "train.jsonl", "w") as f:
+        for d in docs:
+            f.write(json.dumps({"text": d}) + "\n")
+    reports = art / "analysis" / "reports"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "03_analyze.py"), "--artifacts", str(art), "--batch-docs", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = reports / "bpe_token_id_sequences.txt.partial"
+    deadline = time.time() + 60
+    while not (partial.exists() and partial.stat().st_size > 0) and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert partial.exists(), "the step ended before it could be killed"
+    assert not (reports / "bpe_token_id_sequences.txt").exists()
+    assert not (reports / "token_frequency.parquet").exists()
+    run_script("03_analyze.py", "--artifacts", art)
+    assert not partial.exists()
+    lines = (reports / "bpe_token_id_sequences.txt").read_text().splitlines()
+    assert len(lines) == len(docs)
