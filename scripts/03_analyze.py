@@ -80,13 +80,13 @@ def main():
     with atomic_path(art.bpe_sequences) as seq_tmp, atomic_path(art.token_frequency) as freq_tmp:
         with open(seq_tmp, "w", encoding="ascii") as out, tqdm(total=total, unit="B", unit_scale=True, desc="analyze") as bar:
             for texts, batch_size in batches(train_path, cfg["batch_docs"], cfg["batch_bytes"]):
-                for enc in tokenizer.encode_batch_fast(texts, add_special_tokens=False):
-                    ids = np.asarray(enc.ids, dtype=np.int64)
-                    out.write(" ".join(map(str, enc.ids)))
-                    out.write("\n")
-                    counts += np.bincount(ids, minlength=VOCAB_SIZE)
-                    doc_counts[np.unique(ids)] += 1
-                    n_tokens += len(ids)
+                docs = [enc.ids for enc in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+                out.write("".join(" ".join(map(str, ids)) + "\n" for ids in docs))
+                # one bincount per batch, not per document: short documents stay cheap
+                arrays = [np.asarray(ids, dtype=np.int64) for ids in docs] + [np.zeros(0, np.int64)]
+                counts += np.bincount(np.concatenate(arrays), minlength=VOCAB_SIZE)
+                doc_counts += np.bincount(np.concatenate([np.unique(a) for a in arrays]), minlength=VOCAB_SIZE)
+                n_tokens += sum(map(len, docs))
                 n_docs += len(texts)
                 n_bytes += sum(len(t.encode("utf-8")) for t in texts)
                 bar.update(batch_size)
