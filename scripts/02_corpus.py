@@ -66,7 +66,10 @@ def decode_text(data):
 
 
 def read_documents(path, cfg):
-    """Yield (text, where-in-file) for each document of one raw file; raise ValueError(reason) to reject it."""
+    """Yield (text, where-in-file) for each document of one raw file.
+
+    A file unreadable as a whole raises ValueError(reason) before any document, and is skipped.
+    A bad line or row inside a file stops the step: skipping it would silently shrink the corpus."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         field = cfg["jsonl_text_field"]
@@ -74,7 +77,7 @@ def read_documents(path, cfg):
             for line_no, raw_line in enumerate(f, 1):
                 line, why = decode_text(raw_line)
                 if why:
-                    raise ValueError(f"line {line_no:,}: {why}")
+                    die(f"{path}:{line_no}: {why}; fix or remove that line")
                 if not line.strip():
                     continue
                 try:
@@ -94,11 +97,14 @@ def read_documents(path, cfg):
         if column not in pf.schema_arrow.names:
             die(f"{path}: no column '{column}' (has {pf.schema_arrow.names}); set parquet_text_column in configs/corpus.yaml")
         row = 0
-        for batch in pf.iter_batches(columns=[column], batch_size=1024):
-            for text in batch.column(0).to_pylist():
-                row += 1
-                if text is not None:
-                    yield text, f"#{row}"
+        try:
+            for batch in pf.iter_batches(columns=[column], batch_size=1024):
+                for text in batch.column(0).to_pylist():
+                    row += 1
+                    if text is not None:
+                        yield text, f"#{row}"
+        except (OSError, ValueError) as e:  # pyarrow's errors derive from these
+            die(f"{path}: unreadable after row {row:,} ({str(e).splitlines()[0][:80]}); re-export it")
     else:
         text, why = decode_text(path.read_bytes())
         if why:

@@ -58,9 +58,10 @@ def test_strict_mode_stops_at_first_bad_file(tmp_path, raw_corpus, configs_copy)
 @pytest.mark.parametrize("line, message", [
     ('{"text": "ok"}\n{not json}\n', "more.jsonl:2: not JSON"),
     ('{"body": "no text field"}\n', "more.jsonl:1: no string field 'text'"),
+    ('{"text": "ok"}\n{"text": "caf\xe9"}\n'.encode("latin-1"), "more.jsonl:2: not UTF-8"),
 ])
 def test_bad_jsonl_names_file_and_line(tmp_path, raw_corpus, line, message):
-    (raw_corpus / "more.jsonl").write_text(line)
+    (raw_corpus / "more.jsonl").write_bytes(line if isinstance(line, bytes) else line.encode())
     proc = corpus(tmp_path, raw_corpus, check=False)
     assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()[-1]) < 300
