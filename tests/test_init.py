@@ -46,3 +46,30 @@ def test_model_with_wrong_vocab_size_is_refused(tmp_path):
 def test_missing_local_dir(tmp_path):
     proc = run_script("01_init.py", "--artifacts", tmp_path, "--model-name", "./no/such/dir", check=False)
     assert proc.returncode != 0 and "no such directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_local_dir_with_its_own_tokenizer_is_used(tmp_path, tiny_gpt2_dir, gpt2_bpe):
+    import shutil
+
+    from lib.tokenizer import save_hf_tokenizer
+
+    model = tmp_path / "gpt2-local"
+    shutil.copytree(tiny_gpt2_dir, model)
+    save_hf_tokenizer(gpt2_bpe, model)  # as a downloaded GPT-2 directory has it
+    run_script("01_init.py", "--artifacts", tmp_path / "a", "--model-name", model)
+    source = json.loads((tmp_path / "a" / "tokenizers" / "original" / "model_source.json").read_text())
+    assert source["tokenizer_source"] == f"{model} (local dir)"
+
+
+def test_local_dir_with_a_foreign_tokenizer_is_refused(tmp_path, tiny_gpt2_dir):
+    import shutil
+
+    from tokenizers import Tokenizer, models
+
+    from lib.tokenizer import save_hf_tokenizer
+
+    model = tmp_path / "not-gpt2"
+    shutil.copytree(tiny_gpt2_dir, model)
+    save_hf_tokenizer(Tokenizer(models.BPE({"a": 0, "b": 1, "<|endoftext|>": 2}, [])), model)
+    proc = run_script("01_init.py", "--artifacts", tmp_path / "a", "--model-name", model, check=False)
+    assert proc.returncode != 0 and "not GPT-2's 50,257" in proc.stderr and "Traceback" not in proc.stderr
