@@ -27,6 +27,7 @@ cfg = $(CONFIGS)/$(1).yaml $(wildcard $(CONFIGS)/$(PROFILE)/$(1).yaml)
 
 LIB := lib/__init__.py lib/paths.py lib/config.py lib/files.py lib/log.py
 LIB_TOK := $(LIB) lib/tokenizer.py
+LIB_IVR := $(LIB_TOK) lib/ivr.py
 
 ORIG := $(ARTIFACTS)/tokenizers/original
 CLEANED := $(ARTIFACTS)/corpora/cleaned
@@ -66,26 +67,42 @@ $(ANALYZE_OUT) &: scripts/03_analyze.py $(call cfg,analyze) $(LIB_TOK) $(CLEANED
 
 # --- 04 distill: a Unigram tokenizer that reproduces GPT-2's BPE, and its validation report
 DISTILL_OUT := $(DISTILLED)/tokenizer.json $(REPORTS)/distill_validation.md $(REPORTS)/distill_validation.json
-$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_TOK) lib/ivr.py $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
+$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_IVR) $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 05 select: which ids to give away, and to which domain strings
 SELECT_OUT := $(REPORTS)/replacement_candidates.csv $(REPORTS)/selection_log.md $(REPORTS)/remap_rules.yaml
-$(SELECT_OUT) &: scripts/05_select.py $(call cfg,select) $(LIB_TOK) $(REPORTS)/token_frequency.parquet $(CLEANED)/train.jsonl $(DISTILLED)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
+$(SELECT_OUT) &: scripts/05_select.py $(call cfg,select) $(LIB_IVR) $(REPORTS)/token_frequency.parquet $(CLEANED)/train.jsonl $(DISTILLED)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 06 remap: the IVR tokenizer (distilled Unigram with reassigned ids)
-REMAP_OUT := $(REMAPPED)/tokenizer.json
-$(REMAP_OUT) &: scripts/06_remap.py $(call cfg,remap) $(LIB_TOK) $(REPORTS)/remap_rules.yaml $(DISTILLED)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
+REMAP_OUT := $(REMAPPED)/tokenizer.json $(REPORTS)/remap_report.json
+$(REMAP_OUT) &: scripts/06_remap.py $(call cfg,remap) $(call cfg,select) $(LIB_IVR) $(REPORTS)/remap_rules.yaml $(DISTILLED)/tokenizer.json $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 07 align: embedding rows moved per the rules, new rows initialised
-ALIGN_OUT := $(EMB)/original_wte.pt $(EMB)/original_wpe.pt $(EMB)/aligned_wte.pt $(EMB)/final_wte.pt
-$(ALIGN_OUT) &: scripts/07_align.py $(call cfg,align) $(LIB_TOK) $(ORIG)/model_source.json $(REMAPPED)/tokenizer.json $(REPORTS)/remap_rules.yaml $(PROFILE_STAMP) | $(VENV_STAMP)
+ALIGN_OUT := $(EMB)/original_wte.pt $(EMB)/original_wpe.pt $(EMB)/aligned_wte.pt $(EMB)/final_wte.pt $(EMB)/init_comparison.json
+$(ALIGN_OUT) &: scripts/07_align.py $(call cfg,align) $(call cfg,select) $(LIB_IVR) lib/evaluate.py $(ORIG)/model_source.json $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(REMAPPED)/tokenizer.json $(REPORTS)/remap_rules.yaml $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
-# --- 08 train: fine-tune on the domain through accelerate
-$(TRAINING)/summary.json: scripts/08_train.py $(call cfg,train) $(LIB_TOK) $(EMB)/final_wte.pt $(REMAPPED)/tokenizer.json $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
+# --- 08 train: fine-tune GPT-2 + IVR through accelerate. The GPU when nvidia-smi sees one, else the CPU.
+#   N GPUs (DDP):  make train ACCELERATE_CONFIG=configs/accelerate/multi_gpu.yaml ACCELERATE_ARGS="--num_processes N"
+#   FSDP: configs/accelerate/fsdp.yaml. Several machines: see configs/accelerate/multi_gpu.yaml.
+ACCELERATE_CONFIG ?= $(if $(shell nvidia-smi -L 2>/dev/null),configs/accelerate/single_gpu.yaml,configs/accelerate/cpu.yaml)
+ACCELERATE_ARGS ?=
+# --quiet: without it accelerate's launcher prints a traceback under our one-line errors
+LAUNCH = $(VENV)/bin/accelerate launch --quiet --config_file $(ACCELERATE_CONFIG) $(ACCELERATE_ARGS) $< --artifacts $(ARTIFACTS) --profile $(PROFILE) --configs $(CONFIGS)
+TRAIN_DEPS := $(call cfg,train) $(LIB_TOK) lib/evaluate.py $(ORIG)/model_source.json $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(PROFILE_STAMP)
+$(TRAINING)/summary.json: scripts/08_train.py $(TRAIN_DEPS) $(EMB)/final_wte.pt $(REMAPPED)/tokenizer.json | $(VENV_STAMP)
+	$(LAUNCH)
+
+# --- baseline: the same script and config with GPT-2's own tokenizer and embeddings, the same byte budget
+$(TRAINING)/baseline/summary.json: scripts/08_train.py $(TRAIN_DEPS) $(ORIG)/tokenizer.json | $(VENV_STAMP)
+	$(LAUNCH) --run-name baseline --tokenizer-dir $(ORIG) --wte model --output-dir $(TRAINING)/baseline
+
+# --- report: GPT-2 unchanged / fine-tuned without IVR / + IVR fine-tuned, and the plot
+REPORT_OUT := $(REPORTS)/ivr_report.md $(REPORTS)/ivr_bits_per_byte.png $(REPORTS)/ivr_report.json
+$(REPORT_OUT) &: scripts/09_report.py $(call cfg,report) $(LIB) $(TRAINING)/summary.json $(TRAINING)/baseline/summary.json $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # Step aliases: a step and everything it needs. The artifact files above are the real targets.
@@ -105,7 +122,13 @@ remap: $(REMAP_OUT)
 align: $(ALIGN_OUT)
 #> train            08  fine-tune GPT-2 + IVR through accelerate
 train: $(TRAINING)/summary.json
-.PHONY: init corpus analyze distill select remap align train
+#> baseline         08  GPT-2 fine-tuned with its own tokenizer, same config and byte budget
+baseline: $(TRAINING)/baseline/summary.json
+#> report           09  the IVR report and plot (runs train and baseline)
+report: $(REPORT_OUT)
+#> validate         04  the distilled tokenizer's validation report
+validate: $(REPORTS)/distill_validation.md
+.PHONY: init corpus analyze distill select remap align train baseline report validate
 
 # --- the environment: a venv built from requirements.lock, exactly
 #> venv             create .venv and install requirements.lock (runs by itself when needed)

@@ -71,16 +71,34 @@ def piece_text(piece):
 
 
 def read_unigram(tokenizer_dir):
-    """(tokenizers.Tokenizer, tokenizer.json as a dict, pieces by id, scores by id) of a GPT-2 Unigram."""
+    """(tokenizers.Tokenizer, tokenizer.json as a dict, pieces by id, scores by id) of a GPT-2 Unigram.
+
+    The scores are the float64s tokenizers holds, which can differ from the file's decimals by one ulp
+    (its JSON float parser is not always correctly rounded): read back through `to_str`, they are exact.
+    """
     tokenizer = load_gpt2_tokenizer(tokenizer_dir, expect_model="Unigram")
     path = Path(tokenizer_dir) / "tokenizer.json"
     data = json.loads(path.read_text(encoding="utf-8"))
-    vocab = data["model"].get("vocab")
+    vocab = json.loads(tokenizer.to_str())["model"].get("vocab")
     if not isinstance(vocab, list) or len(vocab) != VOCAB_SIZE:
         die(f"{path}: model.vocab must list {VOCAB_SIZE:,} [piece, score] pairs; re-run the step that wrote it")
     pieces = [p for p, _ in vocab]
     scores = [float(s) for _, s in vocab]
     return tokenizer, data, pieces, scores
+
+
+def as_tokenizers_reads(values):
+    """The float64s tokenizers ends up with when these values are written into a tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    vocab = [[f"{i}", float(v)] for i, v in enumerate(values)]
+    blob = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+            "pre_tokenizer": None, "post_processor": None, "decoder": None,
+            "model": {"type": "Unigram", "unk_id": None, "vocab": vocab, "byte_fallback": False}}
+    if not vocab:
+        return []
+    back = json.loads(Tokenizer.from_str(json.dumps(blob)).to_str())["model"]["vocab"]
+    return [float(s) for _, s in back]
 
 
 def id_to_piece(tokenizer):

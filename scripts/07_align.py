@@ -1,0 +1,283 @@
+"""
+07 align: GPT-2's embeddings for the IVR tokenizer: kept rows untouched, reassigned rows initialised.
+
+    .venv/bin/python scripts/07_align.py [--model-name DIR | hub id] [--init-strategy best]
+        [--original-tokenizer-dir DIR] [--remapped-tokenizer-dir DIR] [--remap-rules-path FILE]
+        [--embeddings-output-dir DIR]
+    make artifacts/embeddings/final_wte.pt        (alias: make align)
+
+Reads the model (default: model_name in tokenizers/original/model_source.json, written by 01), GPT-2's
+tokenizer (01), the remapped tokenizer (06), the remap rules (05) and the held-out split. Writes to
+artifacts/embeddings/:
+  original_wte.pt, original_wpe.pt   the model's token and position embeddings as they are
+  aligned_wte.pt                     rows re-placed per the rules: each kept id keeps its row (its string is
+                                     unchanged, and so is its id); each reassigned id's row is zeroed
+  final_wte.pt                       aligned_wte with the reassigned rows initialised by the strategy
+  <name>.json beside each            shape, dtype, strategy, rows changed, sha256
+  init_comparison.json               held-out bits per byte (lib/evaluate.py) with the model carrying
+                                     final_wte, for every strategy; GPT-2 as is for reference
+Strategies: subword-mean (FVT: mean of the original rows of the new string's GPT-2 BPE pieces), mean (of
+all original rows; the seed's default), random (normal with the original rows' std), zeros, and best
+(the default): the one of compare_strategies with the lowest held-out bits per byte on this model,
+because the ranking depends on the model (configs/align.yaml has the figures).
+Tie: GPT-2's lm_head.weight is the same Parameter as wte.weight. 07 writes wte alone; whoever loads
+final_wte copies it into that Parameter in place (wte.weight.data.copy_(final)), so lm_head follows --
+07 does exactly that for the comparison and checks that lm_head changed with it. wpe is unchanged.
+Weights are never made up: if the model's weights are missing, 07 stops and says how to provide them.
+"""
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lib.config import load_config, save_config
+from lib.files import atomic_path, iter_docs, require, sha256_file, write_json
+from lib.ivr import id_to_piece, load_rules, protected_ids, read_unigram
+from lib.log import die, log, setup_logging
+from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+from lib.tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
+
+STEP = "07_align"
+STRATEGIES = ("subword-mean", "mean", "random", "zeros")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-name", help="hub id or save_pretrained directory (default: 01's model_source.json)")
+    p.add_argument("--original-tokenizer-dir", help="GPT-2's tokenizer (default: <artifacts>/tokenizers/original)")
+    p.add_argument("--remapped-tokenizer-dir", help="the IVR tokenizer (default: <artifacts>/tokenizers/remapped)")
+    p.add_argument("--remap-rules-path", help="the rules (default: <artifacts>/analysis/reports/remap_rules.yaml)")
+    p.add_argument("--embeddings-output-dir", help="where the .pt files go (default: <artifacts>/embeddings)")
+    p.add_argument("--init-strategy", choices=(*STRATEGIES, "best"), help="how the reassigned rows start")
+    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
+    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
+    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    return p.parse_args()
+
+
+# -----------------------------------------------------------------------------
+# the model
+
+
+def load_model(name, source):
+    """GPT-2 from a save_pretrained dir or the hub / HF cache. Dies with the fix when weights are missing."""
+    from transformers import AutoModelForCausalLM
+
+    local = Path(name).expanduser()
+    how = (f"save a GPT-2 with save_pretrained into a directory and pass --model-name DIR (or set model_name in "
+           f"configs/align.yaml); 07 never falls back to random weights")
+    if local.is_dir():
+        if not any((local / f).exists() for f in WEIGHT_FILES):
+            die(f"{local}: no weights ({', '.join(WEIGHT_FILES[:2])}): {how}")
+        kwargs = {}
+    elif name.startswith((".", "/", "~")):
+        die(f"--model-name {name}: no such directory: {how}")
+    else:
+        kwargs = {"local_files_only": not source.get("hub_reachable", False)}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(local) if local.is_dir() else name, **kwargs)
+    except (OSError, ValueError) as e:
+        if local.is_dir():
+            die(f"{local}: not a loadable model ({str(e).splitlines()[0][:120]}): {how}")
+        where = "in the HF cache, and the hub was not reachable at 01" if kwargs["local_files_only"] else "loadable from the hub"
+        die(f"weights of {name} are not {where}: fetch them where there is network (`hf download {name}`, then copy "
+            f"the HF cache here), or {how}")
+    vocab = getattr(model.config, "vocab_size", None)
+    if vocab != VOCAB_SIZE or model.get_input_embeddings().weight.shape[0] != VOCAB_SIZE:
+        die(f"{name}: vocab size {vocab} is not GPT-2's {VOCAB_SIZE:,}; IVR keeps GPT-2's 50,257 ids, give a GPT-2 model")
+    if not hasattr(model, "transformer") or not hasattr(model.transformer, "wpe"):
+        die(f"{name}: not a GPT-2 model (no transformer.wpe); give a GPT-2 model")
+    return model
+
+
+def tie_kept(model):
+    """True if lm_head.weight is wte.weight (one Parameter)."""
+    head = model.get_output_embeddings()
+    return head is not None and head.weight is model.get_input_embeddings().weight
+
+
+# -----------------------------------------------------------------------------
+# strategies
+
+
+def init_rows(strategy, wte, rules, original, seed):
+    """Rows for the rules' ids: a (len(rules), n_embd) tensor."""
+    import torch
+
+    n, dim = len(rules), wte.shape[1]
+    if strategy == "zeros":
+        return torch.zeros(n, dim, dtype=wte.dtype)
+    if strategy == "mean":
+        return wte.mean(0, keepdim=True).expand(n, dim).clone()
+    if strategy == "random":
+        g = torch.Generator().manual_seed(seed)
+        return (torch.randn(n, dim, generator=g, dtype=torch.float32) * wte.float().std()).to(wte.dtype)
+    if strategy == "subword-mean":
+        rows = []
+        for r in rules:
+            ids = original.encode(r["text"], add_special_tokens=False).ids
+            rows.append(wte[ids].float().mean(0))
+        return torch.stack(rows).to(wte.dtype) if rows else torch.zeros(0, dim, dtype=wte.dtype)
+    die(f"configs/align.yaml: init_strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'")
+
+
+def describe(tensor, path, **extra):
+    data = tensor.detach().cpu().contiguous()
+    return {"file": str(path), "shape": list(data.shape), "dtype": str(data.dtype).replace("torch.", ""),
+            "sha256": sha256_file(path), "tensor_sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest(), **extra}
+
+
+def save_tensor(tensor, path, **extra):
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(tensor.detach().cpu().contiguous().clone(), tmp)
+    meta = describe(tensor, path, **extra)
+    write_json(path.with_suffix(".json"), meta)
+    return meta
+
+
+def heldout_texts(path, max_bytes):
+    texts, n = [], 0
+    for text in iter_docs(path):
+        if max_bytes and n + len(text.encode("utf-8")) > max_bytes:
+            rest = text.encode("utf-8")[:max_bytes - n].decode("utf-8", errors="ignore")
+            if rest:
+                texts.append(rest)
+            break
+        texts.append(text)
+        n += len(text.encode("utf-8"))
+    return texts
+
+
+def main():
+    args = parse_args()
+    art = Artifacts(args.artifacts)
+    cfg = load_config("align", args.profile, args.configs, {"model_name": args.model_name, "init_strategy": args.init_strategy})
+    select_cfg = load_config("select", args.profile, args.configs)
+    setup_logging(STEP, art.log_file(STEP))
+    for s in [cfg["init_strategy"], *cfg["compare_strategies"]]:
+        if s not in STRATEGIES and s != "best":
+            die(f"configs/align.yaml: unknown strategy '{s}' (known: {', '.join(STRATEGIES)}, best)")
+    if "best" in cfg["compare_strategies"]:
+        die("configs/align.yaml: compare_strategies lists strategies to compare; 'best' is for init_strategy only")
+    if cfg["init_strategy"] == "best" and not cfg["compare_strategies"]:
+        die("configs/align.yaml: init_strategy 'best' picks by the held-out comparison: list strategies in "
+            "compare_strategies, or name one strategy")
+    t_start = time.perf_counter()
+    original_dir = Path(args.original_tokenizer_dir) if args.original_tokenizer_dir else art.original_tokenizer
+    remapped_dir = Path(args.remapped_tokenizer_dir) if args.remapped_tokenizer_dir else art.remapped_tokenizer
+    rules_path = Path(args.remap_rules_path) if args.remap_rules_path else art.remap_rules
+    out_dir = Path(args.embeddings_output_dir) if args.embeddings_output_dir else art.embeddings
+
+    # --- tokenizers and rules must agree: every id keeps its string except the rules' ids
+    original = load_gpt2_tokenizer(original_dir)
+    old_pieces = id_to_piece(original)
+    remapped, _, new_pieces, _ = read_unigram(remapped_dir)
+    protected = protected_ids(old_pieces, select_cfg["protect"], "configs/select.yaml")
+    rules = load_rules(rules_path, old_pieces, remapped, protected)
+    reassigned = {r["id"]: r for r in rules}
+    for i in range(VOCAB_SIZE):
+        want = reassigned[i]["new"] if i in reassigned else old_pieces[i]
+        if new_pieces[i] != want:
+            what = "the rules give it" if i in reassigned else "no rule names it; GPT-2 has"
+            die(f"{remapped_dir / 'tokenizer.json'}: id {i} is {new_pieces[i]!r} but {what} {want!r}: the remapped "
+                f"tokenizer does not match {rules_path}; re-run `make remap`")
+    log.info(f"{len(rules):,} rules match {original_dir} and {remapped_dir}")
+
+    # --- the model
+    source_path = require(art.model_source, "init")
+    source = json.loads(source_path.read_text(encoding="utf-8"))
+    name = cfg["model_name"] or source.get("model_name")
+    if not name:
+        die(f"{source_path}: no model_name; re-run `make init` or pass --model-name")
+    if source.get("smoke_tiny_random_model") and not cfg["model_name"]:
+        log.warning("*** SMOKE PROFILE: the model is a TINY RANDOM GPT-2, not GPT-2: the comparison below is a machinery check only. ***")
+    import torch
+    model = load_model(name, source)
+    model.eval()
+    wte = model.get_input_embeddings().weight.detach().clone()
+    wpe = model.transformer.wpe.weight.detach().clone()
+    tied = tie_kept(model)
+    log.info(f"model {name}: wte {tuple(wte.shape)} {wte.dtype}, wpe {tuple(wpe.shape)}, lm_head tied to wte: {tied}")
+
+    # --- aligned and final rows
+    ids = torch.tensor(sorted(reassigned), dtype=torch.long)
+    ordered = [reassigned[i] for i in sorted(reassigned)]
+    aligned = wte.clone()
+    aligned[ids] = 0
+    finals = {}
+    for strategy in dict.fromkeys([s for s in (cfg["init_strategy"], *cfg["compare_strategies"]) if s != "best"]):
+        final = aligned.clone()
+        final[ids] = init_rows(strategy, wte, ordered, original, cfg["seed"])
+        kept = torch.ones(VOCAB_SIZE, dtype=torch.bool)
+        kept[ids] = False
+        if not torch.equal(final[kept], wte[kept]):
+            die(f"strategy {strategy} changed a row outside the rules (a bug in 07)")
+        finals[strategy] = final
+
+    # --- before any training: held-out bits per byte with final_wte, per strategy
+    comparison = {"model": name, "smoke_tiny_random_model": bool(source.get("smoke_tiny_random_model") and not cfg["model_name"]),
+                  "strategies": {}}
+    if cfg["compare_strategies"]:
+        from lib.evaluate import bits_per_byte
+        texts = heldout_texts(require(art.heldout_docs, "corpus"), cfg["compare_max_bytes"])
+        block = min(cfg["block_size"], model.config.n_positions)
+        comparison.update({"heldout_documents": len(texts), "bytes": sum(len(t.encode("utf-8")) for t in texts),
+                           "block_size": block})
+        emb = model.get_input_embeddings().weight
+        with torch.no_grad():
+            rows = {"gpt2 as is (original tokenizer)": (wte, original),
+                    "old rows kept (no init)": (wte, remapped), **{s: (finals[s], remapped) for s in cfg["compare_strategies"]}}
+            for label, (matrix, tok) in rows.items():
+                emb.data.copy_(matrix)  # in place: lm_head is the same Parameter and follows
+                if tied and not torch.equal(model.get_output_embeddings().weight, matrix):
+                    die("lm_head did not follow wte: the tie is broken in this model")
+                t0 = time.perf_counter()
+                res = bits_per_byte(model, tok, texts, block, batch_size=cfg["batch_size"])
+                res["seconds"] = round(time.perf_counter() - t0, 1)
+                comparison["strategies"][label] = res
+                log.info(f"  {label:32s} {res['bits_per_byte']:.4f} bits/byte ({res['tokens']:,} tokens, {res['seconds']} s)")
+            emb.data.copy_(wte)
+        ranked = sorted(cfg["compare_strategies"], key=lambda s: comparison["strategies"][s]["bits_per_byte"])
+        comparison["best"] = ranked[0]
+        comparison["configured"] = cfg["init_strategy"]
+        if comparison["smoke_tiny_random_model"]:
+            log.info("(tiny random model: this ranking says nothing about GPT-2; it only shows the machinery runs)")
+        elif cfg["init_strategy"] not in ("best", ranked[0]):
+            log.warning(f"warning: on this model {ranked[0]} beats the configured {cfg['init_strategy']} "
+                        f"({comparison['strategies'][ranked[0]]['bits_per_byte']:.4f} vs "
+                        f"{comparison['strategies'].get(cfg['init_strategy'], {}).get('bits_per_byte', float('nan')):.4f} bits/byte)")
+
+    strategy = comparison["best"] if cfg["init_strategy"] == "best" else cfg["init_strategy"]
+    chosen_by = "lowest held-out bits per byte of compare_strategies" if cfg["init_strategy"] == "best" else "config"
+    comparison["chosen"] = strategy
+    final = finals[strategy]
+
+    # --- write: metadata first, the .pt targets last
+    out_dir.mkdir(parents=True, exist_ok=True)
+    norms = wte.float().norm(dim=1)
+    tie = ("lm_head.weight is wte.weight (one Parameter): load final_wte with wte.weight.data.copy_(final) "
+           "and lm_head follows" if tied else "lm_head is NOT tied in this model: copy final_wte into lm_head too")
+    common = {"model": name, "tie": tie}
+    write_json(out_dir / "init_comparison.json", comparison)
+    save_tensor(wte, out_dir / "original_wte.pt", **common, rows_changed=0)
+    save_tensor(wpe, out_dir / "original_wpe.pt", **common, rows_changed=0, note="unchanged by IVR")
+    save_tensor(aligned, out_dir / "aligned_wte.pt", **common, rows_changed=len(rules), reassigned_ids=sorted(reassigned),
+                note="kept ids keep their row; reassigned rows are zero until final_wte",
+                given_away_rows_mean_norm=float(norms[ids].mean()) if len(ids) else None,
+                all_rows_mean_norm=float(norms.mean()))
+    meta = save_tensor(final, out_dir / "final_wte.pt", **common, strategy=strategy, chosen_by=chosen_by, rows_changed=len(rules),
+                       reassigned_ids=sorted(reassigned))
+    save_config(cfg, out_dir / f"{STEP}.config.yaml", STEP, args.profile)
+    log.info(f"wrote {out_dir}: final_wte {meta['shape']} {meta['dtype']}, {len(rules):,} rows initialised by "
+             f"{strategy} ({chosen_by}; {time.perf_counter() - t_start:,.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

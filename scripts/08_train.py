@@ -1,0 +1,615 @@
+"""
+08 train: fine-tune GPT-2 with the IVR tokenizer and embeddings on the train split, through accelerate.
+
+    .venv/bin/accelerate launch --config_file configs/accelerate/cpu.yaml scripts/08_train.py [--max-steps N] [--lr X]
+    .venv/bin/python scripts/08_train.py [...]                 (the same, one process: for debugging)
+    make artifacts/training/summary.json                       (alias: make train)
+    make artifacts/training/baseline/summary.json              (alias: make baseline: GPT-2's own tokenizer and
+         embeddings, `--run-name baseline --tokenizer-dir .../tokenizers/original --wte model --output-dir .../baseline`)
+
+Loads the model of tokenizers/original/model_source.json (or --model-name), puts embeddings/final_wte.pt in
+(lm_head stays tied to it) and tokenizes with tokenizers/remapped/. The train split is packed into blocks of
+block_size tokens with <|endoftext|> between documents, in an order that is a function of (seed, step) only.
+The budget is in training bytes (max_train_bytes), so runs with different tokenizers see the same data.
+Held-out bits per byte (lib/evaluate.py) is measured at step 0, every eval_interval steps and at the end.
+
+Writes to the run directory (--output-dir, default artifacts/training/):
+  checkpoints/step_NNNNNNNN/  accelerate save_state every checkpoint_interval steps; a re-run resumes from the last
+  metrics.jsonl               step, loss, lr, tokens/s, bytes/s, tokens and bytes seen, eval bits per byte
+  sft_checkpoint/             model + tokenizer (save_pretrained; AutoModelForCausalLM / AutoTokenizer load it)
+  summary.json                written last, atomically: the Make target
+  08_train.config.yaml        the resolved config
+Only the main process writes (accelerate's save_state also stores each process's RNG state).
+"""
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lib.config import load_config, save_config
+from lib.evaluate import bits_per_byte, pack_documents
+from lib.files import PARTIAL, atomic_path, iter_docs, require, sha256_file, write_json
+from lib.log import die, log, setup_logging
+from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+from lib.tokenizer import EOT_ID, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
+
+STEP = "08_train"
+SCHEDULES = ("cosine", "linear", "constant")
+TRAIN_PARAMS = ("all", "embeddings-first")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+# Config keys that do not change the trained weights: a re-run with other values still resumes.
+NOT_IN_FINGERPRINT = {"eval_interval", "eval_batch_size", "checkpoint_interval", "keep_checkpoints", "log_interval"}
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-name", help="hub id or local dir (default: model_name of tokenizers/original/model_source.json)")
+    p.add_argument("--tokenizer-dir", help="tokenizer to train with (default: <artifacts>/tokenizers/remapped)")
+    p.add_argument("--wte", help="embedding matrix [50257, n_embd] saved with torch.save (default: "
+                                 "<artifacts>/embeddings/final_wte.pt), or 'model' to keep the model's own")
+    p.add_argument("--output-dir", help="run directory (default: <artifacts>/training)")
+    p.add_argument("--run-name", default="ivr", help="label of the run in logs and summary (log: logs/08_train[_NAME].log)")
+    p.add_argument("--fresh", action="store_true", help="ignore and remove existing checkpoints; start from step 0")
+    p.add_argument("--max-train-bytes", type=int)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--block-size", type=int)
+    p.add_argument("--per-device-batch-size", type=int)
+    p.add_argument("--grad-accum-steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--train-params", choices=TRAIN_PARAMS)
+    p.add_argument("--mixed-precision", choices=PRECISIONS)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-interval", type=int)
+    p.add_argument("--eval-max-bytes", type=int)
+    p.add_argument("--checkpoint-interval", type=int)
+    p.add_argument("--log-interval", type=int)
+    # For the tests: die by SIGKILL right after step N (as `kill -9` would), or make the loss NaN at step N.
+    p.add_argument("--debug-kill-after-step", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--debug-nan-at-step", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
+    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
+    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    return p.parse_args()
+
+
+# -----------------------------------------------------------------------------
+# inputs
+
+
+def check_config(cfg):
+    where = "configs/train.yaml"
+    for key in ("block_size", "per_device_batch_size", "grad_accum_steps", "eval_batch_size", "log_interval", "keep_checkpoints"):
+        if cfg[key] < 1:
+            die(f"{where}: {key} must be at least 1, got {cfg[key]}")
+    for key in ("max_train_bytes", "max_steps", "eval_interval", "eval_max_bytes", "checkpoint_interval"):
+        if cfg[key] < 0:
+            die(f"{where}: {key} must be 0 or more, got {cfg[key]}")
+    if cfg["max_train_bytes"] == 0 and cfg["max_steps"] == 0:
+        die(f"{where}: max_train_bytes and max_steps are both 0; set a byte budget (max_train_bytes) or max_steps")
+    for key in ("lr", "weight_decay", "grad_clip"):
+        if cfg[key] < 0:
+            die(f"{where}: {key} must be 0 or more, got {cfg[key]}")
+    for key in ("warmup_fraction", "min_lr_ratio", "first_phase_fraction", "adam_beta1", "adam_beta2"):
+        if not 0.0 <= cfg[key] <= 1.0:
+            die(f"{where}: {key} must be in [0, 1], got {cfg[key]}")
+    for key, choices in (("schedule", SCHEDULES), ("train_params", TRAIN_PARAMS), ("mixed_precision", PRECISIONS)):
+        if cfg[key] not in choices:
+            die(f"{where}: {key} must be one of {', '.join(choices)}, got '{cfg[key]}'")
+
+
+def model_source(art, model_name):
+    """The model to load: --model-name / config, else what 01 recorded. Dies if its weights are known missing."""
+    source_path = require(art.model_source, "init")
+    source = json.loads(source_path.read_text(encoding="utf-8"))
+    name = model_name or source["model_name"]
+    is_local = Path(name).expanduser().is_dir()
+    if not model_name and source.get("weights") == "missing":
+        die(f"{source_path}: the weights of {name} are not available here; run `make init` with network once, "
+            f"or re-run 01 with --model-name DIR of a save_pretrained GPT-2")
+    if not is_local and name.startswith((".", "/", "~")):
+        die(f"--model-name {name}: no such directory; give a hub id or a save_pretrained dir")
+    if not is_local and not source.get("hub_reachable", True):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # 01 found no hub: use the HF cache, without retries
+    return str(Path(name).expanduser()) if is_local else name, source
+
+
+def load_texts(path, max_bytes=0):
+    """Document texts of a cleaned jsonl split (the first ones up to max_bytes, whole documents; 0 = all) and their bytes."""
+    texts, n_bytes = [], 0
+    for text in iter_docs(path):
+        size = len(text.encode("utf-8"))
+        if max_bytes and texts and n_bytes + size > max_bytes:
+            break
+        texts.append(text)
+        n_bytes += size
+    return texts, n_bytes
+
+
+def token_stream(tokenizer, texts, batch_docs=256):
+    """One int32 array <eot> d1 <eot> d2 ... of the train split."""
+    parts = []
+    for i in range(0, len(texts), batch_docs):
+        for enc in tokenizer.encode_batch_fast(texts[i:i + batch_docs], add_special_tokens=False):
+            parts.append(np.array([EOT_ID], dtype=np.int32))
+            parts.append(np.asarray(enc.ids, dtype=np.int32))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+
+
+def load_wte(path, n_embd):
+    """The embedding matrix of 07 (a [50257, n_embd] tensor saved with torch.save), checked."""
+    import torch
+
+    path = require(path, "align")
+    try:
+        wte = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        die(f"{path}: not readable by torch.load ({str(e).splitlines()[0][:120]}); re-run `make align`")
+    if not isinstance(wte, torch.Tensor) or wte.ndim != 2:
+        die(f"{path}: expected a 2-D tensor [{VOCAB_SIZE}, {n_embd}], got {type(wte).__name__}"
+            f"{list(wte.shape) if isinstance(wte, torch.Tensor) else ''}; re-run `make align`")
+    if tuple(wte.shape) != (VOCAB_SIZE, n_embd):
+        die(f"{path}: shape {list(wte.shape)} does not match the model ({VOCAB_SIZE:,} rows x n_embd {n_embd}); "
+            f"re-run `make align` for this model, or pass --model-name of the model it was made for")
+    if not torch.isfinite(wte).all():
+        die(f"{path}: has NaN or inf values; re-run `make align`")
+    return wte.float()
+
+
+def load_model(name, wte):
+    """GPT-2 from `name` with `wte` put in and lm_head tied to it. Never random weights: missing keys are fatal."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, output_loading_info=True)
+    except Exception as e:  # OSError, ValueError, ...: the first line says what is missing
+        die(f"{name}: cannot load the model ({str(e).splitlines()[0][:160]}); check --model-name / model_source.json")
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith("lm_head.")]
+    if missing:
+        die(f"{name}: weights missing for {', '.join(sorted(missing)[:3])}{' ...' if len(missing) > 3 else ''}; "
+            f"they would be random. Point --model-name to a complete GPT-2")
+    if model.get_output_embeddings().weight is not model.get_input_embeddings().weight:
+        die(f"{name}: lm_head is not tied to wte (tie_word_embeddings false); 08 trains GPT-2's tied head only")
+    if wte is not None:
+        with torch.no_grad():
+            model.get_input_embeddings().weight.copy_(wte)
+    return model
+
+
+# -----------------------------------------------------------------------------
+# data order and schedule
+
+
+class Blocks:
+    """Blocks of block_size + 1 tokens (overlapping by one) of the packed train stream, shuffled per epoch.
+
+    The block at global position p is a function of (seed, p) only, and the batch of (step, micro, rank) is a
+    function of its positions, so a resumed run sees exactly the data an uninterrupted one would.
+    """
+
+    def __init__(self, stream, block_size, seed):
+        self.stream, self.block_size, self.seed = stream, block_size, seed
+        self.n_blocks = (len(stream) - 1) // block_size
+        self._perms = {}
+
+    def _perm(self, epoch):
+        if epoch not in self._perms:
+            import torch
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}
+            self._perms[epoch] = torch.randperm(self.n_blocks, generator=g).numpy()
+        return self._perms[epoch]
+
+    def batch(self, step, micro, rank, world, accum, batch_size):
+        import torch
+        first = ((step * accum + micro) * world + rank) * batch_size
+        rows = []
+        for p in range(first, first + batch_size):
+            epoch, i = divmod(p, self.n_blocks)
+            start = int(self._perm(epoch)[i]) * self.block_size
+            rows.append(self.stream[start:start + self.block_size + 1])
+        return torch.from_numpy(np.stack(rows).astype(np.int64))
+
+
+def lr_lambda(total, warmup, schedule, min_ratio, start=0):
+    """lr factor of optimizer step k (0-based): 0 before `start`, linear warmup, then the decay to min_ratio."""
+    def factor(k):
+        if k < start:
+            return 0.0
+        if k - start < warmup:
+            return (k - start + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (k - start - warmup) / max(1, total - start - warmup))
+        if schedule == "cosine":
+            return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0 - (1 - min_ratio) * progress
+    return factor
+
+
+def param_groups(model, cfg, total_steps):
+    """AdamW groups (no decay on embeddings, biases, LayerNorms) and one lr factor per group."""
+    n_layer = model.config.n_layer
+    first = ("transformer.wte.", "transformer.wpe.")
+    if cfg["first_phase_io_layers"]:
+        first += ("transformer.h.0.", f"transformer.h.{n_layer - 1}.", "transformer.ln_f.")
+    phased = cfg["train_params"] == "embeddings-first"
+    phase1 = round(cfg["first_phase_fraction"] * total_steps) if phased else 0
+    warmup = round(cfg["warmup_fraction"] * total_steps)
+    groups = {}
+    for name, p in model.named_parameters():  # the tied lm_head.weight is wte's, listed once
+        in_first = name.startswith(first)
+        decay = p.ndim >= 2 and not name.startswith(("transformer.wte.", "transformer.wpe."))
+        key = ("first" if in_first else "rest", decay)
+        groups.setdefault(key, {"params": [], "weight_decay": cfg["weight_decay"] if decay else 0.0, "name": f"{key[0]}{'' if decay else '_nodecay'}"})
+        groups[key]["params"].append(p)
+    ordered = [groups[k] for k in sorted(groups)]
+    lambdas = [lr_lambda(total_steps, warmup, cfg["schedule"], cfg["min_lr_ratio"], start=0 if g["name"].startswith("first") else phase1)
+               for g in ordered]
+    return ordered, lambdas, phase1
+
+
+# -----------------------------------------------------------------------------
+# checkpoints and metrics
+
+
+def checkpoints(ckpt_dir):
+    """Finished checkpoints (a trainer_state.json inside, no .partial suffix), oldest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    done = [d for d in ckpt_dir.iterdir() if d.is_dir() and d.name.startswith("step_") and not d.name.endswith(PARTIAL)
+            and (d / "trainer_state.json").exists()]
+    return sorted(done, key=lambda d: d.name)
+
+
+def save_checkpoint(accelerator, ckpt_dir, step, trainer_state, keep):
+    """accelerate save_state into step_N.partial on every process; the main process then renames and prunes."""
+    import shutil
+    final = ckpt_dir / f"step_{step:08d}"
+    tmp = final.with_name(final.name + PARTIAL)
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2) + "\n", encoding="utf-8")
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in checkpoints(ckpt_dir)[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def fingerprint(cfg, **inputs):
+    """What a checkpoint must share with this run to be resumed: the config that shapes the weights, and the inputs."""
+    return {**{k: v for k, v in sorted(cfg.items()) if k not in NOT_IN_FINGERPRINT}, **inputs}
+
+
+def read_metrics(path, up_to_step):
+    """The rows of metrics.jsonl up to a step (a resumed run redoes the later ones)."""
+    rows = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a row cut short by a kill
+            if row.get("step", math.inf) <= up_to_step:
+                rows.append(row)
+    return rows
+
+
+def peak_memory(device):
+    """Peak memory of this process in MB, and what it measures."""
+    import torch
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "GPU memory allocated by torch (main process)"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "CPU peak RSS (main process)"
+
+
+def finite(x):
+    return x is not None and math.isfinite(float(x))
+
+
+# -----------------------------------------------------------------------------
+
+
+def main():
+    args = parse_args()
+    art = Artifacts(args.artifacts)
+    cfg = load_config("train", args.profile, args.configs, {
+        "model_name": args.model_name, "max_train_bytes": args.max_train_bytes, "max_steps": args.max_steps,
+        "block_size": args.block_size, "per_device_batch_size": args.per_device_batch_size,
+        "grad_accum_steps": args.grad_accum_steps, "lr": args.lr, "schedule": args.schedule,
+        "train_params": args.train_params, "mixed_precision": args.mixed_precision, "seed": args.seed,
+        "eval_interval": args.eval_interval, "eval_max_bytes": args.eval_max_bytes,
+        "checkpoint_interval": args.checkpoint_interval, "log_interval": args.log_interval})
+    log_name = STEP if args.run_name == "ivr" else f"{STEP}_{args.run_name}"
+    if int(os.environ.get("RANK", "0")) == 0:  # the launchers' global rank: only the main process logs
+        setup_logging(log_name, art.log_file(log_name))
+    else:
+        log.handlers[:] = [logging.NullHandler()]  # die() still exits the other processes, quietly
+    check_config(cfg)
+    out_dir = Path(args.output_dir) if args.output_dir else art.training
+    ckpt_dir = out_dir / "checkpoints"
+
+    # --- inputs: model source, tokenizer, embeddings, corpus (all checked before any weight is loaded)
+    model_name, source = model_source(art, cfg["model_name"])  # before transformers: it may set HF_HUB_OFFLINE
+    smoke = bool(source.get("smoke_tiny_random_model")) and not cfg["model_name"]
+    from transformers import AutoConfig
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    try:
+        model_config = AutoConfig.from_pretrained(model_name)
+    except Exception as e:
+        die(f"{model_name}: no model config ({str(e).splitlines()[0][:160]}); check --model-name / model_source.json")
+    if getattr(model_config, "model_type", None) != "gpt2" or model_config.vocab_size != VOCAB_SIZE:
+        die(f"{model_name}: a {getattr(model_config, 'model_type', '?')} model with vocab_size "
+            f"{getattr(model_config, 'vocab_size', '?')}; 08 needs a GPT-2 with {VOCAB_SIZE:,} ids")
+    if cfg["block_size"] > model_config.n_positions:
+        die(f"configs/train.yaml: block_size {cfg['block_size']:,} is larger than the model's n_positions "
+            f"{model_config.n_positions:,}; set block_size (or --block-size) to at most {model_config.n_positions:,}")
+    tokenizer_dir = Path(args.tokenizer_dir) if args.tokenizer_dir else art.remapped_tokenizer
+    tokenizer = load_gpt2_tokenizer(tokenizer_dir)
+    wte_path = None if args.wte == "model" else Path(args.wte) if args.wte else art.embeddings / "final_wte.pt"
+    wte = load_wte(wte_path, model_config.n_embd) if wte_path else None
+    train_texts, train_bytes = load_texts(require(art.train_docs, "corpus"))
+    eval_texts, eval_bytes = load_texts(require(art.heldout_docs, "corpus"), cfg["eval_max_bytes"])
+    stream = token_stream(tokenizer, train_texts)
+    blocks = Blocks(stream, cfg["block_size"], cfg["seed"])
+    if blocks.n_blocks < 1:
+        die(f"{art.train_docs}: {len(stream):,} tokens, fewer than one block of block_size {cfg['block_size']:,} + 1; "
+            f"add train documents or lower block_size")
+    eval_ids, _ = pack_documents(tokenizer, eval_texts)
+    if len(eval_ids) < cfg["block_size"] + 1:
+        die(f"{art.heldout_docs}: {len(eval_ids):,} held-out tokens ({eval_bytes:,} bytes"
+            f"{', capped by eval_max_bytes' if cfg['eval_max_bytes'] else ''}), fewer than one block of block_size "
+            f"{cfg['block_size']:,} + 1: too small to evaluate; raise heldout_ratio in configs/corpus.yaml, "
+            f"eval_max_bytes, or lower block_size")
+    train_tokens = len(stream) - 1  # the targets of the packed stream (separators included)
+    bytes_per_token = train_bytes / train_tokens
+
+    # --- accelerate: device, precision, processes
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import parse_flag_from_env, set_seed
+    precision = cfg["mixed_precision"]
+    if precision == "auto":  # decided before the Accelerator exists (its state is created once, with the precision)
+        on_gpu = torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU")
+        precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
+    elif precision == "fp16" and not (torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU")):
+        die("configs/train.yaml: mixed_precision fp16 needs a GPU; use auto, no or bf16 here")
+    accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False)
+    logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)  # "Removed shared tensor": the tied lm_head, expected
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    set_seed(cfg["seed"])
+
+    # --- budget: steps from bytes
+    B, accum, T = cfg["per_device_batch_size"], cfg["grad_accum_steps"], cfg["block_size"]
+    tokens_per_step = B * accum * world * T
+    bytes_per_step = tokens_per_step * bytes_per_token
+    if cfg["max_train_bytes"]:
+        max_steps = math.ceil(cfg["max_train_bytes"] / bytes_per_step)
+    else:
+        max_steps = cfg["max_steps"]
+    if smoke:
+        log.warning("*** SMOKE PROFILE: a TINY RANDOM GPT-2, NOT GPT-2; its figures only show that the machinery works. ***")
+    log.info(f"model {model_name}; "
+             f"tokenizer {tokenizer_dir}; embeddings {wte_path or 'the model itself'}")
+    log.info(f"train split: {len(train_texts):,} documents, {train_bytes:,} bytes, {train_tokens:,} tokens "
+             f"({train_tokens / train_bytes:.3f} tokens/byte), {blocks.n_blocks:,} blocks of {T:,}")
+    log.info(f"held-out eval: {len(eval_texts):,} documents, {eval_bytes:,} bytes, {len(eval_ids):,} tokens")
+    log.info(f"{world} process(es) on {device.type}, precision {precision}; {tokens_per_step:,} tokens "
+             f"({bytes_per_step:,.0f} bytes) per step; {max_steps:,} steps = {max_steps * bytes_per_step:,.0f} bytes "
+             f"({max_steps * bytes_per_step / train_bytes:.2f} epochs)")
+
+    # --- model, optimizer, schedule
+    model = load_model(model_name, wte)
+    model.train()
+    groups, lambdas, phase1 = param_groups(model, cfg, max_steps)
+    if cfg["train_params"] == "embeddings-first":
+        if phase1 == 0:
+            log.warning(f"warning: first_phase_fraction {cfg['first_phase_fraction']} of {max_steps:,} steps rounds to 0: no embeddings-only phase")
+        else:
+            log.info(f"embeddings-first: steps 1-{phase1:,} train only the embeddings{' and the first/last blocks' if cfg['first_phase_io_layers'] else ''}")
+    optimizer = torch.optim.AdamW(groups, lr=cfg["lr"], betas=(cfg["adam_beta1"], cfg["adam_beta2"]))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    # --- resume from the last checkpoint made with the same config and inputs
+    fp = fingerprint(cfg, model_name=model_name, max_steps=max_steps, processes=world,
+                     tokenizer_sha256=sha256_file(tokenizer_dir / "tokenizer.json"),
+                     wte_sha256=sha256_file(wte_path) if wte_path else "model",
+                     train_sha256=sha256_file(art.train_docs), heldout_sha256=sha256_file(art.heldout_docs))
+    found = checkpoints(ckpt_dir)
+    trainer_state = {"step": 0, "train_seconds": 0.0, "peak_memory_mb": 0.0, "resumed_from_steps": []}
+    if found and args.fresh:
+        log.info(f"--fresh: removing {len(found)} checkpoint(s) in {ckpt_dir}")
+        found = []
+    elif found:
+        saved = json.loads((found[-1] / "trainer_state.json").read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(fp) | set(saved.get("fingerprint", {})) if fp.get(k) != saved.get("fingerprint", {}).get(k))
+        if changed:
+            log.warning(f"warning: {found[-1]} was made with other {', '.join(changed)}; starting from step 0 (old checkpoints removed)")
+            found = []
+        else:
+            log.info(f"resuming from {found[-1]} (step {saved['step']:,} of {max_steps:,})")
+            accelerator.load_state(str(found[-1]))
+            trainer_state = saved
+            trainer_state["resumed_from_steps"] = saved.get("resumed_from_steps", []) + [saved["step"]]
+    accelerator.wait_for_everyone()  # every process has decided before any checkpoint is removed
+    if not found and accelerator.is_main_process:
+        import shutil
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    start_step = trainer_state["step"]
+    metrics_path = out_dir / "metrics.jsonl"
+    rows = read_metrics(metrics_path, start_step) if start_step else []
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(metrics_path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    accelerator.wait_for_everyone()
+    metrics_file = open(metrics_path, "a", encoding="utf-8") if accelerator.is_main_process else None
+
+    def evaluate():
+        return bits_per_byte(model, tokenizer, eval_texts, T, cfg["eval_batch_size"], device, rank=rank,
+                             world_size=world, reduce=lambda t: accelerator.reduce(t, "sum"))
+
+    def write_row(row):
+        rows.append(row)
+        if metrics_file:
+            metrics_file.write(json.dumps(row) + "\n")
+            metrics_file.flush()
+
+    def last_good():
+        done = checkpoints(ckpt_dir)
+        return f"the last good checkpoint, {done[-1]}, is kept" if done else "there is no checkpoint yet"
+
+    # --- train
+    step = start_step
+    interval = {"loss": 0.0, "steps": 0, "seconds": 0.0}
+    with logging_redirect_tqdm(loggers=[log]), tqdm(total=max_steps, initial=start_step, desc=f"train {args.run_name}",
+                                                    unit="step", disable=not accelerator.is_main_process) as bar:
+        if step == 0:
+            t_eval = time.perf_counter()
+            ev = evaluate()
+            write_row({"step": 0, "tokens_seen": 0, "bytes_seen": 0, "eval_bits_per_byte": ev["bits_per_byte"],
+                       "eval_tokens_per_byte": ev["tokens_per_byte"], "eval_seconds": round(time.perf_counter() - t_eval, 3)})
+            log.info(f"step 0: held-out {ev['bits_per_byte']:.4f} bits/byte ({ev['tokens_per_byte']:.3f} tokens/byte)")
+        while step < max_steps:
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=device)
+            for micro in range(accum):
+                x = blocks.batch(step, micro, rank, world, accum, B).to(device)
+                sync = contextlib.nullcontext() if micro == accum - 1 else accelerator.no_sync(model)
+                with sync:
+                    logits = model(input_ids=x[:, :-1]).logits
+                    loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
+                    accelerator.backward(loss / accum)
+                loss_sum += loss.detach()
+            step_loss = accelerator.reduce(loss_sum / accum, "mean").item()
+            if args.debug_nan_at_step is not None and step + 1 >= args.debug_nan_at_step:
+                step_loss = float("nan")
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg["grad_clip"] or float("inf"))
+            if not finite(step_loss) or (precision != "fp16" and not finite(grad_norm)):  # fp16: the scaler skips inf steps
+                what = f"loss is {step_loss}" if not finite(step_loss) else f"gradient norm is {float(grad_norm)}"
+                bar.close()  # the error is the last line
+                die(f"{what} at step {step + 1:,} (lr {max(g['lr'] for g in optimizer.param_groups):.3g}): training stopped "
+                    f"before the update; {last_good()}. Lower lr in configs/train.yaml or check the data")
+            lr = max(g["lr"] for g in optimizer.param_groups)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            dt = time.perf_counter() - t0
+            trainer_state["train_seconds"] += dt
+            interval["loss"] += step_loss
+            interval["steps"] += 1
+            interval["seconds"] += dt
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
+
+            row = {}
+            if step % cfg["log_interval"] == 0 or step == max_steps:
+                row.update({"loss": interval["loss"] / interval["steps"], "lr": lr,
+                            "tokens_per_s": tokens_per_step * interval["steps"] / interval["seconds"],
+                            "bytes_per_s": bytes_per_step * interval["steps"] / interval["seconds"],
+                            "grad_norm": float(grad_norm)})
+                if phase1:
+                    row["phase"] = "embeddings" if step <= phase1 else "all"
+                interval = {"loss": 0.0, "steps": 0, "seconds": 0.0}
+            if (cfg["eval_interval"] and step % cfg["eval_interval"] == 0) or step == max_steps:
+                t_eval = time.perf_counter()
+                ev = evaluate()
+                row.update({"eval_bits_per_byte": ev["bits_per_byte"], "eval_tokens_per_byte": ev["tokens_per_byte"],
+                            "eval_seconds": round(time.perf_counter() - t_eval, 3)})
+                log.info(f"step {step:,}: loss {step_loss:.4f}, held-out {ev['bits_per_byte']:.4f} bits/byte")
+            if row:
+                write_row({"step": step, "tokens_seen": step * tokens_per_step, "bytes_seen": round(step * bytes_per_step), **row})
+            if (cfg["checkpoint_interval"] and step % cfg["checkpoint_interval"] == 0) or step == max_steps:
+                trainer_state.update(step=step, peak_memory_mb=max(trainer_state["peak_memory_mb"], peak_memory(device)[0]),
+                                     fingerprint=fp)
+                saved_to = save_checkpoint(accelerator, ckpt_dir, step, trainer_state, cfg["keep_checkpoints"])
+                log.info(f"step {step:,}: checkpoint {saved_to}")
+            if args.debug_kill_after_step is not None and step == args.debug_kill_after_step:
+                os.kill(os.getpid(), signal.SIGKILL)
+    if metrics_file:
+        metrics_file.close()
+
+    # --- the final eval (already in the metrics when the run ended here before) and the outputs
+    final = next((r for r in reversed(rows) if r["step"] == max_steps and "eval_bits_per_byte" in r), None)
+    if final is None:
+        ev = evaluate()
+        final = {"eval_bits_per_byte": ev["bits_per_byte"], "eval_tokens_per_byte": ev["tokens_per_byte"]}
+    initial = next((r for r in rows if r["step"] == 0 and "eval_bits_per_byte" in r), {})
+    state_dict = accelerator.get_state_dict(model)  # every process: FSDP gathers the shards
+    peak_mb, peak_kind = peak_memory(device)
+    peak_mb = max(peak_mb, trainer_state["peak_memory_mb"])
+    if accelerator.is_main_process:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        unwrapped = accelerator.unwrap_model(model)
+        if unwrapped.generation_config is not None:
+            unwrapped.generation_config.pad_token_id = EOT_ID
+        sft = out_dir / "sft_checkpoint"
+        with atomic_path(sft) as tmp:
+            unwrapped.save_pretrained(str(tmp), state_dict=state_dict)
+            save_hf_tokenizer(tokenizer, tmp, model_max_length=model_config.n_positions)
+            reloaded = AutoModelForCausalLM.from_pretrained(str(tmp))
+            if reloaded.get_output_embeddings().weight is not reloaded.get_input_embeddings().weight:
+                die(f"{tmp}: the saved model does not reload with lm_head tied to wte")
+            AutoTokenizer.from_pretrained(str(tmp))
+        train_seconds = trainer_state["train_seconds"]
+        summary = {
+            "run": args.run_name,
+            "model_name": model_name,
+            "smoke_tiny_random_model": smoke,
+            "tokenizer": str(tokenizer_dir),
+            "embeddings": str(wte_path) if wte_path else "model",
+            "device": device.type, "processes": world, "precision": precision,
+            "steps": max_steps, "block_size": T, "tokens_per_step": tokens_per_step, "bytes_per_step": bytes_per_step,
+            "train": {"documents": len(train_texts), "bytes": train_bytes, "tokens": train_tokens,
+                      "tokens_per_byte": train_tokens / train_bytes},
+            "tokens_seen": max_steps * tokens_per_step, "bytes_seen": round(max_steps * bytes_per_step),
+            "epochs": max_steps * bytes_per_step / train_bytes,
+            "train_seconds": round(train_seconds, 3),
+            "seconds_per_step": train_seconds / max(max_steps, 1),
+            "tokens_per_s": max_steps * tokens_per_step / max(train_seconds, 1e-9),
+            "bytes_per_s": max_steps * bytes_per_step / max(train_seconds, 1e-9),
+            "final_loss": next((r["loss"] for r in reversed(rows) if "loss" in r), None),
+            "heldout": {"documents": len(eval_texts), "bytes": eval_bytes,
+                        "initial_bits_per_byte": initial.get("eval_bits_per_byte"),
+                        "initial_tokens_per_byte": initial.get("eval_tokens_per_byte"),
+                        "bits_per_byte": final["eval_bits_per_byte"], "tokens_per_byte": final["eval_tokens_per_byte"]},
+            "peak_memory_mb": round(peak_mb, 1), "peak_memory_kind": peak_kind,
+            "resumed_from_steps": trainer_state["resumed_from_steps"],
+            "sft_checkpoint": str(sft), "metrics": str(metrics_path),
+        }
+        save_config(cfg, out_dir / f"{STEP}.config.yaml", STEP, args.profile)
+        write_json(out_dir / "summary.json", summary)
+        log.info(f"{max_steps:,} steps, {summary['seconds_per_step']:.3f} s/step, {summary['tokens_per_s']:,.0f} tokens/s, "
+                 f"{summary['bytes_per_s']:,.0f} bytes/s; held-out {final['eval_bits_per_byte']:.4f} bits/byte "
+                 f"(step 0: {initial.get('eval_bits_per_byte', float('nan')):.4f}); peak memory {peak_mb:,.0f} MB")
+        log.info(f"wrote {sft} and {out_dir / 'summary.json'}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""
+09 report: compare GPT-2 unchanged, GPT-2 fine-tuned without IVR, and GPT-2 + IVR fine-tuned.
+
+    .venv/bin/python scripts/09_report.py [--ivr-dir DIR] [--baseline-dir DIR]
+    make artifacts/analysis/reports/ivr_report.md        (alias: make report; runs `make train` and `make baseline`)
+
+Reads the summary.json and metrics.jsonl of the IVR run (artifacts/training/) and of the baseline
+(artifacts/training/baseline/: the same 08_train.py and config with GPT-2's own tokenizer and embeddings,
+the same byte budget). "GPT-2 unchanged" is the baseline's step-0 evaluation: the untouched model with its
+own tokenizer, scored by the same function on the same held-out text. Writes to artifacts/analysis/reports/:
+  ivr_report.md            the table (held-out bits per byte, tokens per byte, training bytes and bytes/s,
+                           peak memory, steps), the setup, and the plot
+  ivr_bits_per_byte.png    held-out bits per byte against training bytes seen, baseline and IVR
+  ivr_report.json          the table as data
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lib.config import load_config, save_config
+from lib.files import atomic_path, require, write_json, write_text
+from lib.log import die, log, setup_logging
+from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+
+STEP = "09_report"
+PLOT = "ivr_bits_per_byte.png"
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ivr-dir", help="run directory of GPT-2 + IVR (default: <artifacts>/training)")
+    p.add_argument("--baseline-dir", help="run directory of the baseline (default: <artifacts>/training/baseline)")
+    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
+    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
+    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    return p.parse_args()
+
+
+# -----------------------------------------------------------------------------
+# inputs
+
+
+def read_run(run_dir, make_target):
+    summary_path = require(Path(run_dir) / "summary.json", make_target)
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        evals = [row for row in map(json.loads, Path(summary["metrics"]).read_text(encoding="utf-8").splitlines())
+                 if "eval_bits_per_byte" in row]
+    except (json.JSONDecodeError, KeyError, OSError) as e:
+        die(f"{summary_path}: unreadable run summary or metrics ({e}); re-run `make {make_target}`")
+    return summary, evals
+
+
+def check_comparable(ivr, base, tolerance):
+    """The two runs must be scored on the same held-out text with the same block size and budget."""
+    for key in ("documents", "bytes"):
+        if ivr["heldout"][key] != base["heldout"][key]:
+            die(f"the IVR run and the baseline were evaluated on different held-out text ({key}: "
+                f"{ivr['heldout'][key]:,} vs {base['heldout'][key]:,}); re-run both with the same configs")
+    if ivr["block_size"] != base["block_size"]:
+        die(f"the IVR run has block_size {ivr['block_size']} and the baseline {base['block_size']}; re-run both with one config")
+    gap = abs(ivr["bytes_seen"] - base["bytes_seen"]) / max(base["bytes_seen"], 1)
+    if gap > tolerance:
+        log.warning(f"warning: training bytes differ by {gap:.1%} (IVR {ivr['bytes_seen']:,}, baseline "
+                    f"{base['bytes_seen']:,}): set max_train_bytes in configs/train.yaml for a same-budget comparison")
+    return gap
+
+
+# -----------------------------------------------------------------------------
+# the report
+
+
+def fmt(value, spec, dash="–"):
+    return dash if value is None else format(value, spec)
+
+
+def plot(path, ivr_evals, base_evals, unchanged_bpb, model_label, cfg):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for evals, label, style in ((base_evals, f"{model_label} fine-tuned, original tokenizer (baseline)", "o-"),
+                                (ivr_evals, f"{model_label} + IVR fine-tuned", "s-")):
+        ax.plot([r["bytes_seen"] / 1e6 for r in evals], [r["eval_bits_per_byte"] for r in evals], style, ms=3.5, label=label)
+    ax.axhline(unchanged_bpb, color="grey", ls="--", lw=1, label=f"{model_label} unchanged")
+    if cfg["plot_log_x"]:
+        ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlabel("training bytes seen (MB of UTF-8 train text)")
+    ax.set_ylabel("held-out bits per byte")
+    ax.set_title("Held-out bits per byte during fine-tuning")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=cfg["plot_dpi"], format="png")
+    plt.close(fig)
+
+
+def main():
+    args = parse_args()
+    art = Artifacts(args.artifacts)
+    cfg = load_config("report", args.profile, args.configs)
+    setup_logging(STEP, art.log_file(STEP))
+    ivr, ivr_evals = read_run(Path(args.ivr_dir) if args.ivr_dir else art.training, "train")
+    base, base_evals = read_run(Path(args.baseline_dir) if args.baseline_dir else art.training / "baseline", "baseline")
+    gap = check_comparable(ivr, base, cfg["bytes_tolerance"])
+    smoke = ivr["smoke_tiny_random_model"] or base["smoke_tiny_random_model"]
+    model = "tiny random GPT-2" if smoke else "GPT-2"
+
+    # --- the rows
+    def trained(s, name):
+        return {"model": name, "bits_per_byte": s["heldout"]["bits_per_byte"], "tokens_per_byte": s["heldout"]["tokens_per_byte"],
+                "training_bytes": s["bytes_seen"], "training_bytes_per_s": s["bytes_per_s"],
+                "training_tokens_per_s": s["tokens_per_s"], "peak_memory_mb": s["peak_memory_mb"], "steps": s["steps"]}
+
+    def untrained(s, name):
+        return {"model": name, "bits_per_byte": s["heldout"]["initial_bits_per_byte"],
+                "tokens_per_byte": s["heldout"]["initial_tokens_per_byte"], "training_bytes": 0,
+                "training_bytes_per_s": None, "training_tokens_per_s": None, "peak_memory_mb": None, "steps": 0}
+
+    rows = [untrained(base, f"{model} unchanged"),
+            trained(base, f"{model} fine-tuned without IVR (original tokenizer)"),
+            trained(ivr, f"{model} + IVR fine-tuned"),
+            untrained(ivr, f"{model} + IVR before fine-tuning (for reference)")]
+    unchanged, tuned, ivr_row = rows[0], rows[1], rows[2]
+
+    # --- the plot and the markdown
+    reports = art.reports
+    reports.mkdir(parents=True, exist_ok=True)
+    plot(reports / PLOT, ivr_evals, base_evals, unchanged["bits_per_byte"], model, cfg)
+    lines = ["# IVR report: held-out bits per byte", ""]
+    if smoke:
+        lines += ["> **SMOKE RUN.** The model is a *tiny randomly initialised* GPT-2 (01's smoke profile), not GPT-2,",
+                  "> trained for a few hundred kilobytes. These numbers only show that the machinery works; they say",
+                  "> nothing about GPT-2 or about IVR's effect on it. In particular, an untrained random model pays about",
+                  "> log2(50,257) = 15.6 bits for every token, so a tokenizer with fewer tokens per byte gets fewer bits per",
+                  "> byte for that reason alone.", ""]
+    lines += ["| model | held-out bits/byte | tokens/byte | training bytes | training bytes/s | peak memory (MB) | steps |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {fmt(r['bits_per_byte'], '.4f')} | {fmt(r['tokens_per_byte'], '.4f')} | "
+                     f"{r['training_bytes']:,} | {fmt(r['training_bytes_per_s'], ',.0f')} | {fmt(r['peak_memory_mb'], ',.0f')} | {r['steps']:,} |")
+    d_bpb = ivr_row["bits_per_byte"] - tuned["bits_per_byte"]
+    lines += [
+        "",
+        f"- IVR vs the baseline, same byte budget: {d_bpb:+.4f} bits/byte ({d_bpb / tuned['bits_per_byte']:+.1%}); "
+        f"{ivr_row['tokens_per_byte'] / tuned['tokens_per_byte'] - 1:+.1%} tokens per byte; "
+        f"{ivr_row['training_bytes_per_s'] / tuned['training_bytes_per_s'] - 1:+.1%} training bytes/s; "
+        f"{ivr_row['steps']:,} vs {tuned['steps']:,} steps.",
+        f"- Training bytes of the two runs differ by {gap:.1%} (the budget is max_train_bytes, rounded up to whole steps).",
+        "",
+        f"![held-out bits per byte against training bytes seen]({PLOT})",
+        "",
+        "## How these numbers are made",
+        "",
+        "- **Held-out bits per byte**: the model's total negative log-likelihood, in bits, of every token of the held-out "
+        "documents, divided by their UTF-8 bytes (`lib/evaluate.py`; the `<|endoftext|>` separators are context, never "
+        "scored). It does not depend on how the text is cut into tokens, so it compares tokenizers fairly. Every row is "
+        f"scored by that same function on the same {ivr['heldout']['documents']:,} held-out documents "
+        f"({ivr['heldout']['bytes']:,} bytes), in windows of {ivr['block_size']:,} tokens.",
+        "- **Tokens/byte**: held-out tokens per byte under the row's tokenizer (lower = shorter sequences).",
+        "- **Training bytes**: optimizer steps x tokens per step x the train split's bytes per token under the run's "
+        "tokenizer. Both runs get the same byte budget (`max_train_bytes`), so IVR, with fewer tokens per byte, takes fewer steps.",
+        "- **Training bytes/s**: training bytes / time spent in training steps (evaluation and checkpoints excluded).",
+        f"- **Peak memory**: {ivr['peak_memory_kind']}.",
+        f"- **GPT-2 unchanged** is the baseline's evaluation at step 0; **before fine-tuning** is the IVR run's.",
+        "",
+        "## Setup",
+        "",
+        "| | baseline | IVR |",
+        "|---|---|---|",
+    ]
+    for label, key in (("model", "model_name"), ("tokenizer", "tokenizer"), ("embeddings", "embeddings"),
+                       ("device x processes", None), ("precision", "precision"), ("tokens per step", "tokens_per_step"),
+                       ("bytes per step", "bytes_per_step"), ("train tokens/byte", None), ("epochs", "epochs"),
+                       ("training seconds", "train_seconds"), ("seconds per step", "seconds_per_step"),
+                       ("training tokens/s", "tokens_per_s"), ("resumed from steps", "resumed_from_steps")):
+        cells = []
+        for s in (base, ivr):
+            if label == "device x processes":
+                cells.append(f"{s['device']} x {s['processes']}")
+            elif label == "train tokens/byte":
+                cells.append(f"{s['train']['tokens_per_byte']:.4f}")
+            elif isinstance(s[key], float):
+                cells.append(f"{s[key]:,.0f}" if s[key] >= 100 else f"{s[key]:.3f}")
+            elif isinstance(s[key], int):
+                cells.append(f"{s[key]:,}")
+            else:
+                cells.append(f"`{s[key]}`" if s[key] else "–")
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    lines += ["", f"Sources: `{ivr['metrics']}`, `{base['metrics']}` and the summary.json beside each.", ""]
+
+    write_text(reports / "ivr_report.md", "\n".join(lines))
+    write_json(reports / "ivr_report.json", {"smoke_tiny_random_model": smoke, "rows": rows,
+                                             "training_bytes_gap": gap})
+    save_config(cfg, reports / f"{STEP}.config.yaml", STEP, args.profile)
+    for r in rows:
+        log.info(f"{r['model']}: {fmt(r['bits_per_byte'], '.4f')} bits/byte, {fmt(r['tokens_per_byte'], '.4f')} tokens/byte")
+    log.info(f"wrote {reports / 'ivr_report.md'} and {reports / PLOT}")
+
+
+if __name__ == "__main__":
+    main()
