@@ -8,7 +8,8 @@ Reads artifacts/analysis/reports/bpe_token_id_sequences.txt (the labels: GPT-2's
 document), artifacts/tokenizers/original/ (GPT-2's vocab and merges) and the held-out split.
 Writes artifacts/tokenizers/distilled_unigram/ (tokenizer.json + HF files: same 50,257 ids and strings,
 same byte-level pipeline, a Unigram model, no merges) and artifacts/analysis/reports/
-distill_validation.{md,json} (agreement, mismatch classes, decode identity, throughput).
+distill_validation.{md,json} (agreement on train, held-out and out-of-domain text, mismatch classes,
+decode identity, throughput).
 
 How:
   1. Scores start from merge trees: score(token) = sum over the merges in its tree of
@@ -19,18 +20,25 @@ How:
      BPE's segmentation or lowering one token of the Viterbi output just enough; keep the change that
      fixes the most example occurrences net, checked on every example whose lattice holds that token.
   4. Ties no score can break (a run like '#####': BPE '####,#', Unigram's Viterbi '#,####') are cut the
-     way BPE cuts them by a Split pre-tokenizer stage after ByteLevel. It fires only on a pre-token
-     that is one run of a character (optionally after the space), or on '\\n\\n' in whitespace, and only
-     where each cut is a BPE token boundary; built from BPE itself, checked on every run length.
+     way BPE cuts them by a Split pre-tokenizer stage after ByteLevel: runs of one character anywhere in
+     a pre-token, where tracing BPE on the run proves that no merge can cross the run's edges for that
+     neighbour and that run length; and '\\n\\n' pairs in whitespace. Checked against BPE on every run.
+  5. Validation also runs on text of other kinds (configs/distill.yaml: ood_sources): English prose,
+     markdown, C, JavaScript, Korean, Chinese, Japanese, emoji.
 """
 
 import argparse
 import collections
+import glob
 import json
-import resource
+import random
 import re
+import resource
+import struct
 import sys
+import sysconfig
 import time
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -91,61 +99,230 @@ def merge_tree_scores(vocab, merges, power):
 
 
 # -----------------------------------------------------------------------------
-# the run split: a pre-token that is one run of a character is cut where BPE cuts it
+# the run split: runs of one character ('#####', '\n\n\n', '---' inside '+---+') are cut where BPE cuts them
+#
+# Scores cannot order a run: BPE cuts '#####' as '####,#', and '#,####' has the same score, which HF's
+# Viterbi prefers. A Split stage after ByteLevel cuts such runs before Unigram sees them, and it may cut
+# only where BPE cuts. Inside a run of a unit u (a character; for a multi-byte one, its byte-level chars)
+# BPE merges as in the bare run u*n, so the run's chunks are BPE(u*n)'s tokens, as long as no merge
+# crosses the run's edges. A merge (A, B) crosses the left edge only if A ends with the character L before
+# the run and B is a left symbol of the run at some moment, and BPE applies it only while that symbol is
+# alive with a lower rank than the run's own merges that retire it. Tracing BPE on u*n gives each left
+# (right) symbol and the highest rank the run pops while it lives; the characters L (R) that can cross
+# are then known exactly for each n, with no assumption on the text around. The regex cuts a run whose
+# neighbours cannot cross, for every n (periodic in n beyond a point, checked up to run_split_max_len).
 
 
-def esc(ch):
-    return "\\x%02X" % ord(ch) if ch.isascii() and not ch.isalnum() else ch
+def bpe_trace(word, ranks):
+    """HF BPE on one word: (tokens, left symbols, right symbols); each symbol is (string, highest rank
+    popped while it is the left / right symbol; inf if it survives). Same order as tokenizers' BPE:
+    the lowest-rank pair first, the leftmost of equal ranks."""
+    import heapq
+
+    n = len(word)
+    sym = list(word)
+    nxt, prv = list(range(1, n)) + [-1], list(range(-1, n - 1))
+    heap = [(ranks[(sym[i], sym[i + 1])], i, sym[i], sym[i + 1]) for i in range(n - 1) if (sym[i], sym[i + 1]) in ranks]
+    heapq.heapify(heap)
+    alive = [True] * n
+    left, right = [[sym[0], -1]], [[sym[-1], -1]]
+    last = n - 1
+    while heap:
+        r, i, a, b = heapq.heappop(heap)
+        k = nxt[i]
+        if not alive[i] or k == -1 or sym[i] != a or sym[k] != b:
+            continue
+        left[-1][1] = max(left[-1][1], r)
+        right[-1][1] = max(right[-1][1], r)
+        sym[i], alive[k], nxt[i] = a + b, False, nxt[k]
+        if nxt[k] != -1:
+            prv[nxt[k]] = i
+        if i == 0:
+            left.append([sym[i], -1])
+        if k == last:
+            last = i
+            right.append([sym[i], -1])
+        for x, y in ((prv[i], i), (i, nxt[i])):
+            if x != -1 and y != -1 and (sym[x], sym[y]) in ranks:
+                heapq.heappush(heap, (ranks[(sym[x], sym[y])], x, sym[x], sym[y]))
+    left[-1][1] = right[-1][1] = float("inf")
+    tokens, i = [], 0
+    while i != -1:
+        tokens.append(sym[i])
+        i = nxt[i]
+    return tokens, [tuple(x) for x in left], [tuple(x) for x in right]
+
+
+def run_units(vocab):
+    """Characters whose runs BPE merges: byte-level chars with a vocab token of 2+ of them (not Ġ, Ċ: spaces
+    and newlines have their own rule), and multi-byte characters (2-4 byte-level chars) likewise."""
+    repeated = {t[0] for t in vocab if len(t) >= 2 and t == t[0] * len(t)}
+    single = sorted(s for s in vocab if len(s) == 1 and s not in "ĠĊ" and s in repeated)
+    multi = set()
+    for s in vocab:
+        for k in (2, 3, 4):
+            u = s[:k]
+            if len(s) >= 2 * k and len(s) % k == 0 and s == u * (len(s) // k):
+                try:
+                    if len(piece_bytes(u).decode("utf-8")) == 1:
+                        multi.add(u)
+                except (KeyError, UnicodeDecodeError):
+                    pass
+    return single + sorted(multi)
+
+
+def esc(s):
+    return "".join("\\x%02X" % ord(ch) if ch.isascii() and not ch.isalnum() else ch for ch in s)
 
 
 def quant(lo, hi):
     return "{%d,}" % lo if hi is None else "{%d}" % lo if lo == hi else "{%d,%d}" % (lo, hi)
 
 
-def run_chunks(bpe_model, vocab, max_len):
-    """{(prefix, c): [(a, lo, hi)]}: on a piece prefix + c*n with lo <= n - a <= hi, BPE's first token is
-    prefix + c*a and the rest is BPE's segmentation of the pure run c*(n - a). prefix is '' or 'Ġ'."""
-    from tokenizers import Tokenizer
-    table = {}
-    m = Tokenizer(bpe_model)
-    chars = sorted(s for s in vocab if len(s) == 1 and s not in "ĊĠ")
-    for c in tqdm(chars, desc="run split", unit="char", leave=False):
-        if not any(len(s) >= 2 and s == c * len(s) for s in vocab):
-            continue
-        lengths = range(1, max_len + 1)
-        pure = {n: e.tokens for n, e in zip(lengths, m.encode_batch([c * n for n in lengths]))}
-        for prefix in ("", "Ġ"):
-            toks = pure if not prefix else {n: e.tokens for n, e in zip(lengths, m.encode_batch([prefix + c * n for n in lengths]))}
-            rows = []
-            for n in lengths:
-                t = toks[n]
-                a = len(t[0]) - len(prefix)
-                if len(t) < 2 or t[0] != prefix + c * a or n - a < 1 or pure[n - a] != t[1:]:
-                    continue
-                if rows and rows[-1][0] == a and rows[-1][2] == n - a - 1:
-                    rows[-1][2] = n - a
-                else:
-                    rows.append([a, n - a, n - a])
-            for r in rows:
-                if r[2] == max_len - r[0] and r[1] < r[2]:
-                    r[2] = None  # the same first token up to max_len: taken to hold beyond
-            if rows:
-                table[(prefix, c)] = [tuple(r) for r in rows]
-    return table
+def char_class(chars):
+    return "[" + "".join("\\x%02X" % ord(c) if c.isascii() and not c.isalnum() else c for c in sorted(chars)) + "]"
 
 
-def run_split_pattern(table):
-    """One regex, chained with \\G from the start of the piece: '\\n\\n' in whitespace, else run chunks."""
-    groups = {"": [], "Ġ": []}
-    for (prefix, c), rows in sorted(table.items()):
+def spans(ns):
+    out = []
+    for n in ns:
+        if out and out[-1][1] == n - 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return out
+
+
+class RunRegex:
+    """The regex parts for the runs of one unit u, from BPE traces of u*n and 'Ġ'+u*n, n = 1..max_len."""
+
+    def __init__(self, u, by_left, by_right, ranks, max_len):
+        self.u, self.max_len = u, max_len
+        self.E = esc(u)
+        self.G = "(?:" + self.E + ")" if len(u) > 1 else self.E
+        self.trace = {p: {n: bpe_trace(p + u * n, ranks) for n in range(1, max_len + 1)} for p in ("", "Ġ")}
+        crossing = lambda syms, index, end: frozenset(
+            o[end] for s, top in syms for r, o in index.get(s, ()) if r < top) - {u[end]}
+        self.unsafe_left = {n: crossing(self.trace[""][n][1], by_right, -1) for n in range(1, max_len + 1)}
+        self.unsafe_right = {n: crossing(self.trace[""][n][2], by_left, 0) for n in range(1, max_len + 1)}
+        self.unsafe_right_g = {n: crossing(self.trace["Ġ"][n][2], by_left, 0) for n in range(1, max_len + 1)}
+
+    def rows(self, prefix):
+        """[(a, lo, hi)]: on prefix + u*n with lo <= n - a <= hi, BPE's first token is prefix + u*a and the
+        rest is BPE(u*(n - a)); hi None: the same up to max_len, taken to hold beyond."""
+        u, t, out = self.u, self.trace, []
+        for n in range(1, self.max_len + 1):
+            toks = t[prefix][n][0]
+            a, r = divmod(len(toks[0]) - len(prefix), len(u))
+            if len(toks) < 2 or r or toks[0] != prefix + u * a or n - a < 1 or t[""][n - a][0] != toks[1:]:
+                continue
+            if out and out[-1][0] == a and out[-1][2] == n - a - 1:
+                out[-1][2] = n - a
+            else:
+                out.append([a, n - a, n - a])
+        for row in out:
+            if row[2] == self.max_len - row[0] and row[1] < row[2]:
+                row[2] = None
+        return [tuple(r) for r in out]
+
+    def lengths(self, f, lo):
+        """Group run lengths n >= lo by f(n): {set: (lengths below n0, period p, residues n0..n0+p-1)}."""
+        m = self.max_len
+        for p in (1, 2, 4, 8, 16, 32, 64):
+            n0 = m - p
+            while n0 > lo and f[n0 - 1] == f[n0 - 1 + p]:
+                n0 -= 1
+            if n0 <= m // 2 and n0 + 2 * p <= m:  # seen repeating over half the lengths traced, 2+ periods
+                break
+        else:
+            die(f"runs of {self.u!r}: the cut rule shows no period up to length {m}; raise run_split_max_len")
+        groups = collections.defaultdict(lambda: ([], []))
+        for n in range(lo, n0):
+            groups[f[n]][0].append(n)
+        for n in range(n0, n0 + p):
+            groups[f[n]][1].append(n)
+        return {s: (fin, p, res) for s, (fin, res) in groups.items()}
+
+    def length_is(self, fin, p, res, off):
+        """Regex (a lookahead body) true when the run from here holds n - off more units, n in the group."""
+        G = self.G
+        alts = [G + quant(a - off, b - off) for a, b in spans([n for n in fin if n >= off])]
+        for r in res:
+            r -= off
+            r += p * max(0, -(r // p))
+            alts.append(G + quant(r, None) if p == 1 else G + quant(r, r) + "(?:" + G + quant(p, p) + ")*")
+        return "(?:" + "|".join(alts) + ")(?!" + self.E + ")" if alts else "(?!)"
+
+    def gate(self, f, lo, side, off):
+        """Regex: the neighbour on `side` cannot cross the run's edge, for this run's length (off units of
+        the run are behind the current position)."""
+        G, E = self.G, self.E
+        groups = self.lengths(f, lo)
+        if len(groups) == 1:
+            (s,) = groups
+            if not s:
+                return ""
+            return "(?<!" + char_class(s) + G * off + ")" if side == "L" else "(?=" + G + "*(?!" + E + ")(?!" + char_class(s) + "))"
         alts = []
-        for a, lo, hi in rows:
-            eat = (esc(c) + quant(a - 1, a - 1) if a > 1 else "") if not prefix else (esc(c) + quant(a, a) if a else "")
-            alts.append(eat + "(?=" + esc(c) + quant(lo, hi) + "\\z)")
-        head = "" if prefix else esc(c)
-        groups[prefix].append(head + ("(?:" + "|".join(alts) + ")" if len(alts) > 1 else alts[0]))
-    runs = "|".join((["Ġ(?:" + "|".join(groups["Ġ"]) + ")"] if groups["Ġ"] else []) + groups[""])
-    return "\\G(?:[ĠĉčċČ]*ĊĊ|(?=Ġ?(.)\\1)(?:" + runs + "))"
+        for s, (fin, p, res) in sorted(groups.items(), key=lambda kv: sorted(kv[0])):
+            n = self.length_is(fin, p, res, off)
+            if side == "L":
+                alts.append("(?=" + n + ")" + ("(?<!" + char_class(s) + G * off + ")" if s else ""))
+            else:
+                alts.append("(?=" + n + ("(?!" + char_class(s) + ")" if s else "") + ")")
+        return "(?:" + "|".join(alts) + ")"
+
+    def chunk(self):
+        """After one unit of the run is consumed: the rest of BPE's next token of the run."""
+        G, E, m = self.G, self.E, self.max_len
+        alts = [G + quant(a - 1, a - 1) + "(?=" + G + quant(lo, hi) + "(?!" + E + "))" for a, lo, hi in self.rows("")]
+        whole = [n for n in range(1, m + 1) if len(self.trace[""][n][0]) == 1]
+        alts += [G + quant(a - 1, b - 1) + "(?!" + E + ")" for a, b in spans(whole)]
+        return "(?:" + "|".join(alts) + ")" if alts else "(?!)"
+
+    def regex(self):
+        """Three ways a match starts on a unit of the run (it is consumed first, so the regex engine can
+        skip other characters): it continues a run cut by the previous match (\\G); it is the second token
+        of a piece 'Ġ' + run (the first token 'Ġ' + u*a is left as its own piece); it starts a run whose
+        neighbours cannot cross (a piece's start and end count as safe neighbours)."""
+        G, E = self.G, self.E
+        body = self.chunk()
+        cont = "(?<=\\G" + E + ")" + ("(?<=[" + E + "Ġ]" + E + ")" if len(self.u) == 1 else "(?:(?<=" + E + E + ")|(?<=Ġ" + E + "))")
+        after_g = ["(?<=\\AĠ" + G * a + E + ")(?=" + G + quant(lo - 1, None if hi is None else hi - 1) + "(?!" + E + "))"
+                   + self.gate(self.unsafe_right_g, 1, "R", a + 1) for a, lo, hi in self.rows("Ġ")]
+        always = frozenset.intersection(*[self.unsafe_left[n] for n in range(2, self.max_len + 1)])
+        start = ("(?<!" + E + E + ")(?=" + E + ")" + ("(?<!" + char_class(always) + E + ")" if always else "")
+                 + self.gate(self.unsafe_left, 2, "L", 1) + self.gate(self.unsafe_right, 2, "R", 1))
+        return E + "(?:" + "|".join([cont] + after_g + [start]) + ")" + body
+
+
+def run_split_pattern(bpe_bare, vocab, merges, max_len, group=12):
+    """The Split regex: run chunks of every unit, and '\\n\\n' pairs (the only merge among whitespace) from
+    the left of each newline run. Every branch starts on a character of a run, behind a cheap test (the
+    next or the previous character is the same), so the engine passes over other text fast."""
+    ranks = {m: r for r, m in enumerate(merges)}
+    by_left, by_right = collections.defaultdict(list), collections.defaultdict(list)
+    for r, (a, b) in enumerate(merges):
+        by_right[b].append((r, a))
+        by_left[a].append((r, b))
+    units = run_units(vocab)
+    runs = [RunRegex(u, by_left, by_right, ranks, max_len) for u in tqdm(units, desc="run split", unit="char", leave=False)]
+    # the edge analysis rests on bpe_trace segmenting exactly as tokenizers' BPE: compare on every run traced
+    words = [(p + r.u * n, t[0]) for r in runs for p in ("", "Ġ") for n, t in r.trace[p].items()]
+    for (w, mine), e in zip(words, bpe_bare.encode_batch([w for w, _ in words])):
+        if e.tokens != mine:
+            die(f"run split: BPE segments {w!r} as {e.tokens}, the trace as {mine}; this tokenizers version "
+                f"merges differently, so the run split would be unsound: set run_split: false")
+    parts = {r.u: r.regex() for r in runs}
+    single = [u for u in units if len(u) == 1]
+    multi = [u for u in units if len(u) > 1]
+    alt = lambda xs: "(?:" + "|".join(xs) + ")"
+    same = char_class(single)
+    out = ("(?=(" + same + ")\\1|(?<=(" + same + "))\\2)"
+           + alt("(?=" + char_class(g) + ")" + alt(parts[u] for u in g) for g in (single[i:i + group] for i in range(0, len(single), group))))
+    if multi:
+        out += "|(?=" + char_class({u[0] for u in multi}) + ")" + alt(parts[u] for u in multi)
+    return out + "|ĊĊ(?<=(?:\\A|[^Ċ])(?:ĊĊ)+)", units
 
 
 # -----------------------------------------------------------------------------
@@ -397,15 +574,16 @@ def learn(examples, vocab, merges, scores, max_rounds, margin_rel, max_tree=64):
 
 
 def classify(word, bpe, got, token_strings):
+    """Why the distilled segmentation differs: a permutation of BPE's tokens (a tie no score breaks: a run
+    the split leaves whole), a differing cut in or at the edge of a run of 3+ of one character (BPE pairs
+    the run before its neighbour, which scores cannot always say), else the order of the scores."""
     if sorted(bpe) == sorted(got):
-        return "permutation tie (char run)"
-    # the first and last character offsets where the two segmentations differ
-    cuts_b = set(np.cumsum([len(token_strings[i]) for i in bpe]))
-    cuts_g = set(np.cumsum([len(token_strings[i]) for i in got]))
-    diff = sorted(cuts_b ^ cuts_g)
-    lo, hi = max(0, diff[0] - 2), diff[-1] + 2
-    if re.search(r"(.)\1", word[lo:hi]):
-        return "run in context (BPE pairs the run first)"
+        return "permutation tie (a run the split leaves whole)"
+    cuts_b = set(np.cumsum([len(token_strings[i]) for i in bpe]).tolist())
+    cuts_g = set(np.cumsum([len(token_strings[i]) for i in got]).tolist())
+    runs = [m.span() for m in re.finditer(r"(.{1,4}?)\1{2,}", word)]
+    if any(lo <= c <= hi for c in cuts_b ^ cuts_g for lo, hi in runs):
+        return "run in context (a cut in or at a run of 3+)"
     return "score order (left by the greedy repair)"
 
 
@@ -443,6 +621,96 @@ def doc_agreement(texts, reference_ids, distilled):
             "ids_compared": sum(map(len, reference_ids))}
 
 
+# -----------------------------------------------------------------------------
+# out-of-domain text: files of other kinds that the distillation never saw, and a generated emoji text
+
+EMOJI_RANGES = [(0x1F300, 0x1F5FF), (0x1F600, 0x1F64F), (0x1F680, 0x1F6FF), (0x1F900, 0x1F9FF), (0x2600, 0x27BF)]
+
+
+def read_mo(path):
+    """The translated strings of a gettext .mo catalog, one per line; None unless it is a UTF-8 catalog."""
+    data = Path(path).read_bytes()
+    if len(data) < 20 or data[:4] not in (b"\xde\x12\x04\x95", b"\x95\x04\x12\xde"):
+        return None
+    end = "<" if data[:4] == b"\xde\x12\x04\x95" else ">"
+    _, n, orig, trans = struct.unpack(end + "4I", data[4:20])
+    out = []
+    try:
+        for k in range(n):
+            (n_orig,) = struct.unpack(end + "I", data[orig + 8 * k: orig + 8 * k + 4])
+            length, offset = struct.unpack(end + "2I", data[trans + 8 * k: trans + 8 * k + 8])
+            if n_orig:  # the entry with an empty msgid is the catalog header
+                out.extend(data[offset: offset + length].decode("utf-8").split("\x00"))
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return "\n".join(out) + "\n" if out else None
+
+
+def emoji_docs(n_docs, lines_per_doc, seed):
+    """Deterministic emoji text: Unicode names as words, emoji alone, with VS16, skin tones, ZWJ, flags, runs."""
+    rng = random.Random(seed)
+    emoji = [chr(c) for lo, hi in EMOJI_RANGES for c in range(lo, hi + 1) if unicodedata.name(chr(c), "")]
+    tones = [chr(c) for c in range(0x1F3FB, 0x1F400)]
+    flag = lambda: chr(0x1F1E6 + rng.randrange(26)) + chr(0x1F1E6 + rng.randrange(26))
+    docs = []
+    for _ in range(n_docs):
+        lines = []
+        for _ in range(lines_per_doc):
+            parts = []
+            for _ in range(rng.randint(2, 8)):
+                c, r = rng.choice(emoji), rng.random()
+                parts.append(unicodedata.name(c).lower() if r < 0.35 else c if r < 0.55 else c + "\ufe0f" if r < 0.65
+                             else c + rng.choice(tones) if r < 0.72 else c + "\u200d" + rng.choice(emoji) if r < 0.8
+                             else flag() if r < 0.86 else c * rng.randint(2, 5) if r < 0.93
+                             else rng.choice(["!!", ":)", "#" + unicodedata.name(c).split()[0].lower(), "...", "?!"]) + c)
+            lines.append(" ".join(parts))
+        docs.append("\n".join(lines) + "\n")
+    return docs
+
+
+def ood_documents(sources, max_bytes, emoji_n_docs, seed):
+    """{type: {"files": [[path, bytes]], "docs": [text], "note": why it is short or absent}}. Each file is one
+    document (a .mo catalog: its translations); files are read in sorted order until max_bytes per type;
+    unreadable or duplicate files are left out."""
+    stdlib = sysconfig.get_paths()["stdlib"]
+    out = {}
+    for kind, patterns in sources.items():
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            die(f"configs/distill.yaml: ood_sources.{kind} must be a list of file globs, got {patterns!r}")
+        files, docs, seen, size, unreadable = [], [], set(), 0, 0
+        for pattern in patterns:
+            if pattern == "generated:emoji":
+                paths = [f"generated:emoji/{k}" for k in range(emoji_n_docs)]
+                generated = emoji_docs(emoji_n_docs, 50, seed)
+            else:
+                paths = sorted(p for p in glob.glob(pattern.replace("{stdlib}", stdlib), recursive=True) if Path(p).is_file())
+            for k, path in enumerate(paths):
+                if size >= max_bytes:
+                    break
+                if path.startswith("generated:"):
+                    text = generated[k]
+                elif path.endswith(".mo"):
+                    text = read_mo(path)
+                else:
+                    try:
+                        text = Path(path).read_bytes().decode("utf-8")
+                    except (OSError, UnicodeDecodeError):
+                        text = None
+                if not text or text in seen:
+                    unreadable += not text
+                    continue
+                seen.add(text)
+                n = len(text.encode("utf-8"))
+                files.append([path, n])
+                docs.append(text)
+                size += n
+        note = "" if docs else "no readable file here: skipped"
+        if docs and unreadable:
+            note = f"{unreadable} file(s) not UTF-8 left out"
+        out[kind] = {"patterns": patterns, "files": files, "docs": docs, "note": note}
+    return out
+
+
 def decode_identity(original, distilled, n, max_len, seed):
     rng = np.random.default_rng(seed)
     seqs = [rng.integers(0, VOCAB_SIZE, size=int(k)).tolist() for k in rng.integers(1, max_len + 1, size=n)]
@@ -456,53 +724,114 @@ def decode_identity(original, distilled, n, max_len, seed):
 
 
 def throughput(original, distilled, texts, repeats):
-    """Encode the same texts with both, alternating; the best of `repeats` runs of each."""
+    """Encode the same texts with both on one thread (steadier than both cores, which other work shares),
+    alternating; the best of `repeats` runs of each."""
+    import os
+
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     best = {"gpt2_bpe": 0.0, "distilled": 0.0}
-    for _ in range(repeats):
-        for name, tok in (("gpt2_bpe", original), ("distilled", distilled)):
-            t0 = time.perf_counter()
-            tok.encode_batch(texts, add_special_tokens=False)
-            best[name] = max(best[name], n_bytes / 1e6 / (time.perf_counter() - t0))
-    return {"bytes": n_bytes, "repeats": repeats, "gpt2_bpe_mb_per_s": round(best["gpt2_bpe"], 3),
-            "distilled_mb_per_s": round(best["distilled"], 3), "ratio": round(best["distilled"] / best["gpt2_bpe"], 3)}
+    saved = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # tokenizers reads it on every batch call
+    try:
+        for _ in range(repeats):
+            for name, tok in (("gpt2_bpe", original), ("distilled", distilled)):
+                t0 = time.perf_counter()
+                tok.encode_batch(texts, add_special_tokens=False)
+                best[name] = max(best[name], n_bytes / 1e6 / (time.perf_counter() - t0))
+    finally:
+        if saved is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved
+    return {"bytes": n_bytes, "repeats": repeats, "threads": 1, "gpt2_bpe_mb_per_s": round(best["gpt2_bpe"], 3),
+            "distilled_mb_per_s": round(best["distilled"], 3), "ratio": round(best["distilled"] / max(best["gpt2_bpe"], 1e-9), 3)}
+
+
+def labelled_pretokens(texts, bpe_bare):
+    """Counter {(byte-level pre-token, GPT-2 BPE ids)} over texts."""
+    counts = collections.Counter()
+    gpt2_pt = pre_tokenizer_gpt2()
+    for text in texts:
+        counts.update(w for w, _ in gpt2_pt.pre_tokenize_str(text))
+    words = sorted(counts)
+    ids = [tuple(e.ids) for e in bpe_bare.encode_batch(words)] if words else []
+    return collections.Counter({(w, y): counts[w] for w, y in zip(words, ids)})
+
+
+def evaluate_texts(texts, original, distilled, distilled_bare, token_strings, n_examples):
+    """Agreement per pre-token occurrence, distinct pre-token and whole document, with mismatch classes."""
+    result = agreement(labelled_pretokens(texts, bare(original)), distilled_bare, token_strings, n_examples)
+    reference = [e.ids for e in original.encode_batch(texts, add_special_tokens=False)] if texts else []
+    result.update(doc_agreement(texts, reference, distilled))
+    return result
 
 
 def report_md(r):
     pct = lambda x: f"{100 * x:.4f}%"
+    show = lambda x: "`" + json.dumps(x, ensure_ascii=False).replace("|", "\\|").replace("`", "'") + "`"
+    row = lambda name, a, extra="": (f"| {name} |{extra} {a['pretoken_occurrences']:,} | {pct(a['pretoken_occurrence_agreement'])} | "
+                                     f"{a['distinct_pretokens']:,} | {pct(a['distinct_pretoken_agreement'])} | {a['documents']:,} | "
+                                     f"{pct(a['document_agreement'])} | {a['ids_compared']:,} |")
+    ex = r["examples"]
     lines = ["# 04 distill: validation of the distilled Unigram tokenizer", "",
-             f"Run split stage: {'on' if r['run_split'] else 'off'}. Learned on {r['examples']['pieces']:,} distinct "
-             f"train pieces ({r['examples']['piece_occurrences']:,} occurrences) and {r['examples']['vocab_strings']:,} "
-             f"vocab strings in {r['seconds_learning']:.1f} s; wrong example weight by round: "
+             f"Run split stage: {'on (' + format(r['run_units'], ',') + ' run characters)' if r['run_split'] else 'off'}. "
+             f"Learned on {ex['pieces']:,} distinct train pieces ({ex['piece_occurrences']:,} occurrences) and "
+             f"{ex['vocab_strings']:,} vocab strings in {r['seconds_learning']:.1f} s; wrong example weight by round: "
              f"{', '.join(f'{h:,}' for h in r['repair_history'])}.", "",
              "## Agreement with GPT-2's BPE", "",
-             "| split | pre-token occurrences | agreement | distinct pre-tokens | agreement | documents | exact | ids compared |",
+             "Per pre-token occurrence (GPT-2's pre-tokenizer; frequency-weighted), per distinct pre-token, and per "
+             "whole document (every id equal). Held-out and out-of-domain text was never seen by the distillation.", "",
+             "| text | pre-token occurrences | agreement | distinct pre-tokens | agreement | documents | exact | ids compared |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for split in ("train", "heldout"):
-        a = r[split]
-        lines.append(f"| {split} | {a['pretoken_occurrences']:,} | {pct(a['pretoken_occurrence_agreement'])} | "
-                     f"{a['distinct_pretokens']:,} | {pct(a['distinct_pretoken_agreement'])} | {a['documents']:,} | "
-                     f"{pct(a['document_agreement'])} | {a['ids_compared']:,} |")
-    for split in ("train", "heldout"):
-        lines += ["", f"## Mismatches on {split}, by class", ""]
-        if not r[split]["mismatches"]:
-            lines.append("None.")
-        for cls, c in r[split]["mismatches"].items():
-            lines += [f"### {cls}: {c['occurrences']:,} occurrences, {c['distinct']:,} distinct", "",
-                      "| count | pre-token | GPT-2 BPE | distilled |", "|---:|---|---|---|"]
-            for e in c["examples"]:
-                show = lambda x: "`" + json.dumps(x, ensure_ascii=False).replace("|", "\\|") + "`"
-                lines.append(f"| {e['count']:,} | {show(e['pretoken'])} | {show(e['bpe'])} | {show(e['distilled'])} |")
-            lines.append("")
+        lines.append(row(split, r[split]))
+    ood = r["out_of_domain"]
+    for kind, a in ood.items():
+        if a.get("pretoken_occurrences"):
+            lines.append(row(f"out of domain: {kind}", a))
+    skipped = [f"{kind} ({a['note']})" for kind, a in ood.items() if not a.get("pretoken_occurrences")]
+    if skipped:
+        lines += ["", "Out-of-domain types skipped on this machine: " + "; ".join(skipped) + "."]
+    lines += ["", "## Mismatches by class", "",
+              "Classes: *permutation tie*: the same tokens in another order, which no scores can break (a run the "
+              "split leaves whole because a neighbour could merge with it); *run in context*: a differing cut in or "
+              "at a run of 3+ of one character; *score order*: the rest, left by the greedy repair.", ""]
+    texts = ["train", "heldout"] + [k for k, a in ood.items() if a.get("pretoken_occurrences")]
+    classes = sorted({c for t in texts for c in (r[t] if t in r else ood[t])["mismatches"]})
+    lines += ["| text | " + " | ".join(c.split(" (")[0] for c in classes) + " |", "|---|" + "---:|" * len(classes)]
+    for t in texts:
+        m = (r[t] if t in r else ood[t])["mismatches"]
+        lines.append(f"| {t} | " + " | ".join(f"{m[c]['occurrences']:,} ({m[c]['distinct']:,})" if c in m else "0" for c in classes) + " |")
+    lines += ["", "Occurrences (distinct pre-tokens).", ""]
+    for t in texts:
+        m = (r[t] if t in r else ood[t])["mismatches"]
+        if not m:
+            continue
+        lines += [f"### {t}", "", "| class | count | pre-token | GPT-2 BPE | distilled |", "|---|---:|---|---|---|"]
+        for c, v in m.items():
+            for e in v["examples"]:
+                lines.append(f"| {c.split(' (')[0]} | {e['count']:,} | {show(e['pretoken'])} | {show(e['bpe'])} | {show(e['distilled'])} |")
+        lines.append("")
     d, t = r["decode_identity"], r["throughput"]
-    lines += ["", "## Decode identity", "",
+    lines += ["## Decode identity", "",
               f"{d['sequences']:,} random id sequences (1-{d['max_len']} ids, seed {d['seed']}, some with {EOT}), decoded "
               f"with and without skip_special_tokens: **{d['mismatches']:,} mismatches**.", "",
-              "## Encode throughput (same texts, alternating, best run of each)", "",
+              "## Encode throughput (same texts, one thread, alternating, best run of each)", "",
               f"GPT-2 BPE {t['gpt2_bpe_mb_per_s']} MB/s, distilled {t['distilled_mb_per_s']} MB/s: "
               f"ratio **{t['ratio']}** on {t['bytes']:,} bytes.", "",
               f"Split cuts inside a BPE token: {r['split_conflicts']:,} (must be 0). "
-              f"Loads with transformers.AutoTokenizer: {r['loads_with_autotokenizer']}.", ""]
+              f"Loads with transformers.AutoTokenizer: {r['loads_with_autotokenizer']}. "
+              f"{r['seconds']} s, peak RSS {r['peak_rss_mb']:,.0f} MB.", "",
+              "## Out-of-domain sources", "",
+              "Each file is one document (a gettext .mo catalog: its translated strings); files are read in sorted "
+              "order up to the byte cap per type; duplicates and files that are not UTF-8 are left out.", ""]
+    for kind, a in ood.items():
+        lines.append(f"- **{kind}** ({', '.join(a['patterns'])}): {len(a['files']):,} files, {sum(b for _, b in a['files']):,} bytes"
+                     + (f"; {a['note']}" if a["note"] else ""))
+    lines += ["", "<details><summary>Files used, with their bytes</summary>", ""]
+    for kind, a in ood.items():
+        lines += [f"{kind}:", ""] + [f"- `{path}` {n:,}" for path, n in a["files"]] + [""]
+    lines += ["</details>", ""]
     return "\n".join(lines)
 
 
@@ -513,6 +842,12 @@ def main():
         "power": args.power, "max_rounds": args.max_rounds, "run_split": args.run_split,
         "decode_samples": args.decode_samples})
     setup_logging(STEP, art.log_file(STEP))
+    for key in ("run_split_max_len", "vocab_example_limit", "ood_max_bytes", "ood_emoji_docs", "throughput_repeats"):
+        least = 64 if key == "run_split_max_len" else 0
+        if cfg[key] < least:
+            die(f"configs/distill.yaml: {key} must be at least {least}, got {cfg[key]}")
+    if not isinstance(cfg["ood_sources"], dict):
+        die(f"configs/distill.yaml: ood_sources must be a mapping of text type: [file globs], got {cfg['ood_sources']!r}")
     t_start = time.perf_counter()
     seq_path = require(art.bpe_sequences, "analyze")
     heldout_path = require(art.heldout_docs, "corpus")
@@ -525,16 +860,22 @@ def main():
     for s, i in vocab.items():
         id_bytes[i] = piece_bytes(s)
     id_bytes[EOT_ID] = EOT.encode()
+    docs = list(read_sequences(seq_path, id_bytes))
+    heldout_texts = list(iter_docs(heldout_path))
+    train_labelled = pretoken_labels(docs, token_strings, pre_tokenizer_gpt2(), seq_path)
+    original_bare = bare(original)
 
     # --- the run split and the labelled examples
-    pattern = run_split_pattern(run_chunks(original.model, vocab, cfg["run_split_max_len"])) if cfg["run_split"] else None
+    pattern, units = run_split_pattern(original_bare, vocab, merges, cfg["run_split_max_len"]) if cfg["run_split"] else (None, [])
     from tokenizers import Regex, pre_tokenizers
     splitter = pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False) if pattern else None
-    log.info(f"run split: {'on, ' + format(len(pattern), ',') + ' regex chars' if pattern else 'off'}")
-    docs = list(read_sequences(seq_path, id_bytes))
-    train_labelled = pretoken_labels(docs, token_strings, pre_tokenizer_gpt2(), seq_path)
+    log.info(f"run split: {f'on, {len(units)} run characters, {len(pattern):,} regex chars' if pattern else 'off'}")
     pieces, split_conflicts = split_examples(train_labelled, splitter, token_strings)
-    vocab_pieces, vocab_conflicts = split_examples({(s, (i,)): 1 for s, i in vocab.items()}, splitter, token_strings)
+    vocab_items = sorted(vocab.items(), key=lambda kv: kv[1])
+    if cfg["vocab_example_limit"] and cfg["vocab_example_limit"] < len(vocab_items):
+        step = len(vocab_items) / cfg["vocab_example_limit"]
+        vocab_items = [vocab_items[int(k * step)] for k in range(cfg["vocab_example_limit"])]
+    vocab_pieces, vocab_conflicts = split_examples({(s, (i,)): 1 for s, i in vocab_items}, splitter, token_strings)
     split_conflicts += vocab_conflicts
     if split_conflicts:
         log.warning(f"the run split cut inside a BPE token {split_conflicts:,} times")
@@ -552,25 +893,21 @@ def main():
     seconds_learning = time.perf_counter() - t0
     distilled = build_unigram(vocab, scores, pattern)
 
-    # --- validate: agreement on train and held-out, decode identity, throughput
+    # --- validate: agreement on train, held-out and out-of-domain text, decode identity, throughput
     distilled_bare = bare(distilled, pattern)
-    heldout_texts = list(iter_docs(heldout_path))
-    heldout_labelled = collections.Counter()
-    gpt2_pt = pre_tokenizer_gpt2()
-    for text in heldout_texts:
-        heldout_labelled.update(w for w, _ in gpt2_pt.pre_tokenize_str(text))
-    words = sorted(heldout_labelled)
-    bpe_ids = [tuple(e.ids) for e in bare(original).encode_batch(words)] if words else []
-    heldout_labelled = collections.Counter({(w, y): heldout_labelled[w] for w, y in zip(words, bpe_ids)})
-    report = {"run_split": bool(pattern), "split_conflicts": split_conflicts, "repair_history": history,
-              "seconds_learning": round(seconds_learning, 1),
-              "examples": {"pieces": len(pieces), "piece_occurrences": sum(pieces.values()), "vocab_strings": len(vocab_pieces)}}
     n_ex = cfg["report_examples"]
+    report = {"run_split": bool(pattern), "run_units": len(units), "split_conflicts": split_conflicts,
+              "repair_history": history, "seconds_learning": round(seconds_learning, 1),
+              "examples": {"pieces": len(pieces), "piece_occurrences": sum(pieces.values()), "vocab_strings": len(vocab_pieces)}}
     report["train"] = agreement(train_labelled, distilled_bare, token_strings, n_ex)
     report["train"].update(doc_agreement([d[2] for d in docs], [d[1] for d in docs], distilled))
-    heldout_ref = [e.ids for e in original.encode_batch(heldout_texts, add_special_tokens=False)] if heldout_texts else []
-    report["heldout"] = agreement(heldout_labelled, distilled_bare, token_strings, n_ex)
-    report["heldout"].update(doc_agreement(heldout_texts, heldout_ref, distilled))
+    report["heldout"] = evaluate_texts(heldout_texts, original, distilled, distilled_bare, token_strings, n_ex)
+    report["out_of_domain"] = {}
+    for kind, src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["seed"]).items():
+        result = evaluate_texts(src["docs"], original, distilled, distilled_bare, token_strings, n_ex) if src["docs"] else {}
+        report["out_of_domain"][kind] = {**result, "patterns": src["patterns"], "files": src["files"], "note": src["note"]}
+        if not src["docs"]:
+            log.warning(f"out of domain: {kind}: {src['note']} ({', '.join(src['patterns'])})")
     report["decode_identity"] = decode_identity(original, distilled, cfg["decode_samples"], cfg["decode_max_len"], cfg["seed"])
     bench, size = [], 0
     for text in heldout_texts + [d[2] for d in docs]:
@@ -585,16 +922,17 @@ def main():
         save_hf_tokenizer(distilled, tmp)
         from transformers import AutoTokenizer
         hf = AutoTokenizer.from_pretrained(str(tmp))
-        probe = "def f(x):\n    return x  # ====\n\n\n<|endoftext|> 안녕 😀"
+        probe = "def f(x):\n    return x  # ====\n\n\n<|endoftext|> 안녕 😀 ㅋㅋㅋ ————"
         report["loads_with_autotokenizer"] = hf(probe)["input_ids"] == original.encode(probe).ids
         save_config(cfg, tmp / f"{STEP}.config.yaml", STEP, args.profile)
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     write_json(art.reports / "distill_validation.json", report)
     write_text(art.reports / "distill_validation.md", report_md(report))
-    for split in ("train", "heldout"):
-        a = report[split]
-        log.info(f"{split}: {100 * a['pretoken_occurrence_agreement']:.4f}% of {a['pretoken_occurrences']:,} pre-token "
+    results = [("train", report["train"]), ("heldout", report["heldout"])]
+    results += [(f"out of domain: {k}", a) for k, a in report["out_of_domain"].items() if a.get("pretoken_occurrences")]
+    for name, a in results:
+        log.info(f"{name}: {100 * a['pretoken_occurrence_agreement']:.4f}% of {a['pretoken_occurrences']:,} pre-token "
                  f"occurrences, {100 * a['distinct_pretoken_agreement']:.4f}% of {a['distinct_pretokens']:,} distinct, "
                  f"{100 * a['document_agreement']:.2f}% of {a['documents']:,} documents exact")
     log.info(f"decode identity: {report['decode_identity']['mismatches']:,} mismatches; throughput ratio "

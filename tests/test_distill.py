@@ -1,13 +1,24 @@
 """04 distill: a Unigram tokenizer (no merges) that reproduces GPT-2's BPE on its training pre-tokens,
-with the same vocab, special token and decode; deterministic; bad inputs fail with one line."""
+with the same vocab, special token and decode; the run split cuts only where BPE cuts; the report covers
+out-of-domain text; deterministic; bad inputs fail with one line.
 
+The step runs once on a tiny corpus with a quick profile (few vocab examples, short run traces, small
+checks) and once more for determinism; everything else reads its outputs or runs in process."""
+
+import collections
 import importlib.util
 import json
+import os
 import shutil
+import struct
+import subprocess
+import sys
 
 import pytest
+import yaml
 
 from conftest import ROOT, run_script
+from lib.ivr import to_byte_level
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE
 
 FIXTURE_DOCS = [
@@ -16,13 +27,23 @@ FIXTURE_DOCS = [
     "#####\n########\n'''docstring'''\nx = '''\n'''\n\n\n",
     "Some prose, with punctuation; and numbers 12345 and 1000000.\nThe allowance was paid...\n",
     "for i in range(10):\n\tif i % 2:\n\t\tcontinue\n\n\n\n    # ****************\n",
-    "안녕하세요 세계! 你好，世界。 emoji: 😀🎉 ffffffff 0000000\n",
+    "안녕하세요 세계! 你好，世界。 emoji: 😀🎉 ffffffff 0000000 ㅋㅋㅋㅋㅋ ————\n",
+    " +---------------+-------------------+\n /****************************************/ ('''\n",
 ]
 HELDOUT_DOCS = ["def sub(a, b):\n    return a - b  # ========\n\n\n", "Plain English text, held out.\n"]
-FAST = ["--decode-samples", "3000", "--max-rounds", "3"]
+OOD_FILES = {  # out-of-domain sources of the quick profile: type -> {file name: text}
+    "prose": {"a.txt": "It was the best of times, it was the worst of times...\n"},
+    "c_code": {"x.h": "/* ------------------------------------ */\n#define MASK 0xffffffffUL\n"},
+    "korean": {"k.txt": "안녕하세요, 세계! ㅋㅋㅋ\n", "dup.txt": "안녕하세요, 세계! ㅋㅋㅋ\n"},
+}
+QUICK = {"vocab_example_limit": 2000, "run_split_max_len": 96, "decode_samples": 3000, "throughput_bytes": 20000,
+         "throughput_repeats": 1, "max_rounds": 3, "ood_max_bytes": 100000, "ood_emoji_docs": 2}
 
 
 def load_distill():
+    from lib.log import log
+
+    log.handlers.clear()  # die() then raises SystemExit with the message instead of logging it
     spec = importlib.util.spec_from_file_location("distill", ROOT / "scripts" / "04_distill.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -46,18 +67,57 @@ def make_inputs(art, gpt2_bpe):
     (reports / "bpe_token_id_sequences.txt").write_text("\n".join(lines) + "\n", encoding="ascii")
 
 
+def write_mo(path, pairs):
+    """A little-endian gettext catalog (header entry first, as msgfmt writes it)."""
+    pairs = [(b"", b"Content-Type: text/plain; charset=UTF-8\n")] + [(a.encode(), b.encode()) for a, b in pairs]
+    n, blob, table_o, table_t = len(pairs), b"", [], []
+    start = 28 + 16 * n
+    for a, _ in pairs:
+        table_o.append((len(a), start + len(blob)))
+        blob += a + b"\0"
+    for _, b in pairs:
+        table_t.append((len(b), start + len(blob)))
+        blob += b + b"\0"
+    head = struct.pack("<7I", 0x950412DE, 0, n, 28, 28 + 8 * n, 0, 0)
+    path.write_bytes(head + b"".join(struct.pack("<2I", *x) for x in table_o + table_t) + blob)
+
+
+def quick_configs(root):
+    """configs/ plus a 'quick' profile whose out-of-domain sources are small files under root."""
+    configs = root / "configs"
+    shutil.copytree(ROOT / "configs", configs)
+    (configs / "quick").mkdir()
+    sources = {}
+    for kind, files in OOD_FILES.items():
+        (root / "ood" / kind).mkdir(parents=True)
+        for name, text in files.items():
+            (root / "ood" / kind / name).write_text(text, encoding="utf-8")
+        sources[kind] = [str(root / "ood" / kind / "*")]
+    write_mo(root / "ood" / "korean" / "ko.mo", [("Hello", "안녕하세요 ———"), ("File", "파일")])
+    sources["emoji"] = ["generated:emoji"]
+    sources["absent"] = [str(root / "nowhere" / "*.txt")]
+    (configs / "quick" / "distill.yaml").write_text(yaml.safe_dump({**QUICK, "ood_sources": sources}, sort_keys=False), encoding="utf-8")
+    return configs
+
+
 @pytest.fixture(scope="module")
 def distilled(tmp_path_factory, gpt2_bpe):
-    art = tmp_path_factory.mktemp("art")
+    root = tmp_path_factory.mktemp("distill")
+    art = root / "art"
     make_inputs(art, gpt2_bpe)
-    run_script("04_distill.py", "--artifacts", art, *FAST)
-    return art
+    configs = quick_configs(root)
+    run_script("04_distill.py", "--artifacts", art, "--configs", configs, "--profile", "quick")
+    return art, configs
+
+
+def read_report(art):
+    return json.loads((art / "analysis" / "reports" / "distill_validation.json").read_text(encoding="utf-8"))
 
 
 def test_vocab_and_special_token_identical_no_merges(distilled, gpt2_bpe):
     from tokenizers import Tokenizer
 
-    path = distilled / "tokenizers" / "distilled_unigram" / "tokenizer.json"
+    path = distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json"
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["model"]["type"] == "Unigram" and "merges" not in data["model"]
     tok = Tokenizer.from_file(str(path))
@@ -68,42 +128,73 @@ def test_vocab_and_special_token_identical_no_merges(distilled, gpt2_bpe):
     assert data["decoder"]["type"] == "ByteLevel"
     stages = data["pre_tokenizer"]["pretokenizers"]
     assert stages[0]["type"] == "ByteLevel" and stages[0]["use_regex"] and not stages[0]["add_prefix_space"]
+    assert stages[1]["type"] == "Split" and stages[1]["behavior"] == "Isolated"
 
 
-def test_reproduces_bpe_on_training_pretokens_except_ties(distilled, gpt2_bpe):
+def test_reproduces_bpe_on_training_text(distilled, gpt2_bpe):
+    """Every training pre-token and whole document, including runs inside longer pre-tokens
+    (' +-----+---+', '/*****/', "('''"), 'ㅋㅋㅋㅋㅋ' and '————' (runs of a multi-byte character)."""
     from tokenizers import Tokenizer, pre_tokenizers
 
-    tok = Tokenizer.from_file(str(distilled / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     words = sorted({w for d in FIXTURE_DOCS for w, _ in byte_level.pre_tokenize_str(d)})
     distill = load_distill()
     pattern = json.loads(tok.to_str())["pre_tokenizer"]["pretokenizers"][1]["pattern"]["Regex"]
     uni, bpe = distill.bare(tok, pattern), distill.bare(gpt2_bpe)
-    bad = [(w, b.ids, u.ids) for w, b, u in zip(words, bpe.encode_batch(words), uni.encode_batch(words)) if b.ids != u.ids]
-    allowed = [b for b in bad if sorted(b[1]) == sorted(b[2])]  # documented tie class only
-    assert bad == allowed, bad
-    # whole documents: the runs ('#####', '\n\n\n', "'''", '00000') are cut as BPE cuts them
+    bad = [(w, b.tokens, u.tokens) for w, b, u in zip(words, bpe.encode_batch(words), uni.encode_batch(words)) if b.ids != u.ids]
+    assert bad == []
     for doc in FIXTURE_DOCS:
         assert tok.encode(doc).ids == gpt2_bpe.encode(doc).ids, doc
 
 
-def test_report_has_agreement_decode_and_throughput(distilled):
-    report = json.loads((distilled / "analysis" / "reports" / "distill_validation.json").read_text())
+def test_report_agreement_decode_throughput(distilled):
+    report = read_report(distilled[0])
     assert report["train"]["pretoken_occurrence_agreement"] == 1.0
     assert report["train"]["document_agreement"] == 1.0
-    assert report["train"]["ids_compared"] > 100
+    assert report["train"]["ids_compared"] > 100 and report["heldout"]["documents"] == len(HELDOUT_DOCS)
     assert report["decode_identity"]["sequences"] == 3000 and report["decode_identity"]["mismatches"] == 0
-    assert report["throughput"]["ratio"] > 0 and report["split_conflicts"] == 0
+    assert report["throughput"]["ratio"] > 0 and report["throughput"]["threads"] == 1
+    assert report["split_conflicts"] == 0 and report["run_units"] > 100
+    assert report["examples"]["vocab_strings"] == QUICK["vocab_example_limit"]
     assert report["loads_with_autotokenizer"] is True
-    md = (distilled / "analysis" / "reports" / "distill_validation.md").read_text()
-    assert "Decode identity" in md and "held" in md
+    md = (distilled[0] / "analysis" / "reports" / "distill_validation.md").read_text(encoding="utf-8")
+    assert "Decode identity" in md and "| heldout |" in md and "Mismatches by class" in md
+
+
+def test_report_out_of_domain(distilled):
+    """Each configured type is measured, its files listed with their bytes (duplicates left out, a .mo
+    catalog read as its translations); a type with no file here is reported as skipped."""
+    ood = read_report(distilled[0])["out_of_domain"]
+    assert list(ood) == ["prose", "c_code", "korean", "emoji", "absent"]
+    for kind in ("prose", "c_code", "korean", "emoji"):
+        a = ood[kind]
+        assert a["pretoken_occurrences"] > 0 and 0.9 < a["pretoken_occurrence_agreement"] <= 1.0
+        assert a["documents"] == len(a["files"]) and a["ids_compared"] > 0
+        assert all(n > 0 for _, n in a["files"])
+    korean = [os.path.basename(p) for p, _ in ood["korean"]["files"]]
+    assert korean == ["dup.txt", "ko.mo"]  # k.txt has dup.txt's text; ko.mo is read
+    assert ood["korean"]["files"][1][1] == len("안녕하세요 ———\n파일\n".encode())
+    assert [p for p, _ in ood["emoji"]["files"]] == ["generated:emoji/0", "generated:emoji/1"]
+    assert ood["absent"]["files"] == [] and "skipped" in ood["absent"]["note"]
+    md = (distilled[0] / "analysis" / "reports" / "distill_validation.md").read_text(encoding="utf-8")
+    assert "| out of domain: korean |" in md and "absent (no readable file here: skipped)" in md
+    assert "ko.mo" in md
+
+
+def test_emoji_text_is_deterministic_and_has_emoji():
+    distill = load_distill()
+    a, b = distill.emoji_docs(3, 20, 0), distill.emoji_docs(3, 20, 0)
+    assert a == b and a != distill.emoji_docs(3, 20, 1)
+    text = "".join(a)
+    assert "\u200d" in text and "\ufe0f" in text and any(0x1F1E6 <= ord(c) <= 0x1F1FF for c in text)
 
 
 def test_random_id_decode_identity(distilled, gpt2_bpe):
     import random
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(distilled / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
     rng = random.Random(1)
     seqs = [[rng.randrange(VOCAB_SIZE) for _ in range(rng.randint(1, 20))] for _ in range(2000)]
     seqs.append([19526, EOT_ID, 254, 163, 227])  # '\xe4\xbd' then EOT, bytes of a split multibyte char
@@ -114,50 +205,102 @@ def test_random_id_decode_identity(distilled, gpt2_bpe):
 def test_loads_with_autotokenizer(distilled, gpt2_bpe):
     from transformers import AutoTokenizer
 
-    hf = AutoTokenizer.from_pretrained(str(distilled / "tokenizers" / "distilled_unigram"))
-    text = "x = '''\n\n\n#####<|endoftext|> 안녕"
+    hf = AutoTokenizer.from_pretrained(str(distilled[0] / "tokenizers" / "distilled_unigram"))
+    text = "x = '''\n\n\n#####<|endoftext|> 안녕 ㅋㅋㅋ"
     assert hf(text)["input_ids"] == gpt2_bpe.encode(text).ids
     assert hf.eos_token == EOT and hf.convert_tokens_to_ids(EOT) == EOT_ID
 
 
-def test_tie_classes_classified():
+def test_mismatch_classes():
     distill = load_distill()
-    strings = {0: "#", 1: "####", 2: "(", 3: "''", 4: "'", 5: "('", 6: "Ġallow", 7: "ance", 8: "Ġallowance"}
+    strings = {0: "#", 1: "####", 2: "(", 3: "''", 4: "'", 5: "('", 6: "Ġallow", 7: "ance", 8: "Ġallowance",
+               9: "comm", 10: "its", 11: "com", 12: "mits"}
     tie = distill.classify("#####", [1, 0], [0, 1], strings)
     run = distill.classify("('''", [2, 3, 4], [5, 3], strings)
     other = distill.classify("Ġallowance", [8], [6, 7], strings)
-    assert tie.startswith("permutation tie") and run.startswith("run in context") and other.startswith("score order")
+    double = distill.classify("commits", [9, 10], [11, 12], strings)  # 'mm' is no run of 3+
+    assert tie.startswith("permutation tie") and run.startswith("run in context")
+    assert other.startswith("score order") and double.startswith("score order")
 
 
-def test_run_split_cuts_only_where_bpe_cuts(gpt2_bpe):
-    """Exhaustive over run characters x lengths 1..80 x (no space / space) x contexts around the run."""
-    from tokenizers import Regex, pre_tokenizers
+def test_bpe_trace_segments_like_tokenizers(gpt2_bpe):
+    import random
 
     distill = load_distill()
     vocab = {s: i for s, i in gpt2_bpe.get_vocab().items() if s != EOT}
-    pattern = distill.run_split_pattern(distill.run_chunks(gpt2_bpe.model, vocab, 96))
-    split = pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False)
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+              for m in json.loads(gpt2_bpe.to_str())["model"]["merges"]]
+    ranks = {m: r for r, m in enumerate(merges)}
+    rng = random.Random(0)
+    pool = sorted(vocab)
+    words = [rng.choice(pool) + rng.choice(pool) + rng.choice(pool) for _ in range(3000)] + ["-" * 19, "Ġ" + "=" * 33]
     bpe = distill.bare(gpt2_bpe)
-    texts = [left + chr(c) * n + right for c in range(33, 127) for n in range(1, 81)
-             for left in ("", " ", "a", "(") for right in ("", "\n", "a", ")")]
-    texts += ["\n" * n + " " * k for n in range(1, 12) for k in range(0, 4)] + [" \n\n\n x", "\r\n\r\n\n\n\t"]
-    words = sorted({w for t in texts for w, _ in byte_level.pre_tokenize_str(t)})
-    strings = {i: s for s, i in vocab.items()}
+    for w, e in zip(words, bpe.encode_batch(words)):
+        assert distill.bpe_trace(w, ranks)[0] == e.tokens, w
+    _, left, right = distill.bpe_trace("-" * 19, ranks)
+    assert left[0][0] == "-" and left[-1] == ("-" * 16, float("inf")) and right[-1] == ("---", float("inf"))
+
+
+def test_run_split_cuts_only_where_bpe_cuts(distilled, gpt2_bpe):
+    """Every run character x run lengths 1..24 and around periods x every neighbour that can merge across
+    the run's edge (a merge (A, B) crosses it only if A ends with the left neighbour and B starts with the
+    run; likewise on the right): as single characters for every length, as the whole token A or B for
+    short lengths. Other neighbours cannot cross, so a sample of them is enough. No cut inside a token."""
+    from tokenizers import Regex, Tokenizer, pre_tokenizers
+
+    distill = load_distill()
+    tok = Tokenizer.from_file(str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
+    pattern = json.loads(tok.to_str())["pre_tokenizer"]["pretokenizers"][1]["pattern"]["Regex"]
+    split = pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False)
+    vocab = {s: i for s, i in gpt2_bpe.get_vocab().items() if s != EOT}
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+              for m in json.loads(gpt2_bpe.to_str())["model"]["merges"]]
+    units = distill.run_units(vocab)
+    assert "-" in units and "ãħĭ" in units and "âĢĶ" in units  # '-', 'ㅋ', '—'
+    lefts, rights = collections.defaultdict(set), collections.defaultdict(set)
+    for a, b in merges:
+        for u in units:
+            if b.startswith(u[0]) and not a.endswith(u):
+                lefts[u].add(a)
+            if a.endswith(u[-1]) and not b.startswith(u):
+                rights[u].add(b)
+    sample = ["", "Ġ", "a", "(", "1", ")", "é"]
+    lengths = list(range(1, 25)) + [31, 32, 33, 47, 48, 49, 63, 64, 65, 97, 129]
+    texts = set()
+    for u in units:
+        left_chars = {a[-1] for a in lefts[u]} | set(sample)
+        right_chars = {b[0] for b in rights[u]} | set(sample)
+        for n in lengths:
+            r = u * n
+            texts.update(L + r for L in left_chars)
+            texts.update(r + R for R in right_chars)
+            texts.update(L + r + R for L in sample for R in sample)
+            if n <= 5 or n in (8, 9, 16, 17, 32, 33):
+                texts.update(a + r for a in lefts[u])
+                texts.update(r + b for b in rights[u])
+    texts = sorted(texts) + ["\n" * n + " " * k for n in range(1, 12) for k in range(4)] + [" \n\n\n x", "\r\n\r\n\n\n\t"]
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    words = sorted({w for t in texts for w, _ in byte_level.pre_tokenize_str(t)} | {to_byte_level(t) for t in texts if " " not in t})
+    bpe, cut = distill.bare(gpt2_bpe), 0
     for w, enc in zip(words, bpe.encode_batch(words)):
-        cuts = {0}
-        for i in enc.ids:
-            cuts.add(max(cuts) + len(strings[i]))
-        for _, (start, end) in split.pre_tokenize_str(w):
-            assert start in cuts and end in cuts, (w, split.pre_tokenize_str(w), enc.tokens)
+        cuts = {0} | {end for _, end in enc.offsets}
+        pieces = split.pre_tokenize_str(w)
+        cut += len(pieces) > 1
+        for _, (start, end) in pieces:
+            assert start in cuts and end in cuts, (w, [p for p, _ in pieces], enc.tokens)
+    assert cut > len(words) // 4  # and it does cut
 
 
 def test_deterministic(distilled, tmp_path, gpt2_bpe):
-    art = tmp_path / "art"
-    make_inputs(art, gpt2_bpe)
-    run_script("04_distill.py", "--artifacts", art, *FAST)
-    a = (distilled / "tokenizers" / "distilled_unigram" / "tokenizer.json").read_bytes()
-    b = (art / "tokenizers" / "distilled_unigram" / "tokenizer.json").read_bytes()
+    """Byte-identical tokenizer.json from a second run, in another process with another hash seed."""
+    art, configs = distilled
+    other = tmp_path / "art"
+    make_inputs(other, gpt2_bpe)
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "04_distill.py"), "--artifacts", str(other),
+                    "--configs", str(configs), "--profile", "quick"], cwd=ROOT, env=env, check=True, capture_output=True)
+    a = (art / "tokenizers" / "distilled_unigram" / "tokenizer.json").read_bytes()
+    b = (other / "tokenizers" / "distilled_unigram" / "tokenizer.json").read_bytes()
     assert a == b
 
 
@@ -169,16 +312,28 @@ def test_deterministic(distilled, tmp_path, gpt2_bpe):
     ("99999\n", ":1: id out of range"),
     ("31373 50256 227\n", ":1: ids do not decode to UTF-8"),
 ])
-def test_bad_sequences_fail_with_one_line(distilled, tmp_path, content, expect):
+def test_bad_sequences_are_refused(tmp_path, content, expect, gpt2_bpe):
+    from lib.ivr import piece_bytes
+
+    distill = load_distill()
+    id_bytes = [piece_bytes(s) if s != EOT else EOT.encode() for s, _ in sorted(gpt2_bpe.get_vocab().items(), key=lambda x: x[1])]
+    path = tmp_path / "bpe_token_id_sequences.txt"
+    path.write_text(content)
+    with pytest.raises(SystemExit) as e:
+        list(distill.read_sequences(path, id_bytes))
+    assert str(e.value).startswith("error: ") and expect in str(e.value)
+
+
+def test_bad_input_stops_the_step_with_one_line(distilled, tmp_path):
     art = tmp_path / "art"
-    shutil.copytree(distilled / "tokenizers" / "original", art / "tokenizers" / "original")
-    shutil.copytree(distilled / "corpora", art / "corpora")
+    shutil.copytree(distilled[0] / "tokenizers" / "original", art / "tokenizers" / "original")
+    shutil.copytree(distilled[0] / "corpora", art / "corpora")
     (art / "analysis" / "reports").mkdir(parents=True)
-    (art / "analysis" / "reports" / "bpe_token_id_sequences.txt").write_text(content)
-    proc = run_script("04_distill.py", "--artifacts", art, *FAST, check=False)
+    (art / "analysis" / "reports" / "bpe_token_id_sequences.txt").write_text("1 2 x\n")
+    proc = run_script("04_distill.py", "--artifacts", art, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and expect in last, proc.stderr[-500:]
+    assert last.startswith("error: ") and ":1: not a line of space-separated token ids" in last, proc.stderr[-500:]
     assert not (art / "tokenizers" / "distilled_unigram").exists()
 
 
@@ -186,14 +341,15 @@ def test_not_gpt2_tokenizer_is_refused(distilled, tmp_path):
     from tokenizers import Tokenizer, models
 
     art = tmp_path / "art"
-    shutil.copytree(distilled / "corpora", art / "corpora")
-    shutil.copytree(distilled / "analysis", art / "analysis")
+    shutil.copytree(distilled[0] / "corpora", art / "corpora")
+    shutil.copytree(distilled[0] / "analysis", art / "analysis")
     (art / "tokenizers" / "original").mkdir(parents=True)
     Tokenizer(models.BPE({"a": 0, "b": 1}, [])).save(str(art / "tokenizers" / "original" / "tokenizer.json"))
     proc = run_script("04_distill.py", "--artifacts", art, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert not (art / "tokenizers" / "distilled_unigram").exists()
     (art / "tokenizers" / "original" / "tokenizer.json").write_text("{not json")
-    proc = run_script("04_distill.py", "--artifacts", art, check=False)
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    with pytest.raises(SystemExit) as e:
+        load_distill().read_original(art / "tokenizers" / "original")
+    assert str(e.value).startswith("error: ") and "not a readable tokenizers file" in str(e.value)

@@ -122,8 +122,9 @@ def test_bits_per_byte_hand_computed(gpt2_bpe):
     for block_size, batch_size in ((1, 1), (2, 8), (3, 1), (64, 2)):
         result = bits_per_byte(model, gpt2_bpe, ["ab", "c"], block_size, batch_size)
         assert result["tokens"] == 2 and result["bytes"] == 3
-        assert result["bits"] == pytest.approx(expected_bits, rel=1e-6)
-        assert result["bits_per_byte"] == pytest.approx(expected_bits / 3, rel=1e-6)
+        # float32 logsumexp over 50,257 logits is good to ~1e-5; a miscounted target or byte is off by > 5%
+        assert result["bits"] == pytest.approx(expected_bits, rel=1e-4)
+        assert result["bits_per_byte"] == pytest.approx(expected_bits / 3, rel=1e-4)
         assert result["tokens_per_byte"] == pytest.approx(2 / 3)
 
 
