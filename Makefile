@@ -40,7 +40,7 @@ TRAINING := $(ARTIFACTS)/training
 # Switching PROFILE must rebuild: the stamp holds the profile of the last run and changes only with it.
 # (Plain shell at parse time: a no-op `make` starts no Python.)
 PROFILE_STAMP := $(ARTIFACTS)/.profile
-ifneq ($(filter-out help venv lock test clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out help venv lock test bench clean,$(or $(MAKECMDGOALS),all)),)
 $(shell mkdir -p $(ARTIFACTS) && { [ "$$(cat $(PROFILE_STAMP) 2>/dev/null)" = "$(PROFILE)" ] || echo "$(PROFILE)" > $(PROFILE_STAMP); })
 endif
 # Your corpus files and folders: adding, removing or editing one re-runs 02.
@@ -150,6 +150,11 @@ lock:
 test: $(VENV_STAMP)
 	$(PY) -m pytest -q tests
 
+#> bench            measure what a run costs -> $(ARTIFACTS)/bench/bench.md (offline; about an hour; BENCH_ARGS="--help")
+BENCH_ARGS ?=
+bench: $(VENV_STAMP)
+	$(PY) scripts/bench.py --artifacts $(ARTIFACTS) --configs $(CONFIGS) $(BENCH_ARGS)
+
 #> clean            remove generated artifacts (never your corpus in corpora/raw/)
 clean:
 	@if [ -d $(ARTIFACTS) ]; then \
@@ -163,4 +168,4 @@ help:
 	@echo "targets are artifact files (make $(ORIG)/tokenizer.json) or these:"
 	@sed -n 's/^#> /  /p' $(MAKEFILE_LIST)
 
-.PHONY: venv lock test clean help
+.PHONY: venv lock test bench clean help

@@ -7,56 +7,20 @@ string must pre-tokenize, on its own, to exactly itself.
 """
 
 import json
-from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
 from lib.files import atomic_path
 from lib.log import die
-from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, load_gpt2_tokenizer
+from lib.tokenizer import (EOT, EOT_ID, VOCAB_SIZE, byte_alphabet, is_byte_level, load_gpt2_tokenizer,  # noqa: F401
+                           piece_bytes, to_byte_level)
 
 RULE_KEYS = ("id", "old", "new", "text")
 
 
 # -----------------------------------------------------------------------------
 # byte-level strings
-
-
-@lru_cache(maxsize=1)
-def byte_alphabet():
-    """GPT-2's bytes_to_unicode: byte value -> the printable character that stands for it."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
-@lru_cache(maxsize=1)
-def _char_to_byte():
-    return {c: b for b, c in byte_alphabet().items()}
-
-
-def to_byte_level(text):
-    """Plain text -> its byte-level string (the form pieces and pre-tokens have)."""
-    alphabet = byte_alphabet()
-    return "".join(alphabet[b] for b in text.encode("utf-8"))
-
-
-def piece_bytes(piece):
-    """Byte-level string -> its bytes. Raises KeyError for a character outside the alphabet."""
-    table = _char_to_byte()
-    return bytes(table[c] for c in piece)
-
-
-def is_byte_level(piece):
-    table = _char_to_byte()
-    return all(c in table for c in piece)
 
 
 def piece_text(piece):

