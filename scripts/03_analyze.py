@@ -13,7 +13,7 @@ Streams the corpus in batches (memory does not grow with it), encoded on all cor
 The fast path (fast_path: true) computes exactly GPT-2's BPE, faster than tokenizers' encode: GPT-2's own
 regex (the `regex` module, as in OpenAI's encoder.py) cuts the pre-tokens, each distinct pre-token is
 BPE-encoded once by the tokenizer's own model and cached, and worker processes take whole batches. The
-first batch is checked against tokenizers' encode, and a difference stops the step.
+first documents (check_bytes) are checked against tokenizers' encode, and a difference stops the step.
 """
 
 import argparse
@@ -113,13 +113,14 @@ class FastGPT2:
 
 
 def first_docs(texts, max_bytes):
-    """The first texts, up to max_bytes (at least one)."""
+    """The first texts, up to max_bytes of UTF-8 (at least one)."""
     out, size = [], 0
     for t in texts:
-        if out and size + len(t) > max_bytes:
+        n = len(t.encode("utf-8"))
+        if out and size + n > max_bytes:
             break
         out.append(t)
-        size += len(t)
+        size += n
     return out
 
 

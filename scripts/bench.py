@@ -19,10 +19,10 @@ Writes to artifacts/bench/: bench.md, bench.json, bench.config.yaml, and its wor
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -35,12 +35,11 @@ from lib.config import load_config, save_config
 from lib.files import iter_docs, write_json, write_text
 from lib.log import die, log, setup_logging
 from lib.paths import DEFAULT_ARTIFACTS, ROOT, Artifacts
-from lib.tokenizer import EOT, EOT_ID, gpt2_packaged_files
+from lib.tokenizer import EOT, EOT_ID, GPT2_PATTERN, gpt2_packaged_files, piece_bytes
 
 STEP = "bench"
 PIPELINE = ["init", "corpus", "analyze", "distill", "select", "remap", "align", "train"]
 SCRIPTS = {"select": "05_select.py", "remap": "06_remap.py", "align": "07_align.py"}
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 # Dense bf16 peak of common GPUs (FLOP/s), for model FLOPs utilisation.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12,
              "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12}
@@ -52,7 +51,7 @@ def parse_args():
     p.add_argument("--step-repeats", type=int)
     p.add_argument("--analyze-sizes-mb", type=float, nargs="*")
     p.add_argument("--distill-sizes-mb", type=float, nargs="*")
-    p.add_argument("--skip-pipeline", action="store_true", help="reuse bench/pipeline/ as it is (for re-running 3-5)")
+    p.add_argument("--skip-pipeline", action="store_true", help="reuse the figures of 1-2 and bench/pipeline/ from the last bench (re-runs 3-5)")
     p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
     p.add_argument("--profile", default="default", help="config profile of the bench's own config")
     p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
@@ -85,6 +84,12 @@ def timed(cmd, log_path, env=None):
     return float(seconds), int(rss_kb) / 1024
 
 
+def script_cmd(script, artifacts, configs, profile="default"):
+    """The command Make runs for a step script."""
+    return [ROOT / ".venv" / "bin" / "python", ROOT / "scripts" / script, "--artifacts", artifacts,
+            "--profile", profile, "--configs", configs]
+
+
 def median(xs):
     return statistics.median(xs) if xs else None
 
@@ -111,9 +116,7 @@ def bench_pipeline(run_dir, step_repeats, log_path, configs):
     # 05-07 again, by the same command Make runs, so their median is over step_repeats runs
     for _ in range(step_repeats - 1):
         for step, script in SCRIPTS.items():
-            cmd = [ROOT / ".venv" / "bin" / "python", ROOT / "scripts" / script, "--artifacts", run_dir,
-                   "--profile", "bench", "--configs", configs]
-            seconds, rss = timed(cmd, log_path)
+            seconds, rss = timed(script_cmd(script, run_dir, configs, "bench"), log_path)
             steps[step]["runs"].append(seconds)
             steps[step]["peak_rss_mb"] = max(steps[step]["peak_rss_mb"], rss)
     seconds, rss = timed(make_cmd(run_dir, "train"), log_path, MAKE_ENV)
@@ -147,7 +150,6 @@ def tiktoken_gpt2():
         import tiktoken
     except ImportError:
         return None
-    from lib.ivr import piece_bytes
     encoder_path, _ = gpt2_packaged_files()
     encoder = json.loads(Path(encoder_path).read_text(encoding="utf-8"))
     ranks = {piece_bytes(s): i for s, i in encoder.items() if s != EOT}
@@ -168,8 +170,7 @@ def bench_analyze(run_dir, repeats, log_path, configs):
         same = [e.ids for e in hf.encode_batch(sample, add_special_tokens=False)] == tt.encode_ordinary_batch(sample)
         if not same:
             die("bench: tiktoken built from GPT-2's files disagrees with tokenizers' GPT-2 BPE; not comparable")
-    cmd = [ROOT / ".venv" / "bin" / "python", ROOT / "scripts" / "03_analyze.py", "--artifacts", run_dir,
-           "--profile", "bench", "--configs", configs]
+    cmd = script_cmd("03_analyze.py", run_dir, configs, "bench")
     runs = {"analyze": [], "analyze_wall": [], "hf_encode_batch": [], "tiktoken": []}
     rss = 0.0
     for _ in range(repeats):  # alternated, so drift of the machine hits each the same
@@ -224,20 +225,16 @@ def scaled_corpus(run_dir, out_dir, size_mb, seed):
     return size
 
 
-def step_cmd(script, out_dir, configs):
-    return [ROOT / ".venv" / "bin" / "python", ROOT / "scripts" / script, "--artifacts", out_dir, "--configs", configs]
-
-
 def bench_scaling(run_dir, sizes, distill, seed, log_path, configs):
     rows = []
     for size_mb in sizes:
         out_dir = run_dir.parent / "scale" / f"{size_mb:g}MB"
         n_bytes = scaled_corpus(run_dir, out_dir, size_mb, seed)
-        seconds, rss = timed(step_cmd("03_analyze.py", out_dir, configs), log_path)
+        seconds, rss = timed(script_cmd("03_analyze.py", out_dir, configs), log_path)
         row = {"mb": n_bytes / 1e6, "analyze_seconds": seconds, "analyze_peak_rss_mb": rss,
                "analyze_mb_per_s": n_bytes / 1e6 / seconds}
         if distill:
-            seconds, rss = timed(step_cmd("04_distill.py", out_dir, configs), log_path)
+            seconds, rss = timed(script_cmd("04_distill.py", out_dir, configs), log_path)
             report = json.loads((Artifacts(out_dir).reports / "distill_validation.json").read_text(encoding="utf-8"))
             row.update({"distill_seconds": seconds, "distill_peak_rss_mb": rss,
                         "distill_learning_seconds": report["seconds_learning"],
@@ -248,7 +245,6 @@ def bench_scaling(run_dir, sizes, distill, seed, log_path, configs):
         rows.append(row)
         shutil.rmtree(out_dir)  # a GB of corpus and ids; the figures are kept
     for prev, row in zip(rows, rows[1:]):  # t ~ size^k between neighbouring sizes; k = 1 is linear
-        import math
         for key in ("analyze_seconds", "distill_seconds", "analyze_peak_rss_mb", "distill_peak_rss_mb"):
             if key in row:
                 row[f"{key}_growth_exponent"] = math.log(row[key] / prev[key]) / math.log(row["mb"] / prev["mb"])
@@ -327,12 +323,11 @@ def report_md(r):
               f"| tiktoken from the same files | {f(a['tiktoken_mb_per_s'])} | "
               + (f"{f(a['tiktoken_mb_per_s'] / a['hf_encode_batch_mb_per_s'])}× |" if a["tiktoken_installed"] else "not installed |"),
               "", f"Peak RSS of 03 on it: {f(a['analyze_peak_rss_mb'], 0)} MB.", ""]
-    for key, title, cols in (("analyze_scaling", "03 analyze against corpus size", ("analyze",)),
-                             ("distill_scaling", "04 distill against corpus size", ("distill",))):
+    for key, title, c in (("analyze_scaling", "03 analyze against corpus size", "analyze"),
+                          ("distill_scaling", "04 distill against corpus size", "distill")):
         rows = r[key]
         if not rows:
             continue
-        c = cols[0]
         lines += [f"## {title}", "", "Corpora made by repeating and shuffling the train documents; one run per size. "
                   "Growth: the exponent k in time ~ size^k from the size before (1 = linear).", "",
                   f"| MB | {c} s | growth | peak RSS MB | growth |" + (" learning s | encode vs BPE | held-out agreement |" if c == "distill" else " MB/s |"),
@@ -385,7 +380,9 @@ def main():
         "python": platform.python_version(), "torch": torch.__version__, "tokenizers": tokenizers.__version__}}
 
     # --- 1-2: the pipeline, and a no-op make
-    if args.skip_pipeline and (run_dir / "training" / "summary.json").exists():
+    if args.skip_pipeline:
+        if not (bench_dir / "bench.json").exists() or not (run_dir / "training" / "summary.json").exists():
+            die(f"--skip-pipeline needs a finished earlier bench in {bench_dir}: run `make bench` without it first")
         previous = json.loads((bench_dir / "bench.json").read_text(encoding="utf-8"))
         result["pipeline"], result["noop_make"] = previous["pipeline"], previous["noop_make"]
     else:

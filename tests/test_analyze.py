@@ -88,8 +88,8 @@ def test_kill_9_leaves_nothing_finished_and_rerun_is_correct(analyzed, tmp_path)
     deadline = time.time() + 60
     while not (partial.exists() and partial.stat().st_size > 0) and time.time() < deadline:
         time.sleep(0.05)
-    children_file = f"/proc/{proc.pid}/task/{proc.pid}/children"
-    workers = open(children_file).read().split() if os.path.exists(children_file) else []
+    workers = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+    assert workers, "the fast path's worker processes should be running"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert partial.exists(), "the step ended before it could be killed"
