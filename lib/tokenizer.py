@@ -126,8 +126,7 @@ def _char_to_byte():
 
 def to_byte_level(text):
     """Plain text -> its byte-level string (the form pieces and pre-tokens have)."""
-    alphabet = byte_alphabet()
-    return "".join(alphabet[b] for b in text.encode("utf-8"))
+    return text.encode("utf-8").decode("latin-1").translate(byte_alphabet())  # latin-1: one char per byte
 
 
 def piece_bytes(piece):

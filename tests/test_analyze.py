@@ -1,6 +1,7 @@
 """03 analyze: the id sequences are GPT-2's, the frequency table is complete, bad inputs fail cleanly."""
 
 import json
+import random
 import os
 import signal
 import subprocess
@@ -107,22 +108,31 @@ def test_kill_9_leaves_nothing_finished_and_rerun_is_correct(analyzed, tmp_path)
 
 TRICKY = ["def f(x):\n\tif x:\n        return x  # ====\n\n\n   \n", "it's they're we'll I'd 'S 'll",
           "a<|endoftext|>b <|endoftext|>\n<|endoftext|>", "<|endoftext|>", "", " ", "\r\n\r\n  x  ", "   trailing   ",
-          "안녕하세요 세계! 你好，世界。 😀🎉👩‍👩‍👧 ㅋㅋㅋㅋ ————", "12345 1,000,000 3.14159 x²", "\u2028 \u00a0 \x00\x01 \ufeff"]
+          "안녕하세요 세계! 你好，世界。 😀🎉👩‍👩‍👧 ㅋㅋㅋㅋ ————", "12345 1,000,000 3.14159 x²", "\u2028 \u00a0 \x00\x01 \ufeff",
+          "x\x1c\x1fy \x85z\u3000 \u3000w\u200b v\t \n", "end with spaces  \n\n  ", "\n\n\nx"]
 
 
 def test_fast_path_is_gpt2_bpe(gpt2_bpe, tmp_path):
-    """The fast path (GPT-2's regex + cached BPE per pre-token) gives tokenizers' ids, special token included."""
+    """The fast path (cached chunks, GPT-2's regex, cached BPE per pre-token) gives tokenizers' ids and counts,
+    special token and odd whitespace included."""
     import importlib.util
 
-    from lib.tokenizer import save_hf_tokenizer
-
-    save_hf_tokenizer(gpt2_bpe, tmp_path)
     spec = importlib.util.spec_from_file_location("analyze", ROOT / "scripts" / "03_analyze.py")
     analyze = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(analyze)
-    fast = analyze.FastGPT2(tmp_path / "tokenizer.json", max_cache=8)  # a tiny cache: it is cleared on the way
-    for text in TRICKY + [t * 3 for t in TRICKY]:
+    rng = random.Random(0)
+    ascii_text = ["".join(rng.choice("".join(map(chr, range(128)))) for _ in range(200)) for _ in range(50)]
+    texts = TRICKY + [t * 3 for t in TRICKY] + ["".join(TRICKY)] + ascii_text
+    fast = analyze.FastGPT2(gpt2_bpe.model, max_cache=8)  # a tiny cache: it is cleared on the way
+    for text in texts:
         assert fast.encode(text) == gpt2_bpe.encode(text).ids, text
+        fast.encode_batch([])
+    # a whole batch at once (new chunks pre-tokenized together), and its counts
+    fast = analyze.FastGPT2(gpt2_bpe.model)
+    got = fast.encode_batch(texts)
+    want = analyze.encoded_result([e.ids for e in gpt2_bpe.encode_batch(texts)])
+    assert got[0] == want[0] and got[3] == want[3]
+    assert (got[1] == want[1]).all() and (got[2] == want[2]).all()
 
 
 def test_fast_path_and_tokenizers_write_the_same_files(analyzed, tmp_path):
