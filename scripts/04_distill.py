@@ -318,7 +318,9 @@ def run_split_pattern(bpe_bare, vocab, merges, max_len, group=12):
     multi = [u for u in units if len(u) > 1]
     alt = lambda xs: "(?:" + "|".join(xs) + ")"
     same = char_class(single)
-    out = ("(?=(" + same + ")\\1|(?<=(" + same + "))\\2)"
+    # the test consumes its character first (same splits as a lookbehind alternative, which leaves onig
+    # no first-character set, so it tried a full match at every position: measured slower)
+    out = ("(?=(" + same + ")(?:\\1|(?<=\\1\\1)))"
            + alt("(?=" + char_class(g) + ")" + alt(parts[u] for u in g) for g in (single[i:i + group] for i in range(0, len(single), group))))
     if multi:
         out += "|(?=" + char_class({u[0] for u in multi}) + ")" + alt(parts[u] for u in multi)
@@ -724,8 +726,8 @@ def decode_identity(original, distilled, n, max_len, seed):
 
 
 def throughput(original, distilled, texts, repeats):
-    """Encode the same texts with both on one thread (steadier than both cores, which other work shares),
-    alternating; the best of `repeats` runs of each."""
+    """Encode the same texts with both on one thread, alternating; the best of `repeats` runs of each, in
+    CPU seconds of this process (on a shared machine, wall time also counts the waits for a core)."""
     import os
 
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
@@ -735,15 +737,15 @@ def throughput(original, distilled, texts, repeats):
     try:
         for _ in range(repeats):
             for name, tok in (("gpt2_bpe", original), ("distilled", distilled)):
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 tok.encode_batch(texts, add_special_tokens=False)
-                best[name] = max(best[name], n_bytes / 1e6 / (time.perf_counter() - t0))
+                best[name] = max(best[name], n_bytes / 1e6 / max(time.process_time() - t0, 1e-9))
     finally:
         if saved is None:
             del os.environ["TOKENIZERS_PARALLELISM"]
         else:
             os.environ["TOKENIZERS_PARALLELISM"] = saved
-    return {"bytes": n_bytes, "repeats": repeats, "threads": 1, "gpt2_bpe_mb_per_s": round(best["gpt2_bpe"], 3),
+    return {"bytes": n_bytes, "repeats": repeats, "threads": 1, "clock": "process CPU time", "gpt2_bpe_mb_per_s": round(best["gpt2_bpe"], 3),
             "distilled_mb_per_s": round(best["distilled"], 3), "ratio": round(best["distilled"] / max(best["gpt2_bpe"], 1e-9), 3)}
 
 
@@ -816,7 +818,7 @@ def report_md(r):
     lines += ["## Decode identity", "",
               f"{d['sequences']:,} random id sequences (1-{d['max_len']} ids, seed {d['seed']}, some with {EOT}), decoded "
               f"with and without skip_special_tokens: **{d['mismatches']:,} mismatches**.", "",
-              "## Encode throughput (same texts, one thread, alternating, best run of each)", "",
+              "## Encode throughput (same texts, one thread, alternating, best run of each, CPU time)", "",
               f"GPT-2 BPE {t['gpt2_bpe_mb_per_s']} MB/s, distilled {t['distilled_mb_per_s']} MB/s: "
               f"ratio **{t['ratio']}** on {t['bytes']:,} bytes.", "",
               f"Split cuts inside a BPE token: {r['split_conflicts']:,} (must be 0). "
@@ -915,11 +917,13 @@ def main():
             break
         bench.append(text)
         size += len(text.encode("utf-8"))
-    report["throughput"] = throughput(original, distilled, bench, cfg["throughput_repeats"])
 
-    # --- write the tokenizer (temp dir + rename) and check that it loads back
+    # --- write the tokenizer (temp dir + rename), check that it loads back, time it as loaded
     with atomic_path(art.distilled_tokenizer) as tmp:
         save_hf_tokenizer(distilled, tmp)
+        from tokenizers import Tokenizer
+        report["throughput"] = throughput(Tokenizer.from_file(str(art.original_tokenizer / "tokenizer.json")),
+                                          Tokenizer.from_file(str(tmp / "tokenizer.json")), bench, cfg["throughput_repeats"])
         from transformers import AutoTokenizer
         hf = AutoTokenizer.from_pretrained(str(tmp))
         probe = "def f(x):\n    return x  # ====\n\n\n<|endoftext|> 안녕 😀 ㅋㅋㅋ ————"
