@@ -116,7 +116,8 @@ class FastGPT2:
         ascii_chars = lambda prop: "".join(f"\\x{ord(c):02x}" for c in regex.findall(prop, every[:128]))
         template = (GPT2_PATTERN.replace(r"[^\s\p{L}\p{N}]", "[^{S}{L}{N}]").replace(r"(?!\S)", "(?![^{S}])")
                     .replace(r"\p{L}", "[{L}]").replace(r"\p{N}", "[{N}]").replace(r"\s", "[{S}]"))
-        self.ascii_pattern = re.compile(template.format(L=ascii_chars(r"\p{L}"), N=ascii_chars(r"\p{N}"), S=ascii_chars(r"\s")))
+        self.ascii_pattern = re.compile(template.format(
+            L=ascii_chars(r"\p{L}"), N=ascii_chars(r"\p{N}"), S=ascii_chars(r"\s")))
         self.model, self.max_cache = model, max_cache
         self.chunk_text, self.word_text = {}, {}  # chunk / pre-token -> "id id ..."
 

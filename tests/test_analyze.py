@@ -1,8 +1,8 @@
 """03 analyze: the id sequences are GPT-2's, the frequency table is complete, bad inputs fail cleanly."""
 
 import json
-import random
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -112,7 +112,7 @@ TRICKY = ["def f(x):\n\tif x:\n        return x  # ====\n\n\n   \n", "it's they'
           "x\x1c\x1fy \x85z\u3000 \u3000w\u200b v\t \n", "end with spaces  \n\n  ", "\n\n\nx"]
 
 
-def test_fast_path_is_gpt2_bpe(gpt2_bpe, tmp_path):
+def test_fast_path_is_gpt2_bpe(gpt2_bpe):
     """The fast path (cached chunks, GPT-2's regex, cached BPE per pre-token) gives tokenizers' ids and counts,
     special token and odd whitespace included."""
     import importlib.util
@@ -126,7 +126,7 @@ def test_fast_path_is_gpt2_bpe(gpt2_bpe, tmp_path):
     fast = analyze.FastGPT2(gpt2_bpe.model, max_cache=8)  # a tiny cache: it is cleared on the way
     for text in texts:
         assert fast.encode(text) == gpt2_bpe.encode(text).ids, text
-        fast.encode_batch([])
+        fast.encode_batch([])  # a batch boundary: where the full cache is cleared
     # a whole batch at once (new chunks pre-tokenized together), and its counts
     fast = analyze.FastGPT2(gpt2_bpe.model)
     got = fast.encode_batch(texts)

@@ -111,3 +111,15 @@ def test_init_tokenizer_is_gpt2_shaped(original_dir):
 def test_reference_bpe_sanity():
     # The reference itself must not be trivially wrong: known GPT-2 ids.
     assert ReferenceBPE().encode("Hello world") == [15496, 995]
+
+
+def test_byte_level_helpers_match_openai_bytes_to_unicode():
+    """to_byte_level (str.translate) maps every byte as OpenAI's bytes_to_unicode; piece_bytes inverts it."""
+    from lib.tokenizer import piece_bytes, to_byte_level
+
+    table = bytes_to_unicode()
+    texts = ["", "plain ascii\n\t", "".join(map(chr, range(0x300))), "안녕 你好 😀 \u2028\ufeff", "\x00\x7f\x80\xff"]
+    for text in texts:
+        expected = "".join(table[b] for b in text.encode("utf-8"))
+        assert to_byte_level(text) == expected, text
+        assert piece_bytes(expected) == text.encode("utf-8")
