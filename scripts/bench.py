@@ -5,6 +5,7 @@ reference tools, and how 03 and 04 grow with the corpus. A measurement, not a te
 
     .venv/bin/python scripts/bench.py [--repeats 3] [--analyze-sizes-mb 100 1000] [--distill-sizes-mb 5 20 80]
     make bench                                                  (BENCH_ARGS="..." passes flags)
+    make bench BENCH_ARGS="--only gpu"     (on a GPU machine: re-run section 5, reuse the rest of bench.json)
 
 Writes to artifacts/bench/: bench.md, bench.json, bench.config.yaml, and its work dirs (pipeline/, scale/).
   1. The pipeline through Make (PROFILE=bench: the default corpus with a tiny random GPT-2, so 07-08 run
@@ -14,7 +15,10 @@ Writes to artifacts/bench/: bench.md, bench.json, bench.config.yaml, and its wor
      built from the same GPT-2 files; alternated, the median of `repeats` runs each.
   4. 03 on corpora of analyze_sizes_mb and 04 on corpora of distill_sizes_mb (train documents repeated
      and shuffled): wall time, throughput, peak RSS, and the growth exponent between sizes.
-  5. With a GPU: a GPT-2-small-shaped model's training tokens/s and model FLOPs utilisation.
+  5. With a GPU: a GPT-2-small-shaped model's training tokens/s and model FLOPs utilisation, eager (as 08
+     trains) and under torch.compile.
+Each section records the date and machine it was measured on, so a report can combine sections measured
+on different machines (--only), and says so.
 """
 
 import argparse
@@ -38,6 +42,7 @@ from lib.paths import DEFAULT_ARTIFACTS, ROOT, Artifacts
 from lib.tokenizer import EOT, EOT_ID, GPT2_PATTERN, gpt2_packaged_files, piece_bytes
 
 STEP = "bench"
+SECTIONS = ("pipeline", "analyze", "scaling", "gpu")  # 1-2, 3, 4, 5
 PIPELINE = ["init", "corpus", "analyze", "distill", "select", "remap", "align", "train"]
 SCRIPTS = {"select": "05_select.py", "remap": "06_remap.py", "align": "07_align.py"}
 # Dense bf16 peak of common GPUs (FLOP/s), for model FLOPs utilisation.
@@ -51,7 +56,9 @@ def parse_args():
     p.add_argument("--step-repeats", type=int)
     p.add_argument("--analyze-sizes-mb", type=float, nargs="*")
     p.add_argument("--distill-sizes-mb", type=float, nargs="*")
-    p.add_argument("--skip-pipeline", action="store_true", help="reuse the figures of 1-2 and bench/pipeline/ from the last bench (re-runs 3-5)")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
+                   help=f"re-run these sections ({', '.join(SECTIONS)}); the others are reused from the last "
+                        "bench.json. analyze and scaling use the corpus of the last pipeline section")
     p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
     p.add_argument("--profile", default="default", help="config profile of the bench's own config")
     p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
@@ -255,7 +262,9 @@ def bench_scaling(run_dir, sizes, distill, seed, log_path, configs):
 # 5: a GPT-2-small-shaped model on a GPU
 
 
-def bench_gpu(steps, batch_size, block_size):
+def bench_gpu(steps, batch_size, block_size, compile_too):
+    """Training steps of a randomly initialised GPT-2 small (124M) on the first GPU: bf16 autocast, fused
+    AdamW, the batch shape 08 trains with. Eager (as 08 runs) and, with compile_too, under torch.compile."""
     import torch
 
     if not torch.cuda.is_available():
@@ -264,30 +273,57 @@ def bench_gpu(steps, batch_size, block_size):
 
     name = torch.cuda.get_device_name(0)
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_positions=block_size)).cuda()
-    n_params = sum(p.numel() for p in model.parameters())  # wte is tied to lm_head: counted once
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    x = torch.randint(0, 50257, (batch_size, block_size), device="cuda")
-    torch.cuda.reset_peak_memory_stats()
-    times = []
-    for step in range(steps + 3):  # 3 warm-up steps
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(input_ids=x, labels=x).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        if step >= 3:
-            times.append(time.perf_counter() - t0)
-    tokens_per_s = batch_size * block_size / median(times)
-    cfg = model.config  # 6N per token, plus attention: 12 * layers * d_model * context
-    flops_per_token = 6 * n_params + 12 * cfg.n_layer * cfg.n_embd * block_size
-    return {"available": True, "device": name, "params": n_params, "batch_size": batch_size, "block_size": block_size,
-            "tokens_per_s": tokens_per_s, "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30,
-            "mfu": flops_per_token * tokens_per_s / peak if peak else None, "peak_bf16_flops": peak}
+    x = torch.randint(0, 50257, (batch_size, block_size), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+    result = {"available": True, "device": name, "torch": torch.__version__, "batch_size": batch_size,
+              "block_size": block_size, "peak_bf16_flops": peak, "variants": {}}
+    for variant in ("eager", "compiled") if compile_too else ("eager",):
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(GPT2Config(n_positions=block_size)).cuda()
+        n_params = sum(p.numel() for p in model.parameters())  # wte is tied to lm_head: counted once
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+        forward = torch.compile(model) if variant == "compiled" else model
+        torch.cuda.reset_peak_memory_stats()
+        times = []
+        t_start = time.perf_counter()
+        for step in range(steps + 3):  # 3 warm-up steps (compilation happens in the first)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = forward(input_ids=x, labels=x).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            torch.cuda.synchronize()
+            if step >= 3:
+                times.append(time.perf_counter() - t0)
+        tokens_per_s = batch_size * block_size / median(times)
+        cfg = model.config  # 6N per token, plus attention: 12 * layers * d_model * context (PaLM, nanoGPT)
+        flops_per_token = 6 * n_params + 12 * cfg.n_layer * cfg.n_embd * block_size
+        result["params"] = n_params
+        result["variants"][variant] = {
+            "tokens_per_s": tokens_per_s, "seconds_per_step": median(times), "steps_timed": steps,
+            "warmup_seconds": time.perf_counter() - t_start - sum(times), "final_loss": loss.item(),
+            "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30,
+            "mfu": flops_per_token * tokens_per_s / peak if peak else None}
+        log.info(f"GPU {variant}: {tokens_per_s:,.0f} tokens/s" + (f", MFU {100 * result['variants'][variant]['mfu']:.1f}%" if peak else ""))
+        del model, opt, forward
+        torch.cuda.empty_cache()
+    return result
+
+
+def machine_info():
+    import tokenizers
+    import torch
+
+    return {"cpus": os.cpu_count(), "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "torch": torch.__version__, "tokenizers": tokenizers.__version__,
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def machine_line(m):
+    return (f"{m['cpus']} CPU cores, {m['memory_gb']:.0f} GiB" + (f", {m['gpu']}" if m.get("gpu") else "")
+            + f", {m['platform']}, Python {m['python']}, torch {m['torch']}, tokenizers {m['tokenizers']}")
 
 
 # -----------------------------------------------------------------------------
@@ -296,11 +332,19 @@ def bench_gpu(steps, batch_size, block_size):
 
 def report_md(r):
     f = lambda x, d=2: "—" if x is None else f"{x:,.{d}f}"
-    m = r["machine"]
-    lines = ["# What a run costs", "",
-             f"Measured {r['date']} on {m['cpus']} CPU cores, {m['memory_gb']:.0f} GiB, {m['platform']}, Python "
-             f"{m['python']}, torch {m['torch']}, tokenizers {m['tokenizers']}. Throughput figures are the median of "
-             f"{r['config']['repeats']} alternated runs; step times the median of their runs.", "",
+    measured = r["measured"]
+    lines = ["# What a run costs", ""]
+    by_machine = {}  # sections grouped by the (date, machine) they were measured on
+    for section in SECTIONS:
+        key = (measured[section]["date"], machine_line(measured[section]["machine"]))
+        by_machine.setdefault(key, []).append(section)
+    titles = {"pipeline": "the pipeline and no-op make", "analyze": "03 beside the reference tokenizers",
+              "scaling": "03 and 04 against corpus size", "gpu": "GPU"}
+    for (date, machine), sections in by_machine.items():
+        which = "" if len(by_machine) == 1 else " (" + "; ".join(titles[s] for s in sections) + ")"
+        lines.append(f"Measured{which} {date} on {machine}.")
+    lines += ["", f"Throughput figures are the median of {r['config']['repeats']} alternated runs; step times the "
+              "median of their runs.", "",
              "## The pipeline on the default corpus (PROFILE=bench: a tiny random GPT-2 for 07-08)", "",
              "| step | wall s (median) | runs | peak RSS MB |", "|---|---:|---:|---:|"]
     for step, s in r["pipeline"].items():
@@ -342,11 +386,19 @@ def report_md(r):
     lines += ["## GPU", ""]
     if not g["available"]:
         lines.append("No GPU on this machine: skipped. Where one is present this section gives a GPT-2-small-shaped "
-                     "model's training tokens/s, peak memory and model FLOPs utilisation (bf16).")
+                     "model's training tokens/s, peak memory and model FLOPs utilisation (bf16), eager and compiled.")
     else:
-        lines.append(f"{g['device']}: GPT-2 small shape ({g['params']:,} parameters), batch {g['batch_size']} × "
-                     f"{g['block_size']}, bf16 autocast, AdamW: **{f(g['tokens_per_s'], 0)} tokens/s**, peak memory "
-                     f"{f(g['peak_memory_gb'], 1)} GiB, MFU {f(100 * g['mfu'], 1) + '%' if g['mfu'] else 'unknown (peak FLOP/s of this GPU not listed)'}.")
+        lines += [f"{g['device']}, torch {g['torch']}: a random GPT-2 small ({g['params']:,} parameters), batch "
+                  f"{g['batch_size']} × {g['block_size']} tokens, bf16 autocast, fused AdamW; the median of the "
+                  "timed steps after 3 warm-up steps. MFU counts 6 × parameters + 12 × layers × width × context "
+                  f"FLOPs per token against {f(g['peak_bf16_flops'] / 1e12, 0) if g['peak_bf16_flops'] else 'an unknown'} "
+                  "TFLOP/s dense bf16.", "",
+                  "| variant | tokens/s | s/step | MFU | peak memory GiB | warm-up s |", "|---|---:|---:|---:|---:|---:|"]
+        for name, v in g["variants"].items():
+            lines.append(f"| {'eager (as 08 trains)' if name == 'eager' else 'torch.compile'} | "
+                         f"{f(v['tokens_per_s'], 0)} | {f(v['seconds_per_step'], 3)} | "
+                         f"{f(100 * v['mfu'], 1) + '%' if v['mfu'] else '—'} | {f(v['peak_memory_gb'], 1)} | "
+                         f"{f(v['warmup_seconds'], 1)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -372,20 +424,30 @@ def main():
     run_dir, log_path = bench_dir / "pipeline", bench_dir / "commands.log"
     t_start = time.perf_counter()
 
-    import tokenizers
-    import torch
-    result = {"date": time.strftime("%Y-%m-%d"), "config": cfg, "machine": {
-        "cpus": os.cpu_count(), "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(), "torch": torch.__version__, "tokenizers": tokenizers.__version__}}
+    # Sections not re-run come from the last bench.json, with the date and machine they were measured on.
+    previous = {}
+    if set(args.only) != set(SECTIONS):
+        if not (bench_dir / "bench.json").exists():
+            die(f"--only {' '.join(args.only)} needs an earlier bench.json in {bench_dir}: run `make bench` first")
+        previous = json.loads((bench_dir / "bench.json").read_text(encoding="utf-8"))
+        if "measured" not in previous:
+            die(f"{bench_dir / 'bench.json'} is from an older bench; run `make bench` without --only once")
+    if "pipeline" not in args.only and {"analyze", "scaling"} & set(args.only) and not (run_dir / "training" / "summary.json").exists():
+        die(f"--only {' '.join(args.only)} uses the corpus of the pipeline section in {run_dir}, which is missing; "
+            "add pipeline to --only")
+    here = {"date": time.strftime("%Y-%m-%d"), "machine": machine_info()}
+    result = {"config": cfg, "measured": {}}
+    for section in SECTIONS:
+        if section in args.only:
+            result["measured"][section] = here
+        else:
+            result["measured"][section] = previous["measured"][section]
+            keys = {"pipeline": ("pipeline", "noop_make"), "analyze": ("analyze",),
+                    "scaling": ("analyze_scaling", "distill_scaling"), "gpu": ("gpu",)}[section]
+            result.update({k: previous[k] for k in keys})
 
     # --- 1-2: the pipeline, and a no-op make
-    if args.skip_pipeline:
-        if not (bench_dir / "bench.json").exists() or not (run_dir / "training" / "summary.json").exists():
-            die(f"--skip-pipeline needs a finished earlier bench in {bench_dir}: run `make bench` without it first")
-        previous = json.loads((bench_dir / "bench.json").read_text(encoding="utf-8"))
-        result["pipeline"], result["noop_make"] = previous["pipeline"], previous["noop_make"]
-    else:
+    if "pipeline" in args.only:
         log.info("1. the pipeline through make (PROFILE=bench)")
         result["pipeline"] = bench_pipeline(run_dir, cfg["step_repeats"], log_path, configs)
         result["noop_make"] = bench_noop_make(run_dir, cfg["repeats"])
@@ -393,19 +455,23 @@ def main():
                  f"{len(result['noop_make']['commands_it_would_run'])} commands")
 
     # --- 3: analyze beside the reference tokenizers
-    log.info("3. 03 analyze beside tokenizers encode_batch and tiktoken")
-    result["analyze"] = bench_analyze(run_dir, cfg["repeats"], log_path, configs)
-    a = result["analyze"]
-    log.info(f"analyze {a['analyze_mb_per_s']:.2f} MB/s, HF encode_batch {a['hf_encode_batch_mb_per_s']:.2f} MB/s, "
-             f"tiktoken {a['tiktoken_mb_per_s'] or 0:.2f} MB/s")
+    if "analyze" in args.only:
+        log.info("3. 03 analyze beside tokenizers encode_batch and tiktoken")
+        result["analyze"] = bench_analyze(run_dir, cfg["repeats"], log_path, configs)
+        a = result["analyze"]
+        log.info(f"analyze {a['analyze_mb_per_s']:.2f} MB/s, HF encode_batch {a['hf_encode_batch_mb_per_s']:.2f} "
+                 f"MB/s, tiktoken {a['tiktoken_mb_per_s'] or 0:.2f} MB/s")
 
     # --- 4: scaling
-    log.info("4. 03 and 04 against corpus size")
-    result["analyze_scaling"] = bench_scaling(run_dir, cfg["analyze_sizes_mb"], False, cfg["seed"], log_path, configs)
-    result["distill_scaling"] = bench_scaling(run_dir, cfg["distill_sizes_mb"], True, cfg["seed"], log_path, configs)
+    if "scaling" in args.only:
+        log.info("4. 03 and 04 against corpus size")
+        result["analyze_scaling"] = bench_scaling(run_dir, cfg["analyze_sizes_mb"], False, cfg["seed"], log_path, configs)
+        result["distill_scaling"] = bench_scaling(run_dir, cfg["distill_sizes_mb"], True, cfg["seed"], log_path, configs)
 
     # --- 5: GPU
-    result["gpu"] = bench_gpu(cfg["gpu_steps"], cfg["gpu_batch_size"], cfg["gpu_block_size"])
+    if "gpu" in args.only:
+        log.info("5. GPT-2 small training steps on the GPU")
+        result["gpu"] = bench_gpu(cfg["gpu_steps"], cfg["gpu_batch_size"], cfg["gpu_block_size"], cfg["gpu_compile"])
     result["seconds"] = time.perf_counter() - t_start
 
     write_json(bench_dir / "bench.json", result)
