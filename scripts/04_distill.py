@@ -20,9 +20,11 @@ How:
      BPE's segmentation or lowering one token of the Viterbi output just enough; keep the change that
      fixes the most example occurrences net, checked on every example whose lattice holds that token.
   4. Ties no score can break (a run like '#####': BPE '####,#', Unigram's Viterbi '#,####') are cut the
-     way BPE cuts them by a Split pre-tokenizer stage after ByteLevel: runs of one character anywhere in
-     a pre-token, where tracing BPE on the run proves that no merge can cross the run's edges for that
-     neighbour and that run length; and '\\n\\n' pairs in whitespace. Checked against BPE on every run.
+     way BPE cuts them by a Split pre-tokenizer stage: runs of one character anywhere in a pre-token,
+     where tracing BPE on the run proves that no merge can cross the run's edges for that neighbour and
+     that run length; and '\\n\\n' pairs in whitespace. Checked against BPE on every run. The learning
+     reads it after ByteLevel, inside each pre-token; the tokenizer runs the same cuts on the raw text
+     before ByteLevel (one regex pass instead of a second stage over every pre-token: faster).
   5. Validation also runs on text of other kinds (configs/distill.yaml: ood_sources): English prose,
      markdown, C, JavaScript, Korean, Chinese, Japanese, emoji.
 """
@@ -193,13 +195,31 @@ def spans(ns):
     return out
 
 
+# A contraction ('s 't 'm 'd 'll 're 've) ends inside a run of its last letter when its apostrophe starts a
+# pre-token: at the start, or after a letter, digit or whitespace other than a space (a space or
+# punctuation takes the apostrophe into its own pre-token).
+CONTRACTION_HEADS = {"s": "'", "t": "'", "m": "'", "d": "'", "l": "'", "e": "'[rv]"}
+CONTRACTION_END = "(?<![\\p{{L}}\\p{{N}}[^\\S ]]{h}{E})(?<!\\A{h}{E})"
+# The GPT-2 pre-token classes a run character can be in (the regex's ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`).
+GPT2_CLASSES = {"L": r"\p{L}", "N": r"\p{N}", "P": r"[^\s\p{L}\p{N}]"}
+
+
+def gpt2_class(ch):
+    import regex
+
+    return next((k for k, v in GPT2_CLASSES.items() if regex.fullmatch(v, ch)), None)  # None: whitespace
+
+
 class RunRegex:
-    """The regex parts for the runs of one unit u, from BPE traces of u*n and 'Ġ'+u*n, n = 1..max_len."""
+    """The regex parts for the runs of one unit u, from BPE traces of u*n and 'Ġ'+u*n, n = 1..max_len.
+
+    regex() reads byte-level pre-tokens (a Split after ByteLevel: the learning's view); regex(raw=True)
+    reads raw text, before ByteLevel, so that the tokenizer needs no stage of its own (see raw_run_pattern)."""
 
     def __init__(self, u, by_left, by_right, ranks, max_len):
         self.u, self.max_len = u, max_len
-        self.E = esc(u)
-        self.G = "(?:" + self.E + ")" if len(u) > 1 else self.E
+        self.char = piece_bytes(u).decode("utf-8")  # run units are whole characters (run_units)
+        self.klass = gpt2_class(self.char)
         self.trace = {p: {n: bpe_trace(p + u * n, ranks) for n in range(1, max_len + 1)} for p in ("", "Ġ")}
         crossing = lambda syms, index, end: frozenset(
             o[end] for s, top in syms for r, o in index.get(s, ()) if r < top) - {u[end]}
@@ -243,6 +263,29 @@ class RunRegex:
             groups[f[n]][1].append(n)
         return {s: (fin, p, res) for s, (fin, res) in groups.items()}
 
+    def char_class(self, chars, side):
+        """A class of the neighbours (byte-level chars) on `side`; "" when empty. On raw text a neighbour is
+        a whole character: only those in the run's own pre-token count (its class, and a space before the
+        run), and a non-ASCII byte stands for every non-ASCII character it can end (L) or start (R)."""
+        if not self.raw:
+            return char_class(chars) if chars else ""
+        ascii_, ranges = set(), set()
+        for c in chars:
+            b = piece_bytes(c)[0]
+            if b < 128:
+                if (chr(b) == " " and side == "L") or gpt2_class(chr(b)) == self.klass:
+                    ascii_.add(chr(b))
+            elif side == "L" and b < 0xC0:  # the last byte of some character: all of them, to be safe
+                ranges.add((0x80, 0x10FFFF))
+            elif side == "R" and 0xC2 <= b <= 0xF4:  # a lead byte: the code points it starts
+                lead, shift = (0xC0, 6) if b < 0xE0 else (0xE0, 12) if b < 0xF0 else (0xF0, 18)
+                ranges.add(((b - lead) << shift, ((b - lead + 1) << shift) - 1))
+        if not ascii_ and not ranges:
+            return ""
+        inner = "".join(sorted("\\x%02X" % ord(c) if not c.isalnum() else c for c in ascii_))
+        inner += "".join("[\\x{%X}-\\x{%X}&&%s]" % (max(lo, 0x80), hi, GPT2_CLASSES[self.klass]) for lo, hi in sorted(ranges))
+        return "[" + inner + "]"
+
     def length_is(self, fin, p, res, off):
         """Regex (a lookahead body) true when the run from here holds n - off more units, n in the group."""
         G = self.G
@@ -259,17 +302,17 @@ class RunRegex:
         G, E = self.G, self.E
         groups = self.lengths(f, lo)
         if len(groups) == 1:
-            (s,) = groups
-            if not s:
+            c = self.char_class(next(iter(groups)), side)
+            if not c:
                 return ""
-            return "(?<!" + char_class(s) + G * off + ")" if side == "L" else "(?=" + G + "*(?!" + E + ")(?!" + char_class(s) + "))"
+            return "(?<!" + c + G * off + ")" if side == "L" else "(?=" + G + "*(?!" + E + ")(?!" + c + "))"
         alts = []
         for s, (fin, p, res) in sorted(groups.items(), key=lambda kv: sorted(kv[0])):
-            n = self.length_is(fin, p, res, off)
+            n, c = self.length_is(fin, p, res, off), self.char_class(s, side)
             if side == "L":
-                alts.append("(?=" + n + ")" + ("(?<!" + char_class(s) + G * off + ")" if s else ""))
+                alts.append("(?=" + n + ")" + ("(?<!" + c + G * off + ")" if c else ""))
             else:
-                alts.append("(?=" + n + ("(?!" + char_class(s) + ")" if s else "") + ")")
+                alts.append("(?=" + n + ("(?!" + c + ")" if c else "") + ")")
         return "(?:" + "|".join(alts) + ")"
 
     def chunk(self):
@@ -280,26 +323,44 @@ class RunRegex:
         alts += [G + quant(a - 1, b - 1) + "(?!" + E + ")" for a, b in spans(whole)]
         return "(?:" + "|".join(alts) + ")" if alts else "(?!)"
 
-    def regex(self):
+    def regex(self, raw=False, after_space=False):
         """Three ways a match starts on a unit of the run (it is consumed first, so the regex engine can
         skip other characters): it continues a run cut by the previous match (\\G); it is the second token
         of a piece 'Ġ' + run (the first token 'Ġ' + u*a is left as its own piece); it starts a run whose
-        neighbours cannot cross (a piece's start and end count as safe neighbours)."""
-        G, E = self.G, self.E
+        neighbours cannot cross (a piece's start and end count as safe neighbours).
+
+        raw: on raw text, where the pre-token around the run is not cut out yet. The neighbours that
+        count are those of its pre-token (char_class), and a match must leave pieces that GPT-2's regex
+        splits as it splits the whole text: no cut right after whitespace + space (`\\s+(?!\\S)` would
+        keep them together) and no run of letters that a contraction ('s, 're, ...) begins.
+        after_space (raw): only the starts right after a space, whatever is before it: a lookahead for
+        raw_run_pattern, which cuts that space out first when whitespace is before it."""
+        self.raw = raw
+        self.E = esc(self.char) if raw else esc(self.u)
+        self.G = self.E if raw or len(self.u) == 1 else "(?:" + self.E + ")"
+        G, E, space = self.G, self.E, " " if raw else "Ġ"
         body = self.chunk()
-        cont = "(?<=\\G" + E + ")" + ("(?<=[" + E + "Ġ]" + E + ")" if len(self.u) == 1 else "(?:(?<=" + E + E + ")|(?<=Ġ" + E + "))")
-        after_g = ["(?<=\\AĠ" + G * a + E + ")(?=" + G + quant(lo - 1, None if hi is None else hi - 1) + "(?!" + E + "))"
+        cont = "(?<=\\G" + E + ")" + ("(?<=[" + E + space + "]" + E + ")" if raw or len(self.u) == 1
+                                      else "(?:(?<=" + E + E + ")|(?<=Ġ" + E + "))")
+        not_after_ws = "(?<!\\s " + E + ")" if raw and not after_space else ""
+        after_g = ["(?<=" + ("" if raw else "\\A") + space + G * a + E + ")" + (not_after_ws if a == 0 else "")
+                   + "(?=" + G + quant(lo - 1, None if hi is None else hi - 1) + "(?!" + E + "))"
                    + self.gate(self.unsafe_right_g, 1, "R", a + 1) for a, lo, hi in self.rows("Ġ")]
-        always = frozenset.intersection(*[self.unsafe_left[n] for n in range(2, self.max_len + 1)])
-        start = ("(?<!" + E + E + ")(?=" + E + ")" + ("(?<!" + char_class(always) + E + ")" if always else "")
+        always = self.char_class(frozenset.intersection(*[self.unsafe_left[n] for n in range(2, self.max_len + 1)]), "L")
+        start = ("(?<!" + E + E + ")(?=" + E + ")" + ("(?<!" + always + E + ")" if always else "") + not_after_ws
+                 + (CONTRACTION_END.format(h=CONTRACTION_HEADS[self.char], E=E) if raw and self.char in CONTRACTION_HEADS else "")
                  + self.gate(self.unsafe_left, 2, "L", 1) + self.gate(self.unsafe_right, 2, "R", 1))
+        if after_space:
+            starts = [g for g, (a, _, _) in zip(after_g, self.rows("Ġ")) if a == 0] + ["(?<= " + E + ")" + start]
+            return E + "(?:" + "|".join(starts) + ")" + body
         return E + "(?:" + "|".join([cont] + after_g + [start]) + ")" + body
 
 
 def run_split_pattern(bpe_bare, vocab, merges, max_len, group=12):
     """The Split regex: run chunks of every unit, and '\\n\\n' pairs (the only merge among whitespace) from
     the left of each newline run. Every branch starts on a character of a run, behind a cheap test (the
-    next or the previous character is the same), so the engine passes over other text fast."""
+    next or the previous character is the same), so the engine passes over other text fast.
+    Returns (that regex for byte-level pre-tokens, the same on raw text (raw_run_pattern), the units)."""
     ranks = {m: r for r, m in enumerate(merges)}
     by_left, by_right = collections.defaultdict(list), collections.defaultdict(list)
     for r, (a, b) in enumerate(merges):
@@ -324,14 +385,38 @@ def run_split_pattern(bpe_bare, vocab, merges, max_len, group=12):
            + alt("(?=" + char_class(g) + ")" + alt(parts[u] for u in g) for g in (single[i:i + group] for i in range(0, len(single), group))))
     if multi:
         out += "|(?=" + char_class({u[0] for u in multi}) + ")" + alt(parts[u] for u in multi)
-    return out + "|ĊĊ(?<=(?:\\A|[^Ċ])(?:ĊĊ)+)", units
+    return out + "|ĊĊ(?<=(?:\\A|[^Ċ])(?:ĊĊ)+)", raw_run_pattern(runs, group), units
+
+
+def raw_run_pattern(runs, group):
+    """The run split on raw text, for a Split stage before ByteLevel: one regex pass over the text instead
+    of a second stage over every pre-token (which costs ~0.2x of encode speed alone). Every unit is one
+    character here; runs of whitespace units (NBSP) are left whole. A newline pair may not take the last
+    newline before a non-space: GPT-2's regex gives that one its own pre-token."""
+    runs = [r for r in runs if r.klass is not None]
+    parts = {r.char: r.regex(raw=True) for r in runs}
+    chars = sorted(parts)
+    alt = lambda xs: "(?:" + "|".join(xs) + ")"
+    # After a chunk of punctuation, an apostrophe before s, t, re, ... is the rest of that pre-token: cut
+    # it out too, or GPT-2's regex would read a contraction in the piece that follows.
+    out = ("(?=(" + char_class(chars) + ")(?:\\1|(?<=\\1\\1)))"
+           + alt("(?=" + char_class(g) + ")" + alt(parts[c] for c in g) for g in (chars[i:i + group] for i in range(0, len(chars), group))))
+    # The last of 2+ whitespace characters before a non-space is a pre-token of its own (unless a space):
+    # cut it out, so that a run after it can be cut without the piece before ending in 2+ of them.
+    # A run cut right after a space that follows whitespace: cut the space out as well (`\\s+(?!\\S)`
+    # would join it to the whitespace before in the piece that ends there).
+    heads = {r.char: r.regex(raw=True, after_space=True) for r in runs}
+    heads = alt("(?=" + char_class(g) + ")" + alt(heads[c] for c in g) for g in (chars[i:i + group] for i in range(0, len(chars), group)))
+    return (out + "| (?=(" + char_class(chars) + ")\\2)(?<=\\s )(?=" + heads + ")|'(?<=\\G')(?<=[^\\s\\p{L}\\p{N}]')(?=[stmd]|re|ve|ll)"
+            + "|\\n\\n(?<=(?:\\A|[^\\n])(?:\\n\\n)+)(?!\\S)|[^\\S ](?<=\\s[^\\S ])(?=\\S)")
 
 
 # -----------------------------------------------------------------------------
 # tokenizers: the distilled one, and bare ones that segment byte-level pre-tokens
 
 
-def build_unigram(vocab, scores, pattern):
+def build_unigram(vocab, scores, raw_pattern):
+    """The distilled tokenizer: Split(run split on raw text) + GPT-2's ByteLevel, then Unigram."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
     pieces = [None] * VOCAB_SIZE
@@ -339,9 +424,9 @@ def build_unigram(vocab, scores, pattern):
         pieces[i] = (s, float(scores[i]))
     pieces[EOT_ID] = (EOT, 0.0)
     tokenizer = byte_level_pipeline(Tokenizer(models.Unigram(pieces, unk_id=None, byte_fallback=False)))
-    if pattern:
+    if raw_pattern:
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-            tokenizer.pre_tokenizer, pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False)])
+            pre_tokenizers.Split(Regex(raw_pattern), behavior="isolated", invert=False), tokenizer.pre_tokenizer])
     return tokenizer
 
 
@@ -761,6 +846,19 @@ def labelled_pretokens(texts, bpe_bare):
     return collections.Counter({(w, y): counts[w] for w, y in zip(words, ids)})
 
 
+def pieces_differ(texts, distilled, pattern):
+    """Documents whose pieces under the shipped pre-tokenizer (run split on raw text, then ByteLevel) differ
+    from the learning's view (ByteLevel, then the run split inside each pre-token). The raw split leaves a
+    run whole where it cannot see its pre-token (after whitespace + a space, after a non-ASCII character)."""
+    from tokenizers import Regex, pre_tokenizers
+
+    if not pattern:
+        return 0
+    view = pre_tokenizers.Sequence([pre_tokenizer_gpt2(), pre_tokenizers.Split(Regex(pattern), behavior="isolated")])
+    pieces = lambda pt, t: [w for w, _ in pt.pre_tokenize_str(t)]
+    return sum(pieces(view, t) != pieces(distilled.pre_tokenizer, t) for t in texts)
+
+
 def evaluate_texts(texts, original, distilled, distilled_bare, token_strings, n_examples):
     """Agreement per pre-token occurrence, distinct pre-token and whole document, with mismatch classes."""
     result = agreement(labelled_pretokens(texts, bare(original)), distilled_bare, token_strings, n_examples)
@@ -777,7 +875,7 @@ def report_md(r):
                                      f"{pct(a['document_agreement'])} | {a['ids_compared']:,} |")
     ex = r["examples"]
     lines = ["# 04 distill: validation of the distilled Unigram tokenizer", "",
-             f"Run split stage: {'on (' + format(r['run_units'], ',') + ' run characters)' if r['run_split'] else 'off'}. "
+             f"Run split stage: {'on (' + format(r['run_units'], ',') + ' run characters; a Split on the raw text before ByteLevel, which cuts as the split of each pre-token that the learning used in all but ' + format(r['heldout']['documents_pieces_differ'], ',') + ' held-out documents, where it leaves a run whole)' if r['run_split'] else 'off'}. "
              f"Learned on {ex['pieces']:,} distinct train pieces ({ex['piece_occurrences']:,} occurrences) and "
              f"{ex['vocab_strings']:,} vocab strings in {r['seconds_learning']:.1f} s; wrong example weight by round: "
              f"{', '.join(f'{h:,}' for h in r['repair_history'])}.", "",
@@ -869,7 +967,8 @@ def main():
     original_bare = bare(original)
 
     # --- the run split and the labelled examples
-    pattern, units = run_split_pattern(original_bare, vocab, merges, cfg["run_split_max_len"]) if cfg["run_split"] else (None, [])
+    pattern, raw_pattern, units = (run_split_pattern(original_bare, vocab, merges, cfg["run_split_max_len"])
+                                   if cfg["run_split"] else (None, None, []))
     from tokenizers import Regex, pre_tokenizers
     splitter = pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False) if pattern else None
     log.info(f"run split: {f'on, {len(units)} run characters, {len(pattern):,} regex chars' if pattern else 'off'}")
@@ -894,7 +993,7 @@ def main():
     scores = merge_tree_scores(vocab, merges, cfg["power"])
     scores, history = learn(examples, vocab, merges, scores, cfg["max_rounds"], cfg["margin_rel"])
     seconds_learning = time.perf_counter() - t0
-    distilled = build_unigram(vocab, scores, pattern)
+    distilled = build_unigram(vocab, scores, raw_pattern)
 
     # --- validate: agreement on train, held-out and out-of-domain text, decode identity, throughput
     distilled_bare = bare(distilled, pattern)
@@ -905,6 +1004,7 @@ def main():
     report["train"] = agreement(train_labelled, distilled_bare, token_strings, n_ex)
     report["train"].update(doc_agreement([d[2] for d in docs], [d[1] for d in docs], distilled))
     report["heldout"] = evaluate_texts(heldout_texts, original, distilled, distilled_bare, token_strings, n_ex)
+    report["heldout"]["documents_pieces_differ"] = pieces_differ(heldout_texts, distilled, pattern)
     report["out_of_domain"] = {}
     for kind, src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["seed"]).items():
         result = evaluate_texts(src["docs"], original, distilled, distilled_bare, token_strings, n_ex) if src["docs"] else {}

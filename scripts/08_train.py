@@ -560,20 +560,25 @@ def main():
         final = {"eval_bits_per_byte": ev["bits_per_byte"], "eval_tokens_per_byte": ev["tokens_per_byte"]}
     initial = next((r for r in rows if r["step"] == 0 and "eval_bits_per_byte" in r), {})
     state_dict = accelerator.get_state_dict(model)  # every process: FSDP gathers the shards
+    # under torch.compile (accelerate launch --dynamo_backend ...) the keys carry the wrapper's prefix
+    state_dict = {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
     peak_mb, peak_kind = peak_memory(device)
     peak_mb = max(peak_mb, trainer_state["peak_memory_mb"])
     if accelerator.is_main_process:
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        unwrapped = accelerator.unwrap_model(model)
+        unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
         if unwrapped.generation_config is not None:
             unwrapped.generation_config.pad_token_id = EOT_ID
         sft = out_dir / "sft_checkpoint"
         with atomic_path(sft) as tmp:
-            unwrapped.save_pretrained(str(tmp), state_dict=state_dict)
+            unwrapped.save_pretrained(str(tmp), state_dict=dict(state_dict))  # it empties the dict it gets
             save_hf_tokenizer(tokenizer, tmp, model_max_length=model_config.n_positions)
             reloaded = AutoModelForCausalLM.from_pretrained(str(tmp))
             if reloaded.get_output_embeddings().weight is not reloaded.get_input_embeddings().weight:
                 die(f"{tmp}: the saved model does not reload with lm_head tied to wte")
+            differ = [k for k, v in reloaded.state_dict().items() if k in state_dict and not torch.equal(v, state_dict[k].to(v))]
+            if differ or not reloaded.state_dict().keys() <= state_dict.keys():
+                die(f"{tmp}: the saved model reloads with other weights ({(differ or ['missing keys'])[0]}); not kept")
             AutoTokenizer.from_pretrained(str(tmp))
         train_seconds = trainer_state["train_seconds"]
         summary = {
