@@ -23,6 +23,7 @@ import ctypes
 import itertools
 import json
 import multiprocessing
+import operator
 import os
 import resource
 import signal
@@ -55,9 +56,13 @@ def parse_args():
     return p.parse_args()
 
 
-def batches(path, batch_docs, batch_bytes):
-    """Yield lists of document texts from a cleaned jsonl file, bounded in count and bytes."""
-    batch, n_bytes = [], 0
+def batches(path, batch_docs, batch_bytes, workers=1, smallest=64_000):
+    """Yield lists of document texts from a cleaned jsonl file, bounded in count and bytes. The first batches
+    are small and double up to batch_bytes, so every worker starts at once, and the batches shrink again
+    toward the end of the file (to a share of what is left), so the workers finish together."""
+    total = Path(path).stat().st_size
+    batch, n_bytes, done, k = [], 0, 0, 0
+    limit = min(batch_bytes, smallest)
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             try:
@@ -66,9 +71,11 @@ def batches(path, batch_docs, batch_bytes):
                 die(f"{path}:{line_no}: not a cleaned-corpus record; re-run `make corpus`")
             batch.append(text)
             n_bytes += len(line)
-            if len(batch) >= batch_docs or n_bytes >= batch_bytes:
+            if len(batch) >= batch_docs or n_bytes >= limit:
                 yield batch, n_bytes
+                done, k = done + n_bytes, k + 1
                 batch, n_bytes = [], 0
+                limit = min(batch_bytes, smallest << k, max(smallest, (total - done) // (2 * workers)))
     if batch:
         yield batch, n_bytes
 
@@ -77,12 +84,20 @@ def batches(path, batch_docs, batch_bytes):
 # encoding a batch: ids as text lines, counts per id, documents per id
 
 
+def distinct_ids(ids):
+    """The distinct ids of one document: a sort when it is short, else a mask over the vocab (faster)."""
+    if len(ids) <= 256:
+        return np.unique(ids)
+    mask = np.zeros(VOCAB_SIZE, dtype=bool)
+    mask[ids] = True
+    return np.flatnonzero(mask)
+
+
 def batch_result(lines, arrays):
     """(the text of bpe_token_id_sequences.txt, token counts, document counts, tokens): lines and id
     arrays of the same documents."""
     counts = np.bincount(np.concatenate(arrays + [np.zeros(0, np.int64)]), minlength=VOCAB_SIZE)
-    present = [np.flatnonzero(np.bincount(a, minlength=VOCAB_SIZE)) if len(a) > 4096 else np.unique(a) for a in arrays]
-    doc_counts = np.bincount(np.concatenate(present + [np.zeros(0, np.int64)]), minlength=VOCAB_SIZE)
+    doc_counts = np.bincount(np.concatenate(list(map(distinct_ids, arrays)) + [np.zeros(0, np.int64)]), minlength=VOCAB_SIZE)
     return "".join(line + "\n" for line in lines), counts, doc_counts, int(counts.sum())
 
 
@@ -97,10 +112,15 @@ class FastGPT2:
     No GPT-2 pre-token holds a non-space followed by a whitespace character (no branch of the pattern
     matches one), so a text cuts into chunks -- a whitespace run and the non-space run after it -- that
     tokenize on their own exactly as inside the text. Each distinct chunk's ids are cached as text, and a
-    document's line is the join of its chunks'. New chunks are pre-tokenized together by GPT-2's regex:
-    the `regex` module's (as in OpenAI's encoder.py), or on ASCII text the same pattern with its classes
-    cut to ASCII for the stdlib `re` (twice as fast, and equal there by construction); each new pre-token
-    is BPE-encoded once by the tokenizer's own model. Counts are read back from the lines by numpy."""
+    document's line is the join of its chunks'. A document's new chunks are encoded together: joined by a
+    separator that the pre-tokenizer pattern keeps as a pre-token of its own and treats as the end of a
+    text, so one regex call splits them all and one join of the pre-tokens' ids splits back into the
+    chunks'. The pattern is GPT-2's, run by the `regex` module (as in OpenAI's encoder.py), or on ASCII
+    text the same pattern with its classes cut to ASCII for the stdlib `re` (twice as fast, and equal there
+    by construction); each new pre-token is BPE-encoded once by the tokenizer's own model, or is a vocab
+    entry and its own id. Counts are read back from the lines by numpy."""
+
+    SEP = "\x00"  # a text that holds it itself is encoded chunk by chunk, without the separator
 
     def __init__(self, model, max_cache=1_000_000):
         import re
@@ -111,44 +131,59 @@ class FastGPT2:
         ws = "".join(regex.findall(r"\s", every))  # exactly the pattern's \s, from the regex module's tables
         ws_class = "[" + "".join(f"\\U{ord(c):08x}" for c in ws) + "]"
         self.chunk_pattern = re.compile(f"{ws_class}*[^{ws_class[1:]}+|{ws_class}+")  # stdlib re: C speed
-        self.ws_chars = frozenset(ws)
         self.pattern = regex.compile(GPT2_PATTERN)
-        ascii_chars = lambda prop: "".join(f"\\x{ord(c):02x}" for c in regex.findall(prop, every[:128]))
-        template = (GPT2_PATTERN.replace(r"[^\s\p{L}\p{N}]", "[^{S}{L}{N}]").replace(r"(?!\S)", "(?![^{S}])")
-                    .replace(r"\p{L}", "[{L}]").replace(r"\p{N}", "[{N}]").replace(r"\s", "[{S}]"))
-        self.ascii_pattern = re.compile(template.format(
-            L=ascii_chars(r"\p{L}"), N=ascii_chars(r"\p{N}"), S=ascii_chars(r"\s")))
+        # the separator: its own pre-token, in no class, and like the end of the text to the lookahead
+        separated = r"\x00|" + (GPT2_PATTERN.replace(r"[^\s\p{L}\p{N}]", r"[^\s\p{L}\p{N}\x00]")
+                                .replace(r"(?!\S)", r"(?![^\s\x00])"))
+        self.separated_pattern = regex.compile(separated)
+        # the same for the stdlib `re` on ASCII text: \s, \p{L}, \p{N} cut to their ASCII members
+        ascii_separated = separated
+        for prop in (r"\s", r"\p{L}", r"\p{N}"):
+            members = "".join(f"\\x{ord(c):02x}" for c in regex.findall(prop, every[:128]))
+            ascii_separated = ascii_separated.replace(prop + "+", f"[{members}]+").replace(prop, members)  # out of / in a class
+        self.separated_ascii_pattern = re.compile(ascii_separated)
         self.model, self.max_cache = model, max_cache
-        self.chunk_text, self.word_text = {}, {}  # chunk / pre-token -> "id id ..."
+        self.chunk_text, self.word_text = {}, {self.SEP: "|"}  # chunk / pre-token -> "id id ..."
+
+    def word_ids(self, word):
+        """A pre-token's ids as text. A vocab entry is its own id: BPE gives every GPT-2 entry back whole."""
+        piece = to_byte_level(word)
+        whole = self.model.token_to_id(piece)
+        return str(whole) if whole is not None else " ".join([str(t.id) for t in self.model.tokenize(piece)])
 
     def add_chunks(self, chunks):
-        """Encode new chunks. Those that start with whitespace and end with a non-space join with no
-        pre-token crossing the joins, so one regex call serves them all."""
-        ws = self.ws_chars
-        joinable = [c for c in chunks if c[0] in ws and c[-1] not in ws]
-        groups = [[c for c in joinable if c.isascii()], [c for c in joinable if not c.isascii()]]
-        groups += [[c] for c in chunks if c[0] not in ws or c[-1] in ws]
-        split = [(self.ascii_pattern if g[0].isascii() else self.pattern).findall("".join(g)) for g in groups if g]
-        for word in set(itertools.filterfalse(self.word_text.__contains__, itertools.chain(*split))):
-            self.word_text[word] = " ".join(str(t.id) for t in self.model.tokenize(to_byte_level(word)))
-        for group, words in zip([g for g in groups if g], split):
-            texts = list(map(self.word_text.__getitem__, words))
-            word_ends = np.fromiter(itertools.accumulate(map(len, words)), np.int64, len(words))
-            chunk_ends = np.fromiter(itertools.accumulate(map(len, group)), np.int64, len(group))
-            start = 0
-            for chunk, stop in zip(group, (np.searchsorted(word_ends, chunk_ends) + 1).tolist()):
-                self.chunk_text[chunk] = " " + " ".join(texts[start:stop])  # a chunk ends where a word ends
-                start = stop
+        """Encode new chunks (a list): ASCII ones and the others each in one regex call."""
+        joined = self.SEP.join(chunks)
+        if joined.count(self.SEP) != len(chunks) - 1:  # a chunk holds the separator itself
+            for chunk in chunks:
+                self.chunk_text[chunk] = " " + " ".join(map(self.word_ids, self.pattern.findall(chunk)))
+            return
+        if joined.isascii():
+            groups = [(chunks, joined, self.separated_ascii_pattern)]
+        else:
+            ascii_chunks = [c for c in chunks if c.isascii()]
+            other = [c for c in chunks if not c.isascii()]
+            groups = [(ascii_chunks, self.SEP.join(ascii_chunks), self.separated_ascii_pattern),
+                      (other, self.SEP.join(other), self.separated_pattern)]
+        for group, text, pattern in groups:
+            if not group:
+                continue
+            words = pattern.findall(text)
+            for word in set(itertools.filterfalse(self.word_text.__contains__, words)):
+                self.word_text[word] = self.word_ids(word)
+            # " a b | c | d e" -> " a b", " c", " d e": each chunk's ids, with the leading space a line joins on
+            self.chunk_text.update(zip(group, (" " + " ".join(map(self.word_text.__getitem__, words))).split(" |")))
 
     def line(self, text):
         """The document's ids as one line of text."""
         parts = []
         for part in text.split(EOT):  # the special token, as tokenizers splits on it
             chunks = self.chunk_pattern.findall(part)
-            new = set(itertools.filterfalse(self.chunk_text.__contains__, chunks))  # not `- keys()`: that copies them
-            if new:
-                self.add_chunks(new)
-            parts.append("".join(map(self.chunk_text.__getitem__, chunks)))
+            texts = list(map(self.chunk_text.get, chunks))
+            if None in texts:
+                self.add_chunks(list(set(itertools.compress(chunks, map(operator.not_, texts)))))  # the None ones
+                texts = map(self.chunk_text.__getitem__, chunks)
+            parts.append("".join(texts))
         return f" {EOT_ID}".join(parts)[1:]
 
     def encode_batch(self, texts):
@@ -156,6 +191,7 @@ class FastGPT2:
         if len(self.chunk_text) > self.max_cache or len(self.word_text) > self.max_cache:  # bounded memory
             self.chunk_text.clear()
             self.word_text.clear()
+            self.word_text[self.SEP] = "|"
         lines = [self.line(text) for text in texts]
         return batch_result(lines, [np.fromstring(line, dtype=np.int64, sep=" ") for line in lines])
 
@@ -231,7 +267,7 @@ def main():
                 bar.update(line_bytes)
 
             try:
-                for k, (texts, line_bytes) in enumerate(batches(train_path, cfg["batch_docs"], cfg["batch_bytes"])):
+                for k, (texts, line_bytes) in enumerate(batches(train_path, cfg["batch_docs"], cfg["batch_bytes"], workers)):
                     n_docs += len(texts)
                     n_bytes += sum(len(t.encode("utf-8")) for t in texts)
                     if pool:

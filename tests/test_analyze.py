@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_script
-from lib.tokenizer import VOCAB_SIZE
+from lib.tokenizer import EOT_ID, VOCAB_SIZE
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,8 @@ def test_kill_9_leaves_nothing_finished_and_rerun_is_correct(analyzed, tmp_path)
 TRICKY = ["def f(x):\n\tif x:\n        return x  # ====\n\n\n   \n", "it's they're we'll I'd 'S 'll",
           "a<|endoftext|>b <|endoftext|>\n<|endoftext|>", "<|endoftext|>", "", " ", "\r\n\r\n  x  ", "   trailing   ",
           "안녕하세요 세계! 你好，世界。 😀🎉👩‍👩‍👧 ㅋㅋㅋㅋ ————", "12345 1,000,000 3.14159 x²", "\u2028 \u00a0 \x00\x01 \ufeff",
-          "x\x1c\x1fy \x85z\u3000 \u3000w\u200b v\t \n", "end with spaces  \n\n  ", "\n\n\nx"]
+          "x\x1c\x1fy \x85z\u3000 \u3000w\u200b v\t \n", "end with spaces  \n\n  ", "\n\n\nx",
+          "nul\x00 as text \x00\x00 x\x00\n \x00", "a \x00's \x00 \n\n\x00 é\x00中"]  # NUL: the fast path's separator
 
 
 def test_fast_path_is_gpt2_bpe(gpt2_bpe):
@@ -122,7 +123,9 @@ def test_fast_path_is_gpt2_bpe(gpt2_bpe):
     spec.loader.exec_module(analyze)
     rng = random.Random(0)
     ascii_text = ["".join(rng.choice("".join(map(chr, range(128)))) for _ in range(200)) for _ in range(50)]
-    texts = TRICKY + [t * 3 for t in TRICKY] + ["".join(TRICKY)] + ascii_text
+    # whitespace runs that end a text: before the separator they must split as at the end of a text
+    trailing = [f"x{i}" + " " * (2 + i % 30) + "\n" * (1 + i // 30) for i in range(60)]
+    texts = TRICKY + [t * 3 for t in TRICKY] + ["".join(TRICKY)] + ascii_text + trailing
     fast = analyze.FastGPT2(gpt2_bpe.model, max_cache=8)  # a tiny cache: it is cleared on the way
     for text in texts:
         assert fast.encode(text) == gpt2_bpe.encode(text).ids, text
@@ -133,6 +136,13 @@ def test_fast_path_is_gpt2_bpe(gpt2_bpe):
     want = analyze.encoded_result([e.ids for e in gpt2_bpe.encode_batch(texts)])
     assert got[0] == want[0] and got[3] == want[3]
     assert (got[1] == want[1]).all() and (got[2] == want[2]).all()
+
+
+def test_every_vocab_entry_is_its_own_bpe(gpt2_bpe):
+    """The fast path takes a pre-token that is a vocab entry as its own id, without BPE: true of every entry."""
+    vocab = gpt2_bpe.get_vocab()
+    wrong = [entry for entry, i in vocab.items() if i != EOT_ID and [t.id for t in gpt2_bpe.model.tokenize(entry)] != [i]]
+    assert len(vocab) == VOCAB_SIZE and wrong == []
 
 
 def test_fast_path_and_tokenizers_write_the_same_files(analyzed, tmp_path):
