@@ -144,11 +144,15 @@ class FastGPT2:
         self.separated_ascii_pattern = re.compile(ascii_separated)
         self.model, self.max_cache = model, max_cache
         self.chunk_text, self.word_text = {}, {self.SEP: "|"}  # chunk / pre-token -> "id id ..."
+        # a pre-token that is a vocab entry is its own id, if BPE gives every entry back whole (GPT-2's does;
+        # another BPE with GPT-2's size might not, and then each goes through BPE)
+        entries = itertools.takewhile(lambda token: token is not None, map(model.id_to_token, itertools.count()))
+        self.entries_whole = all(token == EOT or len(model.tokenize(token)) == 1 for token in entries)
 
     def word_ids(self, word):
-        """A pre-token's ids as text. A vocab entry is its own id: BPE gives every GPT-2 entry back whole."""
+        """A pre-token's ids as text."""
         piece = to_byte_level(word)
-        whole = self.model.token_to_id(piece)
+        whole = self.model.token_to_id(piece) if self.entries_whole else None
         return str(whole) if whole is not None else " ".join([str(t.id) for t in self.model.tokenize(piece)])
 
     def add_chunks(self, chunks):

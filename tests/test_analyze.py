@@ -113,14 +113,19 @@ TRICKY = ["def f(x):\n\tif x:\n        return x  # ====\n\n\n   \n", "it's they'
           "nul\x00 as text \x00\x00 x\x00\n \x00", "a \x00's \x00 \n\n\x00 é\x00中"]  # NUL: the fast path's separator
 
 
-def test_fast_path_is_gpt2_bpe(gpt2_bpe):
-    """The fast path (cached chunks, GPT-2's regex, cached BPE per pre-token) gives tokenizers' ids and counts,
-    special token and odd whitespace included."""
+def load_analyze():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("analyze", ROOT / "scripts" / "03_analyze.py")
     analyze = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(analyze)
+    return analyze
+
+
+def test_fast_path_is_gpt2_bpe(gpt2_bpe):
+    """The fast path (cached chunks, GPT-2's regex, cached BPE per pre-token) gives tokenizers' ids and counts,
+    special token and odd whitespace included."""
+    analyze = load_analyze()
     rng = random.Random(0)
     ascii_text = ["".join(rng.choice("".join(map(chr, range(128)))) for _ in range(200)) for _ in range(50)]
     # whitespace runs that end a text: before the separator they must split as at the end of a text
@@ -138,11 +143,18 @@ def test_fast_path_is_gpt2_bpe(gpt2_bpe):
     assert (got[1] == want[1]).all() and (got[2] == want[2]).all()
 
 
-def test_every_vocab_entry_is_its_own_bpe(gpt2_bpe):
-    """The fast path takes a pre-token that is a vocab entry as its own id, without BPE: true of every entry."""
+def test_vocab_entry_is_its_own_id_only_where_bpe_says_so(gpt2_bpe):
+    """The fast path takes a pre-token that is a vocab entry as its own id, without BPE: true of every GPT-2
+    entry; a BPE where an entry is not reached by its merges goes through BPE."""
+    from tokenizers import models
+
     vocab = gpt2_bpe.get_vocab()
     wrong = [entry for entry, i in vocab.items() if i != EOT_ID and [t.id for t in gpt2_bpe.model.tokenize(entry)] != [i]]
     assert len(vocab) == VOCAB_SIZE and wrong == []
+    analyze = load_analyze()
+    assert analyze.FastGPT2(gpt2_bpe.model).entries_whole
+    unmerged = analyze.FastGPT2(models.BPE({"a": 0, "b": 1, "ab": 2}, []))  # "ab" is in the vocab, no merge makes it
+    assert not unmerged.entries_whole and unmerged.word_ids("ab") == "0 1"
 
 
 def test_fast_path_and_tokenizers_write_the_same_files(analyzed, tmp_path):
