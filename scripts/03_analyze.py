@@ -106,6 +106,11 @@ def encoded_result(docs):
     return batch_result([" ".join(map(str, ids)) for ids in docs], [np.asarray(ids, dtype=np.int64) for ids in docs])
 
 
+def values(table, keys):
+    """[table[k] for k in keys], looked up in one C loop."""
+    return operator.itemgetter(*keys)(table) if len(keys) > 1 else [table[k] for k in keys]
+
+
 class FastGPT2:
     """GPT-2 BPE of whole batches: the same ids as tokenizers' encode, with little Python work per token.
 
@@ -149,9 +154,8 @@ class FastGPT2:
         entries = itertools.takewhile(lambda token: token is not None, map(model.id_to_token, itertools.count()))
         self.entries_whole = all(token == EOT or len(model.tokenize(token)) == 1 for token in entries)
 
-    def word_ids(self, word):
-        """A pre-token's ids as text."""
-        piece = to_byte_level(word)
+    def piece_ids(self, piece):
+        """A byte-level pre-token's ids as text."""
         whole = self.model.token_to_id(piece) if self.entries_whole else None
         return str(whole) if whole is not None else " ".join([str(t.id) for t in self.model.tokenize(piece)])
 
@@ -160,7 +164,8 @@ class FastGPT2:
         joined = self.SEP.join(chunks)
         if joined.count(self.SEP) != len(chunks) - 1:  # a chunk holds the separator itself
             for chunk in chunks:
-                self.chunk_text[chunk] = " " + " ".join(map(self.word_ids, self.pattern.findall(chunk)))
+                pieces = map(to_byte_level, self.pattern.findall(chunk))
+                self.chunk_text[chunk] = " " + " ".join(map(self.piece_ids, pieces))
             return
         if joined.isascii():
             groups = [(chunks, joined, self.separated_ascii_pattern)]
@@ -173,21 +178,22 @@ class FastGPT2:
             if not group:
                 continue
             words = pattern.findall(text)
-            for word in set(itertools.filterfalse(self.word_text.__contains__, words)):
-                self.word_text[word] = self.word_ids(word)
+            new = list(set(words).difference(self.word_text))
+            if new:  # no pre-token here holds the separator: map them to byte-level in one call
+                pieces = to_byte_level(self.SEP.join(new)).split(to_byte_level(self.SEP))
+                self.word_text.update(zip(new, map(self.piece_ids, pieces)))
             # " a b | c | d e" -> " a b", " c", " d e": each chunk's ids, with the leading space a line joins on
-            self.chunk_text.update(zip(group, (" " + " ".join(map(self.word_text.__getitem__, words))).split(" |")))
+            self.chunk_text.update(zip(group, (" " + " ".join(values(self.word_text, words))).split(" |")))
 
     def line(self, text):
         """The document's ids as one line of text."""
         parts = []
         for part in text.split(EOT):  # the special token, as tokenizers splits on it
             chunks = self.chunk_pattern.findall(part)
-            texts = list(map(self.chunk_text.get, chunks))
-            if None in texts:
-                self.add_chunks(list(set(itertools.compress(chunks, map(operator.not_, texts)))))  # the None ones
-                texts = map(self.chunk_text.__getitem__, chunks)
-            parts.append("".join(texts))
+            new = set(chunks).difference(self.chunk_text)
+            if new:
+                self.add_chunks(list(new))
+            parts.append("".join(values(self.chunk_text, chunks)))
         return f" {EOT_ID}".join(parts)[1:]
 
     def encode_batch(self, texts):

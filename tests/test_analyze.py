@@ -154,7 +154,7 @@ def test_vocab_entry_is_its_own_id_only_where_bpe_says_so(gpt2_bpe):
     analyze = load_analyze()
     assert analyze.FastGPT2(gpt2_bpe.model).entries_whole
     unmerged = analyze.FastGPT2(models.BPE({"a": 0, "b": 1, "ab": 2}, []))  # "ab" is in the vocab, no merge makes it
-    assert not unmerged.entries_whole and unmerged.word_ids("ab") == "0 1"
+    assert not unmerged.entries_whole and unmerged.encode("ab") == [0, 1]
 
 
 def test_fast_path_and_tokenizers_write_the_same_files(analyzed, tmp_path):
