@@ -135,11 +135,15 @@ class FastGPT2:
         every = "".join(map(chr, range(0x110000)))
         ws = "".join(regex.findall(r"\s", every))  # exactly the pattern's \s, from the regex module's tables
         ws_class = "[" + "".join(f"\\U{ord(c):08x}" for c in ws) + "]"
-        self.chunk_pattern = re.compile(f"{ws_class}*[^{ws_class[1:]}+|{ws_class}+")  # stdlib re: C speed
+        # possessive repeats (*+, ++) where nothing after them could make them give back: the same matches,
+        # without saving backtracking state (about 2% of the step)
+        self.chunk_pattern = re.compile(f"{ws_class}*+[^{ws_class[1:]}++|{ws_class}++")  # stdlib re: C speed
         self.pattern = regex.compile(GPT2_PATTERN)
+        possessive = (GPT2_PATTERN.replace(r"\p{L}+|", r"\p{L}++|").replace(r"\p{N}+|", r"\p{N}++|")
+                      .replace(r"\p{N}]+|", r"\p{N}]++|").removesuffix(r"|\s+") + r"|\s++")
         # the separator: its own pre-token, in no class, and like the end of the text to the lookahead
-        separated = r"\x00|" + (GPT2_PATTERN.replace(r"[^\s\p{L}\p{N}]", r"[^\s\p{L}\p{N}\x00]")
-                                .replace(r"(?!\S)", r"(?![^\s\x00])"))
+        separated = r"\x00|" + (possessive.replace(r"[^\s\p{L}\p{N}]", r"[^\s\p{L}\p{N}\x00]")
+                                 .replace(r"(?!\S)", r"(?![^\s\x00])"))
         self.separated_pattern = regex.compile(separated)
         # the same for the stdlib `re` on ASCII text: \s, \p{L}, \p{N} cut to their ASCII members
         ascii_separated = separated
