@@ -136,7 +136,7 @@ class FastGPT2:
         ws = "".join(regex.findall(r"\s", every))  # exactly the pattern's \s, from the regex module's tables
         ws_class = "[" + "".join(f"\\U{ord(c):08x}" for c in ws) + "]"
         # possessive repeats (*+, ++) where nothing after them could make them give back: the same matches,
-        # without saving backtracking state (about 2% of the step)
+        # without saving backtracking state (1.5% fewer instructions in the workers)
         self.chunk_pattern = re.compile(f"{ws_class}*+[^{ws_class[1:]}++|{ws_class}++")  # stdlib re: C speed
         self.pattern = regex.compile(GPT2_PATTERN)
         possessive = (GPT2_PATTERN.replace(r"\p{L}+|", r"\p{L}++|").replace(r"\p{N}+|", r"\p{N}++|")
