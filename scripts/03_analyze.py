@@ -185,7 +185,7 @@ class FastGPT2:
             new = list(set(words).difference(self.word_text))
             if new:  # no pre-token here holds the separator: map them to byte-level in one call
                 pieces = to_byte_level(self.SEP.join(new)).split(to_byte_level(self.SEP))
-                self.word_text.update(zip(new, map(self.piece_ids, pieces)))
+                self.word_text.update(zip(new, map(self.piece_ids, pieces), strict=True))
             # " a b | c | d e" -> " a b", " c", " d e": each chunk's ids, with the leading space a line joins on
             self.chunk_text.update(zip(group, (" " + " ".join(values(self.word_text, words))).split(" |")))
 
