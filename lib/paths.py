@@ -29,6 +29,7 @@ class Artifacts:
         self.reports = self.root / "analysis" / "reports"
         self.bpe_sequences = self.reports / "bpe_token_id_sequences.txt"
         self.token_frequency = self.reports / "token_frequency.parquet"
+        self.pretoken_table = self.reports / "pretoken_table.parquet"  # lib/pretokens.py
         self.replacement_candidates = self.reports / "replacement_candidates.csv"
         self.selection_log = self.reports / "selection_log.md"
         self.remap_rules = self.reports / "remap_rules.yaml"
