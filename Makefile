@@ -60,9 +60,9 @@ CORPUS_OUT := $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(CLEANED)/manifes
 $(CORPUS_OUT) &: scripts/02_corpus.py $(call cfg,corpus) $(LIB) $(RAW_INPUTS) $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN) --raw-dir $(RAW)
 
-# --- 03 analyze: GPT-2 BPE ids of the train split, token frequencies
-ANALYZE_OUT := $(REPORTS)/bpe_token_id_sequences.txt $(REPORTS)/token_frequency.parquet $(REPORTS)/analyze_summary.json
-$(ANALYZE_OUT) &: scripts/03_analyze.py $(call cfg,analyze) $(LIB_TOK) $(CLEANED)/train.jsonl $(ORIG)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
+# --- 03 analyze: GPT-2 BPE ids of the train split, token frequencies, the pre-token table (read by 04 and 05)
+ANALYZE_OUT := $(REPORTS)/bpe_token_id_sequences.txt $(REPORTS)/token_frequency.parquet $(REPORTS)/pretoken_table.parquet $(REPORTS)/analyze_summary.json
+$(ANALYZE_OUT) &: scripts/03_analyze.py $(call cfg,analyze) $(LIB_TOK) lib/pretokens.py $(CLEANED)/train.jsonl $(ORIG)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 04 distill: a Unigram tokenizer that reproduces GPT-2's BPE, and its validation report
@@ -110,7 +110,7 @@ $(REPORT_OUT) &: scripts/09_report.py $(call cfg,report) $(LIB) $(TRAINING)/summ
 init: $(INIT_OUT)
 #> corpus           02  cleaned train / held-out split of your corpus (default: the Python stdlib)
 corpus: $(CORPUS_OUT)
-#> analyze          03  GPT-2 BPE id sequences and token frequencies of the train split
+#> analyze          03  GPT-2 BPE id sequences, token frequencies and the pre-token table of the train split
 analyze: $(ANALYZE_OUT)
 #> distill          04  Unigram tokenizer distilled from GPT-2's BPE, with its validation report
 distill: $(DISTILL_OUT)

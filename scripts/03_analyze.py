@@ -1,26 +1,26 @@
 """
-03 analyze: tokenise the train split with GPT-2's BPE; count every token.
+03 analyze: tokenise the train split with GPT-2's BPE; count every token and every distinct pre-token.
 
-    .venv/bin/python scripts/03_analyze.py [--batch-docs 512]
-    make artifacts/analysis/reports/token_frequency.parquet        (alias: make analyze)
+    .venv/bin/python scripts/03_analyze.py [--encoder gigatoken|tokenizers] [--workers 2]
+    make artifacts/analysis/reports/pretoken_table.parquet        (alias: make analyze)
 
+Reads artifacts/corpora/cleaned/train.jsonl and artifacts/tokenizers/original/tokenizer.json.
 Writes to artifacts/analysis/reports/:
   bpe_token_id_sequences.txt  one train document per line, its GPT-2 ids separated by spaces
   token_frequency.parquet     token_id, token, count, doc_count, frequency -- all 50,257 ids, zeros included
-  analyze_summary.json        documents, bytes, tokens, throughput, peak memory
-Streams the corpus in batches (memory does not grow with it), encoded on all cores.
+  pretoken_table.parquet      every distinct GPT-2 pre-token: count, doc_count, BPE ids (lib/pretokens.py);
+                              what 04 learns from and 05 takes candidates from
+  analyze_summary.json        documents, bytes, tokens, distinct pre-tokens, throughput, peak memory
 
-The fast path (fast_path: true) computes exactly GPT-2's BPE, faster than tokenizers' encode: a text is cut
-into chunks (a whitespace run and the non-space run after it) that no pre-token crosses, each distinct
-chunk is encoded once (GPT-2's own regex, then BPE by the tokenizer's own model) and cached as the text of
-its ids, and worker processes take whole batches. The first documents (check_bytes) are checked against
-tokenizers' encode, and a difference stops the step.
+The corpus streams through worker processes in batches, so memory follows the batches in flight and the
+distinct pre-tokens, not the corpus. The encoder is `gigatoken` (compiled, exact GPT-2 BPE; see the
+README), checked on every run against `tokenizers`' own encode on the first documents (check_bytes), and
+the pre-token table is checked against the id stream (the same tokens, in total and on those documents).
 """
 
 import argparse
 import collections
 import ctypes
-import itertools
 import json
 import multiprocessing
 import operator
@@ -36,12 +36,14 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import load_config, save_config
-from lib.files import atomic_path, require, write_json
+from lib.files import atomic_path, require, sha256_file, write_json
 from lib.log import die, log, setup_logging
 from lib.paths import DEFAULT_ARTIFACTS, Artifacts
-from lib.tokenizer import EOT, EOT_ID, GPT2_PATTERN, VOCAB_SIZE, load_gpt2_tokenizer, to_byte_level
+from lib.pretokens import write_pretoken_table
+from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, load_gpt2_tokenizer, piece_bytes, to_byte_level
 
 STEP = "03_analyze"
+ENCODERS = ("gigatoken", "tokenizers")
 
 
 def parse_args():
@@ -49,7 +51,7 @@ def parse_args():
     p.add_argument("--batch-docs", type=int)
     p.add_argument("--batch-bytes", type=int)
     p.add_argument("--workers", type=int)
-    p.add_argument("--fast-path", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--encoder", choices=ENCODERS)
     p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
     p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
     p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
@@ -57,7 +59,7 @@ def parse_args():
 
 
 def batches(path, batch_docs, batch_bytes, workers=1, smallest=64_000):
-    """Yield lists of document texts from a cleaned jsonl file, bounded in count and bytes. The first batches
+    """Yield (texts, jsonl bytes) from a cleaned jsonl file, bounded in count and bytes. The first batches
     are small and double up to batch_bytes, so every worker starts at once, and the batches shrink again
     toward the end of the file (to a share of what is left), so the workers finish together."""
     total = Path(path).stat().st_size
@@ -81,255 +83,336 @@ def batches(path, batch_docs, batch_bytes, workers=1, smallest=64_000):
 
 
 # -----------------------------------------------------------------------------
-# encoding a batch: ids as text lines, counts per id, documents per id
+# encoders: GPT-2 BPE ids of many texts, and the GPT-2 pre-tokens of one, from gigatoken or tokenizers
 
 
-def distinct_ids(ids):
-    """The distinct ids of one document: a sort when it is short, else a mask over the vocab (faster)."""
-    if len(ids) <= 256:
-        return np.unique(ids)
-    mask = np.zeros(VOCAB_SIZE, dtype=bool)
-    mask[ids] = True
-    return np.flatnonzero(mask)
+class Encoder:
+    """GPT-2 BPE by `gigatoken` (compiled) or `tokenizers` (the reference), with one interface.
+
+        >>> enc = Encoder("gigatoken", "artifacts/tokenizers/original/tokenizer.json")
+        >>> enc.encode(["hello world", "x"])   # (all ids back to back, each text's number of ids)
+        (array([31373, 995, 87]), array([2, 1]))
+        >>> enc.pretokens("hello world")       # raw UTF-8 pre-tokens, with their counts
+        [(b'hello', 1), (b' world', 1)]
+    """
+
+    def __init__(self, name, tokenizer_json, reference):
+        self.name, self.reference = name, reference
+        if name == "gigatoken":
+            try:
+                import gigatoken
+                from gigatoken.gigatoken_rs import pretokenized_counts
+            except ImportError:
+                die("package gigatoken is missing: run `make venv`, or set encoder: tokenizers in configs/analyze.yaml")
+            self.gigatoken = gigatoken.Tokenizer(str(tokenizer_json))
+            self.pretokenized_counts = pretokenized_counts
+        self.byte_level = reference.pre_tokenizer
+
+    def encode(self, texts, parallel=False):
+        """(int64 ids of every text back to back, int64 number of ids per text)."""
+        if self.name == "gigatoken":
+            import awkward as ak
+
+            ids = self.gigatoken.encode_batch(texts, parallel=parallel)
+            return ak.flatten(ids).to_numpy().astype(np.int64), ak.num(ids).to_numpy().astype(np.int64)
+        encoded = [e.ids for e in self.reference.encode_batch_fast(texts, add_special_tokens=False)]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        flat = np.fromiter((i for ids in encoded for i in ids), dtype=np.int64, count=int(lengths.sum()))
+        return flat, lengths
+
+    def pretokens(self, text):
+        """[(raw pre-token bytes, count)] of a text without the special token; each pre-token once."""
+        if self.name == "gigatoken":
+            return self.pretokenized_counts(text.encode("utf-8"))
+        words = collections.Counter(w for w, _ in self.byte_level.pre_tokenize_str(text))
+        return [(piece_bytes(w), n) for w, n in words.items()]
+
+    def pretoken_list(self, text):
+        """The pre-tokens of a text without the special token, in order, as raw bytes (for the checks)."""
+        return [piece_bytes(w) for w, _ in self.byte_level.pre_tokenize_str(text)]
 
 
-def batch_result(lines, arrays):
-    """(the text of bpe_token_id_sequences.txt, token counts, document counts, tokens): lines and id
-    arrays of the same documents."""
-    counts = np.bincount(np.concatenate(arrays + [np.zeros(0, np.int64)]), minlength=VOCAB_SIZE)
-    doc_counts = np.bincount(np.concatenate(list(map(distinct_ids, arrays)) + [np.zeros(0, np.int64)]), minlength=VOCAB_SIZE)
-    return "".join(line + "\n" for line in lines), counts, doc_counts, int(counts.sum())
+# -----------------------------------------------------------------------------
+# one batch: the lines of bpe_token_id_sequences.txt, counts per id, documents per id, pre-token counts
+
+W = 8  # bytes per id in the digit table: up to 5 digits and the separator, padded
+_DIGITS = np.zeros((VOCAB_SIZE, W), dtype=np.uint8)
+_KEEP = np.zeros((VOCAB_SIZE, W), dtype=bool)
+for _i in range(VOCAB_SIZE):
+    _b = f"{_i} ".encode()
+    _DIGITS[_i, :len(_b)] = list(_b)
+    _KEEP[_i, :len(_b)] = True
+_DIGITS64, _KEEP64 = _DIGITS.view(np.uint64).ravel(), _KEEP.view(np.uint64).ravel()
+_WIDTH = _KEEP.sum(axis=1)
 
 
-def encoded_result(docs):
-    """batch_result of documents given as id lists (the tokenizers path)."""
-    return batch_result([" ".join(map(str, ids)) for ids in docs], [np.asarray(ids, dtype=np.int64) for ids in docs])
+def id_lines(flat, lengths):
+    """The text lines of documents' ids, one document a line, in numpy: each id's digits and space come from a
+    table as one 8-byte word, the padding is dropped, and each document's last space becomes a newline.
+
+        >>> id_lines(np.array([464, 3290, 7]), np.array([2, 1]))
+        b'464 3290\\n7\\n'
+    """
+    if (lengths == 0).any():  # an empty document (02 never writes one) still gets its (empty) line
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        return b"".join(id_lines(flat[a:b], lengths[k:k + 1]) if b > a else b"\n"
+                        for k, (a, b) in enumerate(zip(starts[:-1].tolist(), starts[1:].tolist())))
+    out = _DIGITS64[flat].view(np.uint8)[_KEEP64[flat].view(bool)]
+    out[np.cumsum(_WIDTH[flat])[np.cumsum(lengths) - 1] - 1] = ord("\n")
+    return out.tobytes()
 
 
-def values(table, keys):
-    """[table[k] for k in keys], looked up in one C loop."""
-    return operator.itemgetter(*keys)(table) if len(keys) > 1 else [table[k] for k in keys]
-
-
-class FastGPT2:
-    """GPT-2 BPE of whole batches: the same ids as tokenizers' encode, with little Python work per token.
-
-    No GPT-2 pre-token holds a non-space followed by a whitespace character (no branch of the pattern
-    matches one), so a text cuts into chunks -- a whitespace run and the non-space run after it -- that
-    tokenize on their own exactly as inside the text. Each distinct chunk's ids are cached as text, and a
-    document's line is the join of its chunks'. A document's new chunks are encoded together: joined by a
-    separator that the pre-tokenizer pattern keeps as a pre-token of its own and treats as the end of a
-    text, so one regex call splits them all and one join of the pre-tokens' ids splits back into the
-    chunks'. The pattern is GPT-2's, run by the `regex` module (as in OpenAI's encoder.py), or on ASCII
-    text the same pattern with its classes cut to ASCII for the stdlib `re` (twice as fast, and equal there
-    by construction); each new pre-token is BPE-encoded once by the tokenizer's own model, or is a vocab
-    entry and its own id. Counts are read back from the lines by numpy."""
-
-    SEP = "\x00"  # a text that holds it itself is encoded chunk by chunk, without the separator
-
-    def __init__(self, model, max_cache=1_000_000):
-        import re
-
-        import regex
-
-        every = "".join(map(chr, range(0x110000)))
-        ws = "".join(regex.findall(r"\s", every))  # exactly the pattern's \s, from the regex module's tables
-        ws_class = "[" + "".join(f"\\U{ord(c):08x}" for c in ws) + "]"
-        # possessive repeats (*+, ++) where nothing after them could make them give back: the same matches,
-        # without saving backtracking state (1.5% fewer instructions in the workers)
-        self.chunk_pattern = re.compile(f"{ws_class}*+[^{ws_class[1:]}++|{ws_class}++")  # stdlib re: C speed
-        self.pattern = regex.compile(GPT2_PATTERN)
-        possessive = (GPT2_PATTERN.replace(r"\p{L}+|", r"\p{L}++|").replace(r"\p{N}+|", r"\p{N}++|")
-                      .replace(r"\p{N}]+|", r"\p{N}]++|").removesuffix(r"|\s+") + r"|\s++")
-        # the separator: its own pre-token, in no class, and like the end of the text to the lookahead
-        separated = r"\x00|" + (possessive.replace(r"[^\s\p{L}\p{N}]", r"[^\s\p{L}\p{N}\x00]")
-                                 .replace(r"(?!\S)", r"(?![^\s\x00])"))
-        self.separated_pattern = regex.compile(separated)
-        # the same for the stdlib `re` on ASCII text: \s, \p{L}, \p{N} cut to their ASCII members
-        ascii_separated = separated
-        for prop in (r"\s", r"\p{L}", r"\p{N}"):
-            members = "".join(f"\\x{ord(c):02x}" for c in regex.findall(prop, every[:128]))
-            ascii_separated = ascii_separated.replace(prop + "+", f"[{members}]+").replace(prop, members)  # out of / in a class
-        self.separated_ascii_pattern = re.compile(ascii_separated)
-        self.model, self.max_cache = model, max_cache
-        self.chunk_text, self.word_text = {}, {self.SEP: "|"}  # chunk / pre-token -> "id id ..."
-        # a pre-token that is a vocab entry is its own id, if BPE gives every entry back whole (GPT-2's does;
-        # another BPE with GPT-2's size might not, and then each goes through BPE)
-        entries = itertools.takewhile(lambda token: token is not None, map(model.id_to_token, itertools.count()))
-        self.entries_whole = all(token == EOT or len(model.tokenize(token)) == 1 for token in entries)
-
-    def piece_ids(self, piece):
-        """A byte-level pre-token's ids as text."""
-        whole = self.model.token_to_id(piece) if self.entries_whole else None
-        return str(whole) if whole is not None else " ".join([str(t.id) for t in self.model.tokenize(piece)])
-
-    def add_chunks(self, chunks):
-        """Encode new chunks (a list): ASCII ones and the others each in one regex call."""
-        joined = self.SEP.join(chunks)
-        if joined.count(self.SEP) != len(chunks) - 1:  # a chunk holds the separator itself
-            for chunk in chunks:
-                pieces = map(to_byte_level, self.pattern.findall(chunk))
-                self.chunk_text[chunk] = " " + " ".join(map(self.piece_ids, pieces))
-            return
-        if joined.isascii():
-            groups = [(chunks, joined, self.separated_ascii_pattern)]
+def doc_id_counts(flat, lengths):
+    """How many of the documents hold each id: a sort per short document, a vocab mask per long one."""
+    counts = np.zeros(VOCAB_SIZE, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    for a, b in zip(starts[:-1].tolist(), starts[1:].tolist()):
+        if b - a <= 256:
+            counts[np.unique(flat[a:b])] += 1
         else:
-            ascii_chunks = [c for c in chunks if c.isascii()]
-            other = [c for c in chunks if not c.isascii()]
-            groups = [(ascii_chunks, self.SEP.join(ascii_chunks), self.separated_ascii_pattern),
-                      (other, self.SEP.join(other), self.separated_pattern)]
-        for group, text, pattern in groups:
-            if not group:
-                continue
-            words = pattern.findall(text)
-            new = list(set(words).difference(self.word_text))
-            if new:  # no pre-token here holds the separator: map them to byte-level in one call
-                pieces = to_byte_level(self.SEP.join(new)).split(to_byte_level(self.SEP))
-                self.word_text.update(zip(new, map(self.piece_ids, pieces), strict=True))
-            # " a b | c | d e" -> " a b", " c", " d e": each chunk's ids, with the leading space a line joins on
-            self.chunk_text.update(zip(group, (" " + " ".join(values(self.word_text, words))).split(" |")))
-
-    def line(self, text):
-        """The document's ids as one line of text."""
-        parts = []
-        for part in text.split(EOT):  # the special token, as tokenizers splits on it
-            chunks = self.chunk_pattern.findall(part)
-            new = set(chunks).difference(self.chunk_text)
-            if new:
-                self.add_chunks(list(new))
-            parts.append("".join(values(self.chunk_text, chunks)))
-        return f" {EOT_ID}".join(parts)[1:]
-
-    def encode_batch(self, texts):
-        """batch_result of texts."""
-        if len(self.chunk_text) > self.max_cache or len(self.word_text) > self.max_cache:  # bounded memory
-            self.chunk_text.clear()
-            self.word_text.clear()
-            self.word_text[self.SEP] = "|"
-        lines = [self.line(text) for text in texts]
-        return batch_result(lines, [np.fromstring(line, dtype=np.int64, sep=" ") for line in lines])
-
-    def encode(self, text):
-        return [int(t) for t in self.line(text).split()]
+            mask = np.zeros(VOCAB_SIZE, dtype=bool)
+            mask[flat[a:b]] = True
+            counts[mask] += 1
+    return counts
 
 
-def first_docs(texts, max_bytes):
-    """The first texts, up to max_bytes of UTF-8 (at least one)."""
-    out, size = [], 0
-    for t in texts:
-        n = len(t.encode("utf-8"))
-        if out and size + n > max_bytes:
-            break
-        out.append(t)
-        size += n
-    return out
+def count_pretokens(encoder, texts, counts, doc_counts):
+    """Add the texts' pre-tokens to counts and doc_counts ({raw bytes: n}); a document counts once per
+    pre-token. The special token splits a text first (BPE never sees across it), as tokenizers does."""
+    first = operator.itemgetter(0)
+    for text in texts:
+        parts = text.split(EOT)
+        if len(parts) == 1:
+            found = encoder.pretokens(text)
+            doc_counts.update(map(first, found))
+        else:
+            found = [pair for part in parts if part for pair in encoder.pretokens(part)]
+            doc_counts.update({word for word, _ in found})
+        for word, n in found:
+            counts[word] = counts.get(word, 0) + n
 
 
 _worker = {}
 
 
-def _start_worker():
+def _start_worker(encoder, barrier):
     with_parent = getattr(ctypes.CDLL(None), "prctl", None)  # Linux: die with the step (kill -9 included)
     if with_parent is not None:
         with_parent(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    # gigatoken's pre-tokenizer prints two timing lines per call on stderr; errors come back pickled anyway
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    _worker.update(encoder=encoder, barrier=barrier, counts={}, doc_counts=collections.Counter())
 
 
-def _encode_in_worker(texts):
-    return _worker["encoder"].encode_batch(texts)
+def encode_batch(task):
+    """In a worker: (lines, id counts, id document counts, documents, text bytes, tokens, jsonl bytes) of one
+    batch; its pre-tokens are added to the worker's own counts."""
+    texts, line_bytes = task
+    encoder = _worker["encoder"]
+    flat, lengths = encoder.encode(texts)
+    count_pretokens(encoder, texts, _worker["counts"], _worker["doc_counts"])
+    counts = np.bincount(flat, minlength=VOCAB_SIZE)
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    return id_lines(flat, lengths), counts, doc_id_counts(flat, lengths), len(texts), n_bytes, int(lengths.sum()), line_bytes
+
+
+def worker_pretokens(_):
+    """In a worker, once at the end: its pre-token counts. The barrier makes each worker take one call."""
+    _worker["barrier"].wait(timeout=600)
+    return _worker["counts"], dict(_worker["doc_counts"])
+
+
+# -----------------------------------------------------------------------------
+# phases
+
+
+def add_batch(totals, result, seq_out, bar):
+    """Write one batch's lines and add its counts to the totals."""
+    lines, counts, doc_counts, n_docs, n_bytes, n_tokens, line_bytes = result
+    seq_out.write(lines)
+    totals["counts"] += counts
+    totals["doc_counts"] += doc_counts
+    totals["documents"] += n_docs
+    totals["bytes"] += n_bytes
+    totals["tokens"] += n_tokens
+    bar.update(line_bytes)
+
+
+def encode_corpus(train_path, cfg, encoder, workers, seq_out):
+    """Stream the train split through the workers and write the id lines; return the totals (documents, bytes,
+    tokens, counts and document counts per id) and each worker's pre-token counts. At most two batches per
+    worker are in flight, so memory does not grow with the corpus."""
+    totals = {"documents": 0, "bytes": 0, "tokens": 0,
+              "counts": np.zeros(VOCAB_SIZE, np.int64), "doc_counts": np.zeros(VOCAB_SIZE, np.int64)}
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(workers)
+    pool = context.Pool(workers, _start_worker, (encoder, barrier))
+    try:
+        pending = collections.deque()
+        with tqdm(total=train_path.stat().st_size, unit="B", unit_scale=True, desc="encode", mininterval=1) as bar:
+            for task in batches(train_path, cfg["batch_docs"], cfg["batch_bytes"], workers):
+                pending.append(pool.apply_async(encode_batch, (task,)))
+                while len(pending) > 2 * workers:
+                    add_batch(totals, pending.popleft().get(), seq_out, bar)
+            while pending:
+                add_batch(totals, pending.popleft().get(), seq_out, bar)
+        log.info("collecting the workers' pre-token counts")
+        parts = pool.map(worker_pretokens, range(workers), chunksize=1)
+    finally:
+        pool.terminate()
+    return totals, parts
+
+
+def merge_pretokens(parts):
+    """One {raw pre-token: (count, documents)} from the workers' counts, as sorted rows: most frequent first,
+    ties by pre-token (byte-level strings: the table's own order, deterministic)."""
+    counts, doc_counts = parts[0]
+    doc_counts = collections.Counter(doc_counts)
+    for more_counts, more_docs in parts[1:]:
+        for word, n in tqdm(more_counts.items(), desc="merge", unit="pre-token", mininterval=1, leave=False):
+            counts[word] = counts.get(word, 0) + n
+        doc_counts.update(more_docs)
+    words = list(counts)
+    try:
+        text = [w.decode("utf-8") for w in words]
+    except UnicodeDecodeError:
+        die("a pre-token is not UTF-8 (the encoder cut a character); set encoder: tokenizers in configs/analyze.yaml")
+    level = list(map(to_byte_level, text))
+    order = sorted(range(len(words)), key=lambda k: (-counts[words[k]], level[k]))
+    return ([text[k] for k in order], [level[k] for k in order],
+            np.array([counts[words[k]] for k in order], dtype=np.int64),
+            np.array([doc_counts[words[k]] for k in order], dtype=np.int64))
+
+
+def pretoken_ids(encoder, texts, chunk=200_000):
+    """GPT-2's BPE ids of each distinct pre-token, encoded alone (BPE never looks past a pre-token)."""
+    flats, lengths = [], []
+    for a in tqdm(range(0, len(texts), chunk), desc="BPE of pre-tokens", unit="chunk", mininterval=1, leave=False):
+        flat, n = encoder.encode(texts[a:a + chunk], parallel=True)
+        flats.append(flat)
+        lengths.append(n)
+    flat = np.concatenate(flats) if flats else np.zeros(0, np.int64)
+    n = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    return flat, np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+
+
+def first_docs(path, max_bytes):
+    """The first documents of a cleaned jsonl file, up to max_bytes of UTF-8 (at least one)."""
+    out, size = [], 0
+    for texts, _ in batches(path, 1, 1):
+        n = len(texts[0].encode("utf-8"))
+        if out and size + n > max_bytes:
+            break
+        out.append(texts[0])
+        size += n
+    return out
+
+
+def check_against_tokenizers(train_path, seq_path, encoder, table, check_bytes):
+    """Stop unless the first documents' ids are tokenizers' GPT-2 BPE, exactly, and the pre-token table
+    rebuilds them (each pre-token's ids in order, the special token between parts) and all tokens."""
+    texts = first_docs(train_path, check_bytes)
+    with open(seq_path, encoding="ascii") as f:
+        lines = [f.readline().rstrip("\n") for _ in texts]
+    reference = [" ".join(map(str, e.ids)) for e in encoder.reference.encode_batch_fast(texts, add_special_tokens=False)]
+    if lines != reference:
+        die(f"{train_path}: {encoder.name}'s ids differ from tokenizers' GPT-2 BPE in the first {len(texts):,} "
+            f"documents; set encoder: tokenizers in configs/analyze.yaml")
+    words = {w.decode("utf-8") for t in texts for part in t.split(EOT) for w in encoder.pretoken_list(part)}
+    row = {w: k for k, w in enumerate(table["text"]) if w in words}
+    flat, offsets = table["ids_flat"].tolist(), table["ids_offsets"].tolist()
+    for text, line in zip(texts, lines):
+        rebuilt = []
+        for k, part in enumerate(text.split(EOT)):
+            rebuilt += [EOT_ID] if k else []
+            for w in encoder.pretoken_list(part):
+                r = row.get(w.decode("utf-8"))
+                rebuilt += flat[offsets[r]:offsets[r + 1]] if r is not None else [-1]
+        if " ".join(map(str, rebuilt)) != line:
+            die(f"{train_path}: the pre-token table does not rebuild the ids of the first documents; "
+                f"set encoder: tokenizers in configs/analyze.yaml")
+
+
+def frequency_table(tokenizer, counts, doc_counts, n_tokens):
+    """Every id, zeros included: token_id, token, count, doc_count, frequency."""
+    import pandas as pd
+
+    tokens = [None] * VOCAB_SIZE
+    for token, i in tokenizer.get_vocab(with_added_tokens=True).items():
+        tokens[i] = token
+    return pd.DataFrame({"token_id": np.arange(VOCAB_SIZE, dtype=np.int64), "token": tokens, "count": counts,
+                         "doc_count": doc_counts, "frequency": counts / max(n_tokens, 1)})
+
+
+def check_config(cfg):
+    for key, least in (("batch_docs", 1), ("batch_bytes", 1), ("workers", 0), ("check_bytes", 0)):
+        if cfg[key] < least:
+            die(f"configs/analyze.yaml: {key} must be at least {least}, got {cfg[key]}")
+    if cfg["encoder"] not in ENCODERS:
+        die(f"configs/analyze.yaml: encoder must be one of {', '.join(ENCODERS)}, got {cfg['encoder']!r}")
 
 
 def main():
     args = parse_args()
     art = Artifacts(args.artifacts)
     cfg = load_config("analyze", args.profile, args.configs, {"batch_docs": args.batch_docs, "batch_bytes": args.batch_bytes,
-                                                              "workers": args.workers, "fast_path": args.fast_path})
+                                                              "workers": args.workers, "encoder": args.encoder})
     setup_logging(STEP, art.log_file(STEP))
-    for key, least in (("batch_docs", 1), ("batch_bytes", 1), ("workers", 0), ("check_bytes", 0)):
-        if cfg[key] < least:
-            die(f"configs/analyze.yaml: {key} must be at least {least}, got {cfg[key]}")
+    check_config(cfg)
     train_path = require(art.train_docs, "corpus")
-    tokenizer = load_gpt2_tokenizer(art.original_tokenizer, expect_model="BPE")
-
-    # --- encode in batches, write one line per document, count as we go
-    counts = np.zeros(VOCAB_SIZE, dtype=np.int64)
-    doc_counts = np.zeros(VOCAB_SIZE, dtype=np.int64)
-    n_docs = n_bytes = n_tokens = 0
-    total = train_path.stat().st_size
-    art.reports.mkdir(parents=True, exist_ok=True)
+    tokenizer_json = art.original_tokenizer / "tokenizer.json"
+    encoder = Encoder(cfg["encoder"], tokenizer_json, load_gpt2_tokenizer(art.original_tokenizer, expect_model="BPE"))
     workers = cfg["workers"] or os.cpu_count() or 1
-    if cfg["fast_path"]:  # built once here, before the clock starts (like the tokenizer); the workers inherit it
-        _worker["encoder"] = FastGPT2(tokenizer.model)
+
+    # 1. encode the corpus: the id lines, counts per id, the workers' pre-token counts
     t0 = time.perf_counter()
-    pool = multiprocessing.get_context("fork").Pool(workers, _start_worker) if cfg["fast_path"] else None
     with atomic_path(art.bpe_sequences) as seq_tmp, atomic_path(art.token_frequency) as freq_tmp:
-        with open(seq_tmp, "w", encoding="ascii") as out, tqdm(total=total, unit="B", unit_scale=True, desc="analyze") as bar:
-            pending = collections.deque()  # batches in the workers, in order; at most 2 per worker
+        with open(seq_tmp, "wb") as out:
+            totals, parts = encode_corpus(train_path, cfg, encoder, workers, out)
+        seconds_encode = time.perf_counter() - t0
 
-            def take(job, check, line_bytes):
-                nonlocal n_tokens
-                lines, c, d, n = job.get() if pool else job
-                if check:  # the fast path must be tokenizers' GPT-2 BPE, exactly: compare the first documents
-                    reference = [e.ids for e in tokenizer.encode_batch_fast(check, add_special_tokens=False)]
-                    if lines.split("\n")[:len(check)] != [" ".join(map(str, ids)) for ids in reference]:
-                        die(f"{train_path}: the fast path's ids differ from tokenizers' GPT-2 BPE in the first "
-                            f"{len(check):,} documents; set fast_path: false in configs/analyze.yaml")
-                out.write(lines)
-                counts[:] += c
-                doc_counts[:] += d
-                n_tokens += n
-                bar.update(line_bytes)
+        # 2. the pre-token table: merged counts, each distinct pre-token's BPE ids, checked
+        log.info("building the pre-token table")
+        text, level, counts, doc_counts = merge_pretokens(parts)
+        del parts
+        ids_flat, ids_offsets = pretoken_ids(encoder, text)
+        table = {"text": text, "ids_flat": ids_flat, "ids_offsets": ids_offsets}
+        n_eot = int(totals["counts"][EOT_ID])
+        if int((np.diff(ids_offsets) * counts).sum()) + n_eot != totals["tokens"]:
+            die(f"{train_path}: the pre-token table does not add up to the {totals['tokens']:,} tokens; "
+                f"set encoder: tokenizers in configs/analyze.yaml")
+        log.info(f"checking against tokenizers on the first {cfg['check_bytes']:,} bytes")
+        check_against_tokenizers(train_path, seq_tmp, encoder, table, cfg["check_bytes"])
+        meta = {"tokenizer_sha256": sha256_file(tokenizer_json), "train_bytes": train_path.stat().st_size,
+                "documents": totals["documents"], "occurrences": int(counts.sum()), "tokens": totals["tokens"],
+                "endoftext": n_eot, "encoder": cfg["encoder"]}
+        write_pretoken_table(art.pretoken_table, level, counts, doc_counts, ids_flat, ids_offsets, meta)
+        frequency_table(encoder.reference, totals["counts"], totals["doc_counts"], totals["tokens"]).to_parquet(freq_tmp, index=False)
+    seconds = time.perf_counter() - t0
 
-            try:
-                for k, (texts, line_bytes) in enumerate(batches(train_path, cfg["batch_docs"], cfg["batch_bytes"], workers)):
-                    n_docs += len(texts)
-                    n_bytes += sum(len(t.encode("utf-8")) for t in texts)
-                    if pool:
-                        check = first_docs(texts, cfg["check_bytes"]) if k == 0 else None
-                        pending.append((pool.apply_async(_encode_in_worker, (texts,)), check, line_bytes))
-                        while len(pending) > 2 * workers:
-                            take(*pending.popleft())
-                    else:
-                        docs = [enc.ids for enc in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
-                        take(encoded_result(docs), None, line_bytes)
-                while pending:
-                    take(*pending.popleft())
-            finally:
-                if pool:
-                    pool.terminate()
-        seconds = time.perf_counter() - t0
+    # 3. the summary
+    write_summary(art, totals, len(text), int(counts.sum()), seconds, seconds_encode)
+    save_config(cfg, art.reports / f"{STEP}.config.yaml", STEP, args.profile)
 
-        # --- the frequency table: every id, zeros included
-        import pandas as pd
-        vocab = tokenizer.get_vocab(with_added_tokens=True)
-        tokens = [None] * VOCAB_SIZE
-        for token, i in vocab.items():
-            tokens[i] = token
-        table = pd.DataFrame({
-            "token_id": np.arange(VOCAB_SIZE, dtype=np.int64),
-            "token": tokens,
-            "count": counts,
-            "doc_count": doc_counts,
-            "frequency": counts / max(n_tokens, 1),
-        })
-        table.to_parquet(freq_tmp, index=False)
 
-    # --- summary
+def write_summary(art, totals, n_distinct, n_occurrences, seconds, seconds_encode):
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n_bytes, n_tokens = totals["bytes"], totals["tokens"]
     summary = {
-        "documents": n_docs, "bytes": n_bytes, "tokens": n_tokens,
+        "documents": totals["documents"], "bytes": n_bytes, "tokens": n_tokens,
         "tokens_per_byte": n_tokens / max(n_bytes, 1),
-        "distinct_tokens_used": int((counts > 0).sum()),
+        "distinct_tokens_used": int((totals["counts"] > 0).sum()),
+        "pretoken_occurrences": n_occurrences, "distinct_pretokens": n_distinct,
         "seconds": round(seconds, 3), "mb_per_s": round(n_bytes / 1e6 / seconds, 2),
-        "peak_rss_mb": round(peak_rss_mb, 1),
+        "seconds_encode": round(seconds_encode, 3), "peak_rss_mb": round(peak_rss_mb, 1),
     }
     write_json(art.reports / "analyze_summary.json", summary)
-    save_config(cfg, art.reports / f"{STEP}.config.yaml", STEP, args.profile)
-    log.info(f"{n_docs:,} documents, {n_bytes:,} bytes -> {n_tokens:,} tokens "
-             f"({summary['tokens_per_byte']:.3f} tokens/byte, {summary['distinct_tokens_used']:,} distinct ids)")
-    log.info(f"{summary['mb_per_s']} MB/s, peak RSS {peak_rss_mb:,.0f} MB")
-    top = table.nlargest(5, "count")
-    log.info("most frequent: " + ", ".join(f"{r.token!r} {r.count:,}" for r in top.itertuples()))
+    log.info(f"{summary['documents']:,} documents, {n_bytes:,} bytes -> {n_tokens:,} tokens "
+             f"({summary['tokens_per_byte']:.3f} tokens/byte, {summary['distinct_tokens_used']:,} distinct ids); "
+             f"{n_occurrences:,} pre-tokens, {n_distinct:,} distinct")
+    log.info(f"{summary['mb_per_s']} MB/s ({seconds_encode:.1f} s encoding, {seconds:.1f} s in all), peak RSS {peak_rss_mb:,.0f} MB")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """03 analyze: the id sequences are GPT-2's, the frequency table is complete, bad inputs fail cleanly."""
 
+import collections
 import json
 import os
 import random
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -90,7 +92,7 @@ def test_kill_9_leaves_nothing_finished_and_rerun_is_correct(analyzed, tmp_path)
     while not (partial.exists() and partial.stat().st_size > 0) and time.time() < deadline:
         time.sleep(0.05)
     workers = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
-    assert workers, "the fast path's worker processes should be running"
+    assert workers, "the worker processes should be running"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert partial.exists(), "the step ended before it could be killed"
@@ -100,6 +102,7 @@ def test_kill_9_leaves_nothing_finished_and_rerun_is_correct(analyzed, tmp_path)
     assert not any(os.path.exists(f"/proc/{w}") for w in workers)
     assert not (reports / "bpe_token_id_sequences.txt").exists()
     assert not (reports / "token_frequency.parquet").exists()
+    assert not (reports / "pretoken_table.parquet").exists()
     run_script("03_analyze.py", "--artifacts", art)
     assert not partial.exists()
     lines = (reports / "bpe_token_id_sequences.txt").read_text().splitlines()
@@ -122,47 +125,108 @@ def load_analyze():
     return analyze
 
 
-def test_fast_path_is_gpt2_bpe(gpt2_bpe):
-    """The fast path (cached chunks, GPT-2's regex, cached BPE per pre-token) gives tokenizers' ids and counts,
-    special token and odd whitespace included."""
+def hf_pretokens(gpt2_bpe, text):
+    """GPT-2's pre-tokens of a text as tokenizers makes them (the special token split off first)."""
+    return [w for part in text.split("<|endoftext|>") for w, _ in gpt2_bpe.pre_tokenizer.pre_tokenize_str(part)]
+
+
+@pytest.mark.parametrize("name", ["gigatoken", "tokenizers"])
+def test_encoder_is_gpt2_bpe_on_tricky_text(name, gpt2_bpe, tmp_path):
+    """Both encoders give tokenizers' ids and GPT-2's pre-tokens: the special token inside text, whitespace runs,
+    U+2028, NUL, CJK, emoji, contractions, random ASCII."""
+    from lib.tokenizer import piece_bytes
+
     analyze = load_analyze()
+    gpt2_bpe.save(str(tmp_path / "tokenizer.json"))
+    encoder = analyze.Encoder(name, tmp_path / "tokenizer.json", gpt2_bpe)
     rng = random.Random(0)
     ascii_text = ["".join(rng.choice("".join(map(chr, range(128)))) for _ in range(200)) for _ in range(50)]
-    # whitespace runs that end a text: before the separator they must split as at the end of a text
-    trailing = [f"x{i}" + " " * (2 + i % 30) + "\n" * (1 + i // 30) for i in range(60)]
-    texts = TRICKY + [t * 3 for t in TRICKY] + ["".join(TRICKY)] + ascii_text + trailing
-    fast = analyze.FastGPT2(gpt2_bpe.model, max_cache=8)  # a tiny cache: it is cleared on the way
+    texts = TRICKY + [t * 3 for t in TRICKY] + ["".join(TRICKY)] + ascii_text
+    flat, lengths = encoder.encode(texts)
+    assert lengths.tolist() == [len(gpt2_bpe.encode(t).ids) for t in texts]
+    assert flat.tolist() == [i for t in texts for i in gpt2_bpe.encode(t).ids]
     for text in texts:
-        assert fast.encode(text) == gpt2_bpe.encode(text).ids, text
-        fast.encode_batch([])  # a batch boundary: where the full cache is cleared
-    # a whole batch at once (new chunks pre-tokenized together), and its counts
-    fast = analyze.FastGPT2(gpt2_bpe.model)
-    got = fast.encode_batch(texts)
-    want = analyze.encoded_result([e.ids for e in gpt2_bpe.encode_batch(texts)])
-    assert got[0] == want[0] and got[3] == want[3]
-    assert (got[1] == want[1]).all() and (got[2] == want[2]).all()
+        for part in text.split("<|endoftext|>"):
+            want = collections.Counter(piece_bytes(w) for w, _ in gpt2_bpe.pre_tokenizer.pre_tokenize_str(part))
+            assert dict(encoder.pretokens(part)) == dict(want), part
 
 
-def test_vocab_entry_is_its_own_id_only_where_bpe_says_so(gpt2_bpe):
-    """The fast path takes a pre-token that is a vocab entry as its own id, without BPE: true of every GPT-2
-    entry; a BPE where an entry is not reached by its merges goes through BPE."""
-    from tokenizers import models
-
-    vocab = gpt2_bpe.get_vocab()
-    wrong = [entry for entry, i in vocab.items() if i != EOT_ID and [t.id for t in gpt2_bpe.model.tokenize(entry)] != [i]]
-    assert len(vocab) == VOCAB_SIZE and wrong == []
+def test_id_lines_match_the_plain_join():
     analyze = load_analyze()
-    assert analyze.FastGPT2(gpt2_bpe.model).entries_whole
-    unmerged = analyze.FastGPT2(models.BPE({"a": 0, "b": 1, "ab": 2}, []))  # "ab" is in the vocab, no merge makes it
-    assert not unmerged.entries_whole and unmerged.encode("ab") == [0, 1]
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 50, size=40)
+    flat = rng.integers(0, VOCAB_SIZE, size=int(lengths.sum()))
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    want = "".join(" ".join(map(str, flat[a:b])) + "\n" for a, b in zip(starts[:-1], starts[1:])).encode()
+    assert analyze.id_lines(flat, lengths) == want
+    assert analyze.id_lines(np.array([5, 50256]), np.array([0, 2, 0])) == b"\n5 50256\n\n"
 
 
-def test_fast_path_and_tokenizers_write_the_same_files(analyzed, tmp_path):
+def test_pretoken_table_counts_every_pretoken(analyzed, gpt2_bpe):
+    """Every distinct GPT-2 pre-token of the train split, with its count, document count and BPE ids."""
+    from lib.pretokens import read_pretoken_table
+
+    docs = [json.loads(l)["text"] for l in (analyzed / "corpora" / "cleaned" / "train.jsonl").read_text().splitlines()]
+    table = read_pretoken_table(analyzed / "analysis" / "reports" / "pretoken_table.parquet",
+                                tokenizer_json=analyzed / "tokenizers" / "original" / "tokenizer.json")
+    counts = collections.Counter(w for d in docs for w in hf_pretokens(gpt2_bpe, d))
+    doc_counts = collections.Counter(w for d in docs for w in set(hf_pretokens(gpt2_bpe, d)))
+    got = {w: (int(n), int(d), table.ids(k)) for k, (w, n, d) in enumerate(zip(table.pretokens, table.counts, table.doc_counts))}
+    assert got == {w: (n, doc_counts[w], tuple(t.id for t in gpt2_bpe.model.tokenize(w))) for w, n in counts.items()}
+    order = [(-n, w) for w, (n, _, _) in got.items()]
+    assert [(-int(n), w) for w, n in zip(table.pretokens, table.counts)] == sorted(order)
+    assert table.meta["documents"] == len(docs) and table.meta["occurrences"] == sum(counts.values())
+
+
+def test_truncated_or_foreign_table_is_a_one_line_error(analyzed, tmp_path):
+    path = analyzed / "analysis" / "reports" / "pretoken_table.parquet"
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    foreign = tmp_path / "foreign.parquet"
+    pd.DataFrame({"pretoken": ["a"], "count": [1]}).to_parquet(foreign)
+    other_tokenizer = tmp_path / "tokenizer.json"
+    other_tokenizer.write_text("{}")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from lib.pretokens import read_pretoken_table; "
+            "read_pretoken_table(sys.argv[2], tokenizer_json=sys.argv[3] if len(sys.argv) > 3 else None)")
+    for args, says in (([cut], "not a readable parquet file"), ([foreign], "not a pre-token table written by 03"),
+                       ([path, other_tokenizer], "made with another tokenizer"), ([tmp_path / "none.parquet"], "run `make analyze`")):
+        proc = subprocess.run([sys.executable, "-c", code, str(ROOT), *map(str, args)], capture_output=True, text=True)
+        assert proc.returncode != 0 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert "re-run `make analyze`" in proc.stderr or "run `make analyze` first" in proc.stderr
+
+
+def test_encoders_write_the_same_outputs(analyzed, tmp_path):
     import shutil
+
+    from lib.pretokens import read_pretoken_table
 
     art = tmp_path / "art"
     shutil.copytree(analyzed / "tokenizers", art / "tokenizers")
     shutil.copytree(analyzed / "corpora", art / "corpora")
-    run_script("03_analyze.py", "--artifacts", art, "--no-fast-path")
+    run_script("03_analyze.py", "--artifacts", art, "--encoder", "tokenizers")
     for name in ("bpe_token_id_sequences.txt", "token_frequency.parquet"):
         assert (art / "analysis" / "reports" / name).read_bytes() == (analyzed / "analysis" / "reports" / name).read_bytes()
+    a, b = (read_pretoken_table(d / "analysis" / "reports" / "pretoken_table.parquet") for d in (art, analyzed))
+    assert a.pretokens == b.pretokens and a.all_ids() == b.all_ids()
+    assert (a.counts == b.counts).all() and (a.doc_counts == b.doc_counts).all()
+
+
+def test_a_long_document_without_newline_goes_through(analyzed, tmp_path, gpt2_bpe):
+    """One 3 MB line (a minified file): its ids in one line, the table adds up."""
+    import shutil
+
+    from lib.pretokens import read_pretoken_table
+
+    art = tmp_path / "art"
+    shutil.copytree(analyzed / "tokenizers", art / "tokenizers")
+    cleaned = art / "corpora" / "cleaned"
+    cleaned.mkdir(parents=True)
+    unit = "var a=function(b){return b*2};x.y<|endoftext|>z;  "
+    doc = unit * (3_000_000 // len(unit))
+    (cleaned / "train.jsonl").write_text(json.dumps({"text": doc}) + "\n" + json.dumps({"text": "tail"}) + "\n")
+    run_script("03_analyze.py", "--artifacts", art)
+    lines = (art / "analysis" / "reports" / "bpe_token_id_sequences.txt").read_text().split("\n")
+    assert len(lines) == 3 and lines[1] == " ".join(map(str, gpt2_bpe.encode("tail").ids)) and lines[2] == ""
+    assert lines[0] == " ".join(map(str, gpt2_bpe.encode(doc).ids))
+    table = read_pretoken_table(art / "analysis" / "reports" / "pretoken_table.parquet")
+    assert int((np.diff(table.ids_offsets) * table.counts).sum()) + table.meta["endoftext"] == table.meta["tokens"]
