@@ -153,7 +153,11 @@ def main():
     with atomic_path(art.cleaned) as tmp:
         tmp.mkdir(parents=True)
         outs = {split: open(tmp / f"{split}.jsonl", "w", encoding="utf-8") for split in totals}
-        for path in tqdm(files, desc="corpus", unit="file"):
+        bar = tqdm(total=sum(f.stat().st_size for f in files), desc="corpus", unit="B", unit_scale=True, mininterval=1)
+        done_bytes = 0
+        for path in files:
+            bar.update(done_bytes - bar.n)  # per file, and inside a file per document kept (below)
+            done_bytes += path.stat().st_size
             rel = str(path.relative_to(root))
             entry = {"path": rel, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
             manifest_files.append(entry)
@@ -187,6 +191,7 @@ def main():
                     totals[split][1] += n_bytes
                     kept_bytes += n_bytes
                     counts["kept"] += 1
+                    bar.update(min(n_bytes, done_bytes - bar.n))
                     if kept_bytes >= cfg["max_bytes"] > 0:
                         break
             except ValueError as e:
@@ -200,6 +205,8 @@ def main():
             entry["fate"] = "kept" if counts["kept"] else "no document kept"
             for reason, n in counts.items():
                 fates[f"document {reason}"] += n
+        bar.update(done_bytes - bar.n)
+        bar.close()
         for f in outs.values():
             f.close()
 

@@ -3,7 +3,7 @@ bench: what a run costs. Wall time, throughput and peak memory of every step, si
 reference tools, and how 03 and 04 grow with the corpus. A measurement, not a test: nothing here runs in
 `make test`, and it needs no network.
 
-    .venv/bin/python scripts/bench.py [--repeats 3] [--analyze-sizes-mb 100 1000] [--distill-sizes-mb 5 20 80]
+    .venv/bin/python scripts/bench.py [--repeats 3] [--scaling-sizes-mb 100 1000] [--no-scaling-real]
     make bench                                                  (BENCH_ARGS="..." passes flags)
     make bench BENCH_ARGS="--only gpu"     (on a GPU machine: re-run section 5, reuse the rest of bench.json)
 
@@ -13,8 +13,9 @@ Writes to artifacts/bench/: bench.md, bench.json, bench.config.yaml, and its wor
   2. A no-op `make all`: its time, and that it would start no process (`make -n` prints no command).
   3. 03 analyze on the train split against plain `tokenizers` encode_batch and, when installed, tiktoken
      built from the same GPT-2 files; alternated, the median of `repeats` runs each.
-  4. 03 on corpora of analyze_sizes_mb and 04 on corpora of distill_sizes_mb (train documents repeated
-     and shuffled): wall time, throughput, peak RSS, and the growth exponent between sizes.
+  4. 02-06 on a real corpus (the .py files of this install's .venv site-packages) and on corpora of
+     scaling_sizes_mb (the train documents repeated and shuffled): wall time and peak RSS of each step, the
+     growth exponent between sizes, and the figures each step reports (agreement, saving).
   5. With a GPU: a GPT-2-small-shaped model's training tokens/s and model FLOPs utilisation, eager (as 08
      trains) and under torch.compile.
 Each section records the date and machine it was measured on, so a report can combine sections measured
@@ -54,8 +55,8 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int)
     p.add_argument("--step-repeats", type=int)
-    p.add_argument("--analyze-sizes-mb", type=float, nargs="*")
-    p.add_argument("--distill-sizes-mb", type=float, nargs="*")
+    p.add_argument("--scaling-sizes-mb", type=float, nargs="*")
+    p.add_argument("--scaling-real", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
                    help=f"re-run these sections ({', '.join(SECTIONS)}); the others are reused from the last "
                         "bench.json. analyze and scaling use the corpus of the last pipeline section")
@@ -203,58 +204,107 @@ def bench_analyze(run_dir, repeats, log_path, configs):
 
 
 # -----------------------------------------------------------------------------
-# 4: how 03 and 04 grow with the corpus
+# 4: 02-06 at scale: a real corpus (site-packages code) and corpora made by repeating the train documents
+
+SCALE_STEPS = [("corpus", "02_corpus.py"), ("analyze", "03_analyze.py"), ("distill", "04_distill.py"),
+               ("select", "05_select.py"), ("remap", "06_remap.py")]
 
 
-def scaled_corpus(run_dir, out_dir, size_mb, seed):
-    """out_dir: the original tokenizer and held-out split of run_dir, and a train split of size_mb made by
-    repeating the train documents, each pass shuffled."""
-    src, dst = Artifacts(run_dir), Artifacts(out_dir)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    shutil.copytree(src.original_tokenizer, dst.original_tokenizer)
-    dst.cleaned.mkdir(parents=True)
-    shutil.copy(src.heldout_docs, dst.heldout_docs)
-    with open(src.train_docs, encoding="utf-8") as f:
-        lines = f.readlines()  # one record a line; str.splitlines would also cut at U+2028 inside a text
+def real_corpus(raw_dir):
+    """raw_dir: links to the .py files of this project's .venv site-packages (a real code corpus every
+    install has offline); (files, bytes)."""
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    n_files = n_bytes = 0
+    for site in sorted((ROOT / ".venv" / "lib").glob("python*/site-packages")):
+        for path in sorted(site.rglob("*.py")):
+            if path.is_file():
+                link = raw_dir / path.relative_to(site)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(path)
+                n_files, n_bytes = n_files + 1, n_bytes + path.stat().st_size
+    return n_files, n_bytes
+
+
+def repeated_corpus(run_dir, raw_dir, size_mb, seed):
+    """raw_dir/corpus.jsonl: the train documents of run_dir repeated to size_mb, each pass shuffled, each copy
+    made distinct by a first line '# copy k' (02 drops exact duplicates); its bytes."""
+    shutil.rmtree(raw_dir, ignore_errors=True)
+    raw_dir.mkdir(parents=True)
+    texts = list(iter_docs(Artifacts(run_dir).train_docs))
     rng, target, size, k = random.Random(seed), int(size_mb * 1e6), 0, 0
-    with open(dst.train_docs, "w", encoding="utf-8") as f:
+    with open(raw_dir / "corpus.jsonl", "w", encoding="utf-8") as f:
         while size < target:
-            order = list(range(len(lines)))
+            order = list(range(len(texts)))
             rng.shuffle(order)
             for i in order:
-                doc = json.loads(lines[i])
-                doc["id"] = f"{doc['id']}-{k}"
-                f.write(json.dumps(doc, ensure_ascii=False) + "\n")
-                size += len(doc["text"].encode("utf-8"))
+                text = f"# copy {k}\n{texts[i]}"
+                f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+                size += len(text.encode("utf-8"))
                 if size >= target:
                     break
             k += 1
     return size
 
 
-def bench_scaling(run_dir, sizes, distill, seed, log_path, configs):
+def scale_configs(configs, out_dir, text_extensions):
+    """A copy of the configs whose corpus.yaml takes these file extensions as documents."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    shutil.copytree(configs, out_dir)
+    path = out_dir / "corpus.yaml"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = [f"text_extensions: {json.dumps(text_extensions)}" if line.startswith("text_extensions:") else line for line in lines]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def bench_corpus_steps(name, raw_dir, work_dir, run_dir, configs, log_path):
+    """02-06 on one raw corpus, by the commands Make runs: wall time and peak RSS of each, and the figures."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+    shutil.copytree(Artifacts(run_dir).original_tokenizer, Artifacts(work_dir).original_tokenizer)
+    row = {"corpus": name, "steps": {}}
+    for step, script in SCALE_STEPS:
+        extra = ["--raw-dir", raw_dir] if step == "corpus" else []
+        seconds, rss = timed(script_cmd(script, work_dir, configs) + extra, log_path)
+        row["steps"][step] = {"seconds": seconds, "peak_rss_mb": rss}
+        log.info(f"{name}: {step} {seconds:,.1f} s, peak RSS {rss:,.0f} MB")
+    art = Artifacts(work_dir)
+    manifest = json.loads(art.corpus_manifest.read_text(encoding="utf-8"))
+    summary = json.loads((art.reports / "analyze_summary.json").read_text(encoding="utf-8"))
+    distill = json.loads((art.reports / "distill_validation.json").read_text(encoding="utf-8"))
+    remap = json.loads((art.reports / "remap_report.json").read_text(encoding="utf-8"))
+    row.update({"train_mb": manifest["totals"]["train"]["bytes"] / 1e6, "heldout_mb": manifest["totals"]["heldout"]["bytes"] / 1e6,
+                "train_documents": manifest["totals"]["train"]["documents"], "analyze_mb_per_s": summary["mb_per_s"],
+                "distinct_pretokens": summary.get("distinct_pretokens"),
+                "heldout_agreement": distill["heldout"]["pretoken_occurrence_agreement"],
+                "heldout_documents_exact": distill["heldout"]["document_agreement"],
+                "heldout_saving": remap.get("heldout", {}).get("saving_vs_gpt2")})
+    return row
+
+
+def bench_scaling(run_dir, cfg, log_path, configs):
+    """02-06 on the real corpus and on the repeated corpora; growth exponents between the repeated sizes."""
+    scale_dir = run_dir.parent / "scale"
     rows = []
-    for size_mb in sizes:
-        out_dir = run_dir.parent / "scale" / f"{size_mb:g}MB"
-        n_bytes = scaled_corpus(run_dir, out_dir, size_mb, seed)
-        seconds, rss = timed(script_cmd("03_analyze.py", out_dir, configs), log_path)
-        row = {"mb": n_bytes / 1e6, "analyze_seconds": seconds, "analyze_peak_rss_mb": rss,
-               "analyze_mb_per_s": n_bytes / 1e6 / seconds}
-        if distill:
-            seconds, rss = timed(script_cmd("04_distill.py", out_dir, configs), log_path)
-            report = json.loads((Artifacts(out_dir).reports / "distill_validation.json").read_text(encoding="utf-8"))
-            row.update({"distill_seconds": seconds, "distill_peak_rss_mb": rss,
-                        "distill_learning_seconds": report["seconds_learning"],
-                        "distilled_vs_bpe_encode": report["throughput"]["ratio"],
-                        "heldout_agreement": report["heldout"]["pretoken_occurrence_agreement"]})
-        log.info(f"{'distill' if distill else 'analyze'} at {n_bytes / 1e6:,.0f} MB: "
-                 + ", ".join(f"{k} {v:,.2f}" for k, v in row.items() if k != "mb"))
+    if cfg["scaling_real"]:
+        raw = scale_dir / "real-raw"
+        n_files, n_bytes = real_corpus(raw)
+        log.info(f"real corpus: {n_files:,} .py files of .venv site-packages, {n_bytes / 1e6:,.0f} MB")
+        rows.append(bench_corpus_steps(f"real: .venv site-packages .py ({n_files:,} files)", raw, scale_dir / "real",
+                                       run_dir, scale_configs(configs, scale_dir / "configs-py", [".py"]), log_path))
+        shutil.rmtree(scale_dir / "real")
+    for size_mb in cfg["scaling_sizes_mb"]:
+        raw = scale_dir / f"{size_mb:g}MB-raw"
+        repeated_corpus(run_dir, raw, size_mb, cfg["seed"])
+        row = bench_corpus_steps(f"repeated: {size_mb:g} MB", raw, scale_dir / f"{size_mb:g}MB", run_dir, configs, log_path)
+        row["repeated_mb"] = size_mb
         rows.append(row)
-        shutil.rmtree(out_dir)  # a GB of corpus and ids; the figures are kept
-    for prev, row in zip(rows, rows[1:]):  # t ~ size^k between neighbouring sizes; k = 1 is linear
-        for key in ("analyze_seconds", "distill_seconds", "analyze_peak_rss_mb", "distill_peak_rss_mb"):
-            if key in row:
-                row[f"{key}_growth_exponent"] = math.log(row[key] / prev[key]) / math.log(row["mb"] / prev["mb"])
+        shutil.rmtree(raw)
+        shutil.rmtree(scale_dir / f"{size_mb:g}MB")  # a GB of corpus and ids; the figures are kept
+    repeated = [r for r in rows if "repeated_mb" in r]
+    for prev, row in zip(repeated, repeated[1:]):  # t ~ size^k between neighbouring sizes; k = 1 is linear
+        ratio = math.log(row["train_mb"] / prev["train_mb"])
+        row["growth_exponents"] = {step: {key: math.log(s[key] / prev["steps"][step][key]) / ratio for key in ("seconds", "peak_rss_mb")}
+                                   for step, s in row["steps"].items()}
     return rows
 
 
@@ -330,20 +380,37 @@ def machine_line(m):
 # the report
 
 
-def report_md(r):
+def scaling_md(rows, f):
+    """The scaling table: wall time and peak RSS of 02-06 per corpus, and the growth exponents."""
+    if not rows:
+        return []
+    steps = [step for step, _ in SCALE_STEPS]
+    lines = ["## 02-06 at scale", "",
+             "Each corpus through the scripts Make runs (default profile), one run each; wall seconds / peak RSS MB. "
+             "The real corpus is the .py files of this install's .venv site-packages; the repeated ones are the default "
+             "train documents repeated and shuffled, each copy headed `# copy k` (so 02 keeps them).", "",
+             "| corpus | train MB | distinct pre-tokens | " + " | ".join(steps) + " | 03 MB/s | held-out agreement | exact docs | held-out saving |",
+             "|---|---:|---:|" + "---:|" * len(steps) + "---:|---:|---:|---:|"]
+    for row in rows:
+        cells = [f"{f(row['steps'][s]['seconds'], 0)} s / {f(row['steps'][s]['peak_rss_mb'], 0)}" for s in steps]
+        saving = row.get("heldout_saving")
+        lines.append(f"| {row['corpus']} | {f(row['train_mb'], 0)} | {f(row.get('distinct_pretokens'), 0)} | " + " | ".join(cells)
+                     + f" | {f(row['analyze_mb_per_s'])} | {100 * row['heldout_agreement']:.4f}% | "
+                     f"{100 * row['heldout_documents_exact']:.1f}% | {f(100 * saving, 1) + '%' if saving is not None else '—'} |")
+    growth = [r for r in rows if "growth_exponents" in r]
+    if growth:
+        lines += ["", "Growth exponent k (time or memory ~ size^k, from the repeated corpus before; 1 = linear):", "",
+                  "| corpus | " + " | ".join(f"{s} time / RSS" for s in steps) + " |", "|---|" + "---:|" * len(steps)]
+        for row in growth:
+            g = row["growth_exponents"]
+            lines.append(f"| {row['corpus']} | " + " | ".join(f"{f(g[s]['seconds'])} / {f(g[s]['peak_rss_mb'])}" for s in steps) + " |")
+    return lines + [""]
+
+
+def pipeline_md(r):
     f = lambda x, d=2: "—" if x is None else f"{x:,.{d}f}"
-    measured = r["measured"]
-    lines = ["# What a run costs", ""]
-    by_machine = {}  # sections grouped by the (date, machine) they were measured on
-    for section in SECTIONS:
-        key = (measured[section]["date"], machine_line(measured[section]["machine"]))
-        by_machine.setdefault(key, []).append(section)
-    titles = {"pipeline": "the pipeline and no-op make", "analyze": "03 beside the reference tokenizers",
-              "scaling": "03 and 04 against corpus size", "gpu": "GPU"}
-    for (date, machine), sections in by_machine.items():
-        which = "" if len(by_machine) == 1 else " (" + "; ".join(titles[s] for s in sections) + ")"
-        lines.append(f"Measured{which} {date} on {machine}.")
-    lines += ["", f"Throughput figures are the median of {r['config']['repeats']} alternated runs; step times the "
+    lines = []
+    lines += [f"Throughput figures are the median of {r['config']['repeats']} alternated runs; step times the "
               "median of their runs.", "",
              "## The pipeline on the default corpus (PROFILE=bench: a tiny random GPT-2 for 07-08)", "",
              "| step | wall s (median) | runs | peak RSS MB |", "|---|---:|---:|---:|"]
@@ -357,6 +424,12 @@ def report_md(r):
               f"`make all` with everything up to date: **{f(n['seconds'], 3)} s** (median of {len(n['runs'])}); "
               f"`make -n all` would run {len(n['commands_it_would_run'])} commands"
               + (": " + "; ".join(n["commands_it_would_run"][:3]) if n["commands_it_would_run"] else " (no Python process)") + ".", ""]
+    return lines
+
+
+def analyze_md(r):
+    f = lambda x, d=2: "—" if x is None else f"{x:,.{d}f}"
+    lines = []
     a = r["analyze"]
     lines += ["## 03 analyze beside the reference tokenizers", "",
               f"The train split, {a['bytes']:,} bytes in {a['documents']:,} documents, all cores.", "",
@@ -367,21 +440,12 @@ def report_md(r):
               f"| tiktoken from the same files | {f(a['tiktoken_mb_per_s'])} | "
               + (f"{f(a['tiktoken_mb_per_s'] / a['hf_encode_batch_mb_per_s'])}× |" if a["tiktoken_installed"] else "not installed |"),
               "", f"Peak RSS of 03 on it: {f(a['analyze_peak_rss_mb'], 0)} MB.", ""]
-    for key, title, c in (("analyze_scaling", "03 analyze against corpus size", "analyze"),
-                          ("distill_scaling", "04 distill against corpus size", "distill")):
-        rows = r[key]
-        if not rows:
-            continue
-        lines += [f"## {title}", "", "Corpora made by repeating and shuffling the train documents; one run per size. "
-                  "Growth: the exponent k in time ~ size^k from the size before (1 = linear).", "",
-                  f"| MB | {c} s | growth | peak RSS MB | growth |" + (" learning s | encode vs BPE | held-out agreement |" if c == "distill" else " MB/s |"),
-                  "|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if c == "distill" else "---:|")]
-        for row in rows:
-            extra = (f" {f(row['distill_learning_seconds'], 1)} | {f(row['distilled_vs_bpe_encode'])} | "
-                     f"{100 * row['heldout_agreement']:.4f}% |" if c == "distill" else f" {f(row['analyze_mb_per_s'])} |")
-            lines.append(f"| {f(row['mb'], 0)} | {f(row[c + '_seconds'], 1)} | {f(row.get(c + '_seconds_growth_exponent'))} | "
-                         f"{f(row[c + '_peak_rss_mb'], 0)} | {f(row.get(c + '_peak_rss_mb_growth_exponent'))} |" + extra)
-        lines.append("")
+    return lines
+
+
+def gpu_md(r):
+    f = lambda x, d=2: "—" if x is None else f"{x:,.{d}f}"
+    lines = []
     g = r["gpu"]
     lines += ["## GPU", ""]
     if not g["available"]:
@@ -399,6 +463,27 @@ def report_md(r):
                          f"{f(v['tokens_per_s'], 0)} | {f(v['seconds_per_step'], 3)} | "
                          f"{f(100 * v['mfu'], 1) + '%' if v['mfu'] else '—'} | {f(v['peak_memory_gb'], 1)} | "
                          f"{f(v['warmup_seconds'], 1)} |")
+    return lines
+
+
+def report_md(r):
+    f = lambda x, d=2: "—" if x is None else f"{x:,.{d}f}"
+    measured = r["measured"]
+    lines = ["# What a run costs", ""]
+    by_machine = {}  # sections grouped by the (date, machine) they were measured on
+    for section in [s for s in SECTIONS if s in measured]:
+        key = (measured[section]["date"], machine_line(measured[section]["machine"]))
+        by_machine.setdefault(key, []).append(section)
+    titles = {"pipeline": "the pipeline and no-op make", "analyze": "03 beside the reference tokenizers",
+              "scaling": "02-06 at scale", "gpu": "GPU"}
+    for (date, machine), sections in by_machine.items():
+        which = "" if len(by_machine) == 1 else " (" + "; ".join(titles[s] for s in sections) + ")"
+        lines.append(f"Measured{which} {date} on {machine}.")
+    lines.append("")
+    lines += pipeline_md(r) if "pipeline" in r else []
+    lines += analyze_md(r) if "analyze" in r else []
+    lines += scaling_md(r.get("scaling") or [], f)
+    lines += gpu_md(r) if "gpu" in r else []
     return "\n".join(lines) + "\n"
 
 
@@ -410,11 +495,11 @@ def main():
     art = Artifacts(args.artifacts)
     cfg = load_config(STEP, args.profile, args.configs, {
         "repeats": args.repeats, "step_repeats": args.step_repeats,
-        "analyze_sizes_mb": args.analyze_sizes_mb, "distill_sizes_mb": args.distill_sizes_mb})
+        "scaling_sizes_mb": args.scaling_sizes_mb, "scaling_real": args.scaling_real})
     for key in ("repeats", "step_repeats", "gpu_steps", "gpu_batch_size", "gpu_block_size"):
         if cfg[key] < 1:
             die(f"configs/bench.yaml: {key} must be at least 1, got {cfg[key]}")
-    for key in ("analyze_sizes_mb", "distill_sizes_mb"):
+    for key in ("scaling_sizes_mb",):
         if not all(isinstance(x, (int, float)) and x > 0 for x in cfg[key]):
             die(f"configs/bench.yaml: {key} must be a list of sizes in MB above 0, got {cfg[key]}")
     bench_dir = art.root.resolve() / "bench"
@@ -425,14 +510,13 @@ def main():
     t_start = time.perf_counter()
 
     # Sections not re-run come from the last bench.json, with the date and machine they were measured on.
-    previous = {}
-    if set(args.only) != set(SECTIONS):
-        if not (bench_dir / "bench.json").exists():
-            die(f"--only {' '.join(args.only)} needs an earlier bench.json in {bench_dir}: run `make bench` first")
+    # (A section never measured is left out of the report.)
+    previous = {"measured": {}}
+    if set(args.only) != set(SECTIONS) and (bench_dir / "bench.json").exists():
         previous = json.loads((bench_dir / "bench.json").read_text(encoding="utf-8"))
-        if "measured" not in previous:
-            die(f"{bench_dir / 'bench.json'} is from an older bench; run `make bench` without --only once")
-    if "pipeline" not in args.only and {"analyze", "scaling"} & set(args.only) and not (run_dir / "training" / "summary.json").exists():
+        previous.setdefault("measured", {})
+    needs_corpus = {"analyze", "scaling"} & set(args.only)
+    if "pipeline" not in args.only and needs_corpus and not (Artifacts(run_dir).train_docs.exists() and Artifacts(run_dir).model_source.exists()):
         die(f"--only {' '.join(args.only)} uses the corpus of the pipeline section in {run_dir}, which is missing; "
             "add pipeline to --only")
     here = {"date": time.strftime("%Y-%m-%d"), "machine": machine_info()}
@@ -440,10 +524,10 @@ def main():
     for section in SECTIONS:
         if section in args.only:
             result["measured"][section] = here
-        else:
+        elif section in previous["measured"]:
             result["measured"][section] = previous["measured"][section]
             keys = {"pipeline": ("pipeline", "noop_make"), "analyze": ("analyze",),
-                    "scaling": ("analyze_scaling", "distill_scaling"), "gpu": ("gpu",)}[section]
+                    "scaling": ("scaling",), "gpu": ("gpu",)}[section]
             result.update({k: previous[k] for k in keys})
 
     # --- 1-2: the pipeline, and a no-op make
@@ -464,9 +548,8 @@ def main():
 
     # --- 4: scaling
     if "scaling" in args.only:
-        log.info("4. 03 and 04 against corpus size")
-        result["analyze_scaling"] = bench_scaling(run_dir, cfg["analyze_sizes_mb"], False, cfg["seed"], log_path, configs)
-        result["distill_scaling"] = bench_scaling(run_dir, cfg["distill_sizes_mb"], True, cfg["seed"], log_path, configs)
+        log.info("4. 02-06 at scale: the real corpus and the repeated ones")
+        result["scaling"] = bench_scaling(run_dir, cfg, log_path, configs)
 
     # --- 5: GPU
     if "gpu" in args.only:
