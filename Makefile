@@ -25,7 +25,7 @@ RUN = $(PY) $< --artifacts $(ARTIFACTS) --profile $(PROFILE) --configs $(CONFIGS
 # configs/<step>.yaml, plus configs/<profile>/<step>.yaml when the profile overrides it
 cfg = $(CONFIGS)/$(1).yaml $(wildcard $(CONFIGS)/$(PROFILE)/$(1).yaml)
 
-LIB := lib/__init__.py lib/paths.py lib/config.py lib/files.py lib/log.py
+LIB := lib/__init__.py lib/paths.py lib/config.py lib/schema.py lib/files.py lib/log.py
 LIB_TOK := $(LIB) lib/tokenizer.py
 LIB_IVR := $(LIB_TOK) lib/ivr.py
 

@@ -1,7 +1,14 @@
-"""Small YAML configs: configs/<step>.yaml holds every key with its default and a comment;
-configs/<profile>/<step>.yaml overrides some; command-line flags override both.
-Unknown keys and wrong types are errors that name the file and the key."""
+"""Small YAML configs, checked: configs/<step>.yaml (every key, commented, what users edit) <- the profile's
+configs/<profile>/<step>.yaml <- command-line flags. Every layer is checked against the step's schema in
+lib/schema.py: an unknown key (with the closest known one), a wrong type, a value out of range or a bad
+combination stops the step with one line naming the file, line and key, the value and what is allowed.
 
+    >>> cfg = load_config("select", "smoke", overrides={"num_reassign": 100})
+    >>> cfg["num_reassign"]
+    100
+"""
+
+import difflib
 from pathlib import Path
 
 import yaml
@@ -12,21 +19,59 @@ from lib.paths import CONFIGS
 
 
 def _read_yaml(path):
+    """({key: value}, {key: line number}) of a YAML mapping file; dies on bad YAML or a non-mapping."""
+    text = Path(path).read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         die(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})")
     if data is None:
-        return {}
+        return {}, {}
     if not isinstance(data, dict):
         die(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
-    return data
+    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
+    return data, lines
 
 
-def _checked(key, value, default, where):
-    """Return value if it has the default's type (ints pass as floats; a null default takes anything)."""
+def _unknown_key(step, key, known, where):
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(known))}"
+    die(f"{where}: unknown key '{key}' for step '{step}' ({hint})")
+
+
+def _allowed(error):
+    """What a pydantic error says is allowed, in words."""
+    ctx = error.get("ctx") or {}
+    kinds = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false", "string_type": "a string",
+             "list_type": "a list", "greater_than_equal": f"at least {ctx.get('ge')}", "greater_than": f"above {ctx.get('gt')}",
+             "less_than_equal": f"at most {ctx.get('le')}", "less_than": f"below {ctx.get('lt')}",
+             "literal_error": f"one of {ctx.get('expected')}", "string_too_short": "a non-empty string"}
+    return kinds.get(error["type"], error["msg"])
+
+
+def _validate(step, schema, config, origin):
+    """The config checked by its schema (a dict again); dies on the first error, naming where the value came from."""
+    from pydantic import ValidationError
+
+    try:
+        return schema(**config).model_dump()
+    except ValidationError as e:
+        error = e.errors()[0]
+        loc = [p for p in error["loc"] if isinstance(p, str)]
+        if not loc:  # a check across keys: name where the last-set key it involves came from
+            keys = [k for k in origin if f"{k} " in error["msg"] or f"{k}," in error["msg"] or f"({k})" in error["msg"]]
+            where = origin[keys[-1]] if keys else f"configs/{step}.yaml"
+            die(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        key = loc[0]
+        value = config.get(key)
+        die(f"{origin.get(key, f'configs/{step}.yaml')}: key '{key}' must be {_allowed(error)}, got {value!r}")
+
+
+def _legacy_checked(key, value, default, where):
+    """For a step without a schema: value if it has the base file's type (ints pass as floats; null takes anything)."""
     if default is None or value is None:
         return value
     if isinstance(default, bool) or isinstance(value, bool):
@@ -41,28 +86,43 @@ def _checked(key, value, default, where):
     return value
 
 
-def load_config(step, profile="default", configs_dir=None, overrides=None):
-    """Resolve configs/<step>.yaml <- configs/<profile>/<step>.yaml <- overrides (None values are skipped)."""
-    configs_dir = Path(configs_dir or CONFIGS)
+def _layers(step, profile, configs_dir, overrides):
+    """[(where, {key: value}, {key: line})] in the order they apply: base file, profile file, flags."""
     base_path = configs_dir / f"{step}.yaml"
     if not base_path.exists():
         die(f"{base_path}: config file missing (every step needs configs/{step}.yaml)")
-    config = _read_yaml(base_path)
-    layers = []
+    layers = [(str(base_path), *_read_yaml(base_path))]
     if profile != "default":
         if not (configs_dir / profile).is_dir():
             die(f"unknown profile '{profile}': no directory {configs_dir / profile}")
         profile_path = configs_dir / profile / f"{step}.yaml"
         if profile_path.exists():
-            layers.append((str(profile_path), _read_yaml(profile_path)))
-    layers.append(("command line", {k: v for k, v in (overrides or {}).items() if v is not None}))
-    for where, layer in layers:
-        for key, value in layer.items():
-            if key not in config:
-                known = ", ".join(sorted(config))
-                die(f"{where}: unknown key '{key}' for step '{step}' (known keys: {known})")
-            config[key] = _checked(key, value, config[key], where)
-    return config
+            layers.append((str(profile_path), *_read_yaml(profile_path)))
+    layers.append(("command line", {k: v for k, v in (overrides or {}).items() if v is not None}, {}))
+    return layers
+
+
+def load_config(step, profile="default", configs_dir=None, overrides=None):
+    """Resolve configs/<step>.yaml <- configs/<profile>/<step>.yaml <- overrides (None values are skipped)."""
+    from lib.schema import STEPS
+
+    layers = _layers(step, profile, Path(configs_dir or CONFIGS), overrides)
+    schema = STEPS.get(step)
+    known = list(schema.model_fields) if schema else list(layers[0][1])
+    config, origin = {}, {}
+    for where, layer, lines in layers:
+        for key, value in sorted(layer.items(), key=lambda kv: lines.get(kv[0], 0)):
+            at = f"{where}:{lines[key]}" if key in lines else where
+            if key not in known:
+                _unknown_key(step, key, known, at)
+            if schema is None and key in config:
+                value = _legacy_checked(key, value, config[key], at)
+            config[key] = value
+            origin.pop(key, None)
+            origin[key] = at  # in the order keys were last set
+        if schema is not None:  # each layer on its own, so an error names the layer that made it
+            _validate(step, schema, config, origin)
+    return _validate(step, schema, config, origin) if schema is not None else config
 
 
 def save_config(config, path, step, profile):

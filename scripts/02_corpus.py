@@ -122,8 +122,6 @@ def main():
     cfg = load_config("corpus", args.profile, args.configs, {
         "source": args.source, "heldout_ratio": args.heldout_ratio, "max_bytes": args.max_bytes})
     setup_logging(STEP, art.log_file(STEP))
-    if not 0.0 < cfg["heldout_ratio"] < 1.0:
-        die(f"configs/corpus.yaml: heldout_ratio must be in (0, 1), got {cfg['heldout_ratio']}")
 
     # --- which files
     raw_dir = Path(args.raw_dir) if args.raw_dir else art.raw

@@ -346,21 +346,12 @@ def frequency_table(tokenizer, counts, doc_counts, n_tokens):
                          "doc_count": doc_counts, "frequency": counts / max(n_tokens, 1)})
 
 
-def check_config(cfg):
-    for key, least in (("batch_docs", 1), ("batch_bytes", 1), ("workers", 0), ("check_bytes", 0)):
-        if cfg[key] < least:
-            die(f"configs/analyze.yaml: {key} must be at least {least}, got {cfg[key]}")
-    if cfg["encoder"] not in ENCODERS:
-        die(f"configs/analyze.yaml: encoder must be one of {', '.join(ENCODERS)}, got {cfg['encoder']!r}")
-
-
 def main():
     args = parse_args()
     art = Artifacts(args.artifacts)
     cfg = load_config("analyze", args.profile, args.configs, {"batch_docs": args.batch_docs, "batch_bytes": args.batch_bytes,
                                                               "workers": args.workers, "encoder": args.encoder})
     setup_logging(STEP, art.log_file(STEP))
-    check_config(cfg)
     train_path = require(art.train_docs, "corpus")
     tokenizer_json = art.original_tokenizer / "tokenizer.json"
     encoder = Encoder(cfg["encoder"], tokenizer_json, load_gpt2_tokenizer(art.original_tokenizer, expect_model="BPE"))

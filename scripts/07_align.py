@@ -86,7 +86,7 @@ def load_model(name, source):
             die(f"{local}: not a loadable model ({str(e).splitlines()[0][:120]}): {how}")
         where = "in the HF cache, and the hub was not reachable at 01" if kwargs["local_files_only"] else "loadable from the hub"
         die(f"weights of {name} are not {where}: fetch them where there is network (`hf download {name}`, then copy "
-            f"the HF cache here), or {how}")
+            f"the HF cache here), or {how}; to try the whole pipeline offline: make all PROFILE=smoke")
     vocab = getattr(model.config, "vocab_size", None)
     if vocab != VOCAB_SIZE or model.get_input_embeddings().weight.shape[0] != VOCAB_SIZE:
         die(f"{name}: vocab size {vocab} is not GPT-2's {VOCAB_SIZE:,}; IVR keeps GPT-2's 50,257 ids, give a GPT-2 model")

@@ -1,0 +1,161 @@
+"""The config schema of every step, in one place: each key's type, range or choices, default and help.
+
+configs/<step>.yaml is the commented copy users edit; tests/test_config.py fails when a file and its schema
+disagree (a missing key, an extra key, another default). lib/config.py checks every layer against these
+models (base file, profile overlay, command-line flags) and names the file, line and key of a bad value.
+
+pydantic (already in the lock through transformers' deps, well kept, exact error locations) does the
+checking: strict types (a YAML string is never coerced to a number; an int is a float), `extra="forbid"`
+for unknown keys, Field bounds for ranges and Literal for choices.
+
+    >>> STEPS["select"](num_reassign=500).num_reassign
+    500
+"""
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class StepConfig(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", validate_default=True)
+
+
+# --- 01 init
+class InitConfig(StepConfig):
+    model_name: str = Field("openai-community/gpt2", min_length=1, description="hub id or save_pretrained directory")
+    hub_timeout_s: float = Field(3.0, gt=0, le=600, description="seconds to wait for the hub before going offline")
+    smoke_tiny_model: bool = Field(False, description="use a tiny random GPT-2 (NOT GPT-2), for offline smoke runs")
+    tiny_n_layer: int = Field(2, ge=1, le=48)
+    tiny_n_head: int = Field(2, ge=1, le=64)
+    tiny_n_embd: int = Field(64, ge=1, le=8192)
+    tiny_n_positions: int = Field(256, ge=8, le=65536)
+    tiny_seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        if self.tiny_n_embd % self.tiny_n_head:
+            raise ValueError(f"tiny_n_embd ({self.tiny_n_embd}) must be a multiple of tiny_n_head ({self.tiny_n_head})")
+        return self
+
+
+# --- 02 corpus
+class CorpusConfig(StepConfig):
+    source: Literal["auto", "raw", "stdlib"] = Field("auto", description="your files, the stdlib, or auto")
+    text_extensions: list[str] = Field([".txt", ".md"], description="file endings read as one document each")
+    jsonl_text_field: str = Field("text", min_length=1)
+    parquet_text_column: str = Field("text", min_length=1)
+    stdlib_include_tests: bool = False
+    max_bytes: int = Field(0, ge=0, description="stop after this many bytes of kept text; 0 = no cap")
+    heldout_ratio: float = Field(0.1, gt=0, lt=1, description="share of documents held out")
+    split_seed: int = Field(0, ge=0)
+    strict: bool = Field(False, description="stop at the first rejected file")
+
+    @model_validator(mode="after")
+    def _extensions_start_with_a_dot(self):
+        bad = [e for e in self.text_extensions if not e.startswith(".") or len(e) < 2]
+        if bad:
+            raise ValueError(f"text_extensions must look like '.py', got {bad}")
+        return self
+
+
+# --- 03 analyze
+class AnalyzeConfig(StepConfig):
+    batch_docs: int = Field(512, ge=1, description="documents per batch at most")
+    batch_bytes: int = Field(1_000_000, ge=1, description="bytes per batch at most")
+    encoder: Literal["gigatoken", "tokenizers"] = Field("gigatoken", description="the BPE encoder")
+    workers: int = Field(0, ge=0, le=1024, description="worker processes; 0 = one per core")
+    check_bytes: int = Field(200_000, ge=0, description="bytes of the first documents checked against tokenizers")
+
+
+# --- 06 remap
+class RemapConfig(StepConfig):
+    fuzz_texts: int = Field(3000, ge=0, description="fuzz texts round-tripped through the IVR tokenizer")
+    fuzz_seed: int = Field(0, ge=0)
+    curve_points: list[int] = Field([100, 500, 1000, 2000], description="saving curve points (reassigned ids)")
+
+    @model_validator(mode="after")
+    def _points_positive(self):
+        if any(p < 1 for p in self.curve_points):
+            raise ValueError(f"curve_points must be ids counts of at least 1, got {self.curve_points}")
+        return self
+
+
+# --- 07 align
+INIT_STRATEGIES = ("subword-mean", "mean", "random", "zeros")
+
+
+class AlignConfig(StepConfig):
+    model_name: Optional[str] = Field(None, description="null = the model recorded by 01")
+    init_strategy: Literal["best", "subword-mean", "mean", "random", "zeros"] = "best"
+    seed: int = Field(0, ge=0)
+    compare_strategies: list[Literal["subword-mean", "mean", "random", "zeros"]] = list(INIT_STRATEGIES)
+    compare_max_bytes: int = Field(100_000, ge=0, description="held-out bytes for the comparison; 0 = all")
+    block_size: int = Field(512, ge=2, le=65536, description="context of the comparison (capped at n_positions)")
+    batch_size: int = Field(8, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _best_needs_a_comparison(self):
+        if self.init_strategy == "best" and not self.compare_strategies:
+            raise ValueError("init_strategy 'best' needs compare_strategies (it picks among them); name a strategy")
+        return self
+
+
+# --- 08 train
+class TrainConfig(StepConfig):
+    model_name: Optional[str] = None
+    max_train_bytes: int = Field(24_000_000, ge=0, description="budget in training bytes; 0 = use max_steps")
+    max_steps: int = Field(1000, ge=1)
+    block_size: int = Field(1024, ge=2, le=65536)
+    per_device_batch_size: int = Field(8, ge=1, le=4096)
+    grad_accum_steps: int = Field(4, ge=1, le=4096)
+    lr: float = Field(1.0e-4, gt=0, le=1.0)
+    weight_decay: float = Field(0.1, ge=0, le=1.0)
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.95, ge=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = no clipping")
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    train_params: Literal["all", "embeddings-first"] = "all"
+    first_phase_fraction: float = Field(0.1, gt=0, lt=1)
+    first_phase_io_layers: bool = False
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    seed: int = Field(0, ge=0)
+    eval_interval: int = Field(50, ge=0)
+    eval_max_bytes: int = Field(0, ge=0)
+    eval_batch_size: int = Field(8, ge=1, le=4096)
+    checkpoint_interval: int = Field(50, ge=0)
+    keep_checkpoints: int = Field(2, ge=1)
+    log_interval: int = Field(10, ge=1)
+
+
+# --- 09 report
+class ReportConfig(StepConfig):
+    plot_dpi: int = Field(120, ge=20, le=1200)
+    plot_log_x: bool = False
+    bytes_tolerance: float = Field(0.05, ge=0, le=1)
+
+
+# --- make bench
+class BenchConfig(StepConfig):
+    repeats: int = Field(5, ge=1, le=100)
+    step_repeats: int = Field(3, ge=1, le=100)
+    scaling_real: bool = True
+    scaling_sizes_mb: list[float] = Field([100, 1000], description="repeated-corpus sizes in MB")
+    seed: int = Field(0, ge=0)
+    gpu_steps: int = Field(20, ge=1)
+    gpu_batch_size: int = Field(8, ge=1)
+    gpu_block_size: int = Field(1024, ge=2)
+    gpu_compile: bool = True
+
+    @model_validator(mode="after")
+    def _sizes_positive(self):
+        if any(s <= 0 for s in self.scaling_sizes_mb):
+            raise ValueError(f"scaling_sizes_mb must be sizes above 0, got {self.scaling_sizes_mb}")
+        return self
+
+
+# Steps without a schema here (distill, select) are checked against their base file's keys and types.
+STEPS = {"init": InitConfig, "corpus": CorpusConfig, "analyze": AnalyzeConfig, "remap": RemapConfig,
+         "align": AlignConfig, "train": TrainConfig, "report": ReportConfig, "bench": BenchConfig}
