@@ -125,6 +125,51 @@ def load_config(step, profile="default", configs_dir=None, overrides=None):
     return _validate(step, schema, config, origin) if schema is not None else config
 
 
+def _flag_kwargs(annotation):
+    """argparse keywords for a schema field's type: int, float, str, bool, Optional, Literal and lists of them."""
+    import argparse
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union:  # Optional[X]
+        return _flag_kwargs(next(a for a in args if a is not type(None)))
+    if origin is list:
+        return {**_flag_kwargs(args[0]), "nargs": "*"}
+    if origin is typing.Literal:
+        return {"choices": list(args), "type": type(args[0])}
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    return {"type": annotation}
+
+
+def add_step_flags(parser, step, skip=()):
+    """A --flag for every key of the step's schema (help from the schema), plus --artifacts/--profile/--configs.
+
+        >>> p = argparse.ArgumentParser(); add_step_flags(p, "analyze"); p.parse_args(["--workers", "2"]).workers
+        2
+    """
+    from lib.paths import DEFAULT_ARTIFACTS
+    from lib.schema import STEPS
+
+    group = parser.add_argument_group(f"configs/{step}.yaml keys (override the file and the profile)")
+    for key, field in STEPS[step].model_fields.items():
+        if key not in skip:
+            group.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=field.description,
+                               **_flag_kwargs(field.annotation))
+    parser.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
+    parser.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
+    parser.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    return parser
+
+
+def step_config(step, args):
+    """load_config for a step, with the flags that add_step_flags made as the last layer."""
+    from lib.schema import STEPS
+
+    overrides = {key: getattr(args, key, None) for key in STEPS[step].model_fields}
+    return load_config(step, args.profile, args.configs, overrides)
+
+
 def save_config(config, path, step, profile):
     """Save the resolved config beside an artifact, so every output says how it was made."""
     header = f"# Resolved config of step '{step}', profile '{profile}'. Written by the step; do not edit.\n"

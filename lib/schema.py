@@ -109,7 +109,7 @@ class TrainConfig(StepConfig):
     block_size: int = Field(1024, ge=2, le=65536)
     per_device_batch_size: int = Field(8, ge=1, le=4096)
     grad_accum_steps: int = Field(4, ge=1, le=4096)
-    lr: float = Field(1.0e-4, gt=0, le=1.0)
+    lr: float = Field(1.0e-4, ge=0, le=1.0, description="peak learning rate")
     weight_decay: float = Field(0.1, ge=0, le=1.0)
     adam_beta1: float = Field(0.9, ge=0, lt=1)
     adam_beta2: float = Field(0.95, ge=0, lt=1)

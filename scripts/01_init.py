@@ -20,10 +20,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import load_config, save_config
+from lib.config import add_step_flags, save_config, step_config
 from lib.files import atomic_path, write_json
 from lib.log import die, log, setup_logging
-from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+from lib.paths import Artifacts
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, build_gpt2_bpe, gpt2_packaged_files, load_gpt2_tokenizer, save_hf_tokenizer
 
 STEP = "01_init"
@@ -33,11 +33,8 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-name", help="hub id or local directory (overrides configs/init.yaml)")
     p.add_argument("--force", action="store_true", help="re-download from the hub even if cached")
-    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
-    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
-    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    add_step_flags(p, "init")
     return p.parse_args()
 
 
@@ -56,7 +53,7 @@ def hub_reachable(timeout_s):
 def main():
     args = parse_args()
     art = Artifacts(args.artifacts)
-    cfg = load_config("init", args.profile, args.configs, {"model_name": args.model_name})
+    cfg = step_config("init", args)
     setup_logging(STEP, art.log_file(STEP))
     out_dir = art.original_tokenizer
 

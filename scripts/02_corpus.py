@@ -22,10 +22,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import load_config, save_config
+from lib.config import add_step_flags, save_config, step_config
 from lib.files import atomic_path, sha256_file, write_json
 from lib.log import die, log, setup_logging
-from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+from lib.paths import Artifacts
 
 STEP = "02_corpus"
 STDLIB_TEST_DIRS = {"test", "tests", "idle_test"}
@@ -33,13 +33,8 @@ STDLIB_TEST_DIRS = {"test", "tests", "idle_test"}
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", choices=["auto", "raw", "stdlib"])
     p.add_argument("--raw-dir", help="your corpus files (default: <artifacts>/corpora/raw)")
-    p.add_argument("--heldout-ratio", type=float)
-    p.add_argument("--max-bytes", type=int)
-    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
-    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
-    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    add_step_flags(p, "corpus")
     return p.parse_args()
 
 
@@ -119,8 +114,7 @@ def normalise_newlines(text):
 def main():
     args = parse_args()
     art = Artifacts(args.artifacts)
-    cfg = load_config("corpus", args.profile, args.configs, {
-        "source": args.source, "heldout_ratio": args.heldout_ratio, "max_bytes": args.max_bytes})
+    cfg = step_config("corpus", args)
     setup_logging(STEP, art.log_file(STEP))
 
     # --- which files

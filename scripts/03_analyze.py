@@ -35,10 +35,10 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import load_config, save_config
+from lib.config import add_step_flags, save_config, step_config
 from lib.files import atomic_path, require, sha256_file, write_json
 from lib.log import die, log, setup_logging
-from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+from lib.paths import Artifacts
 from lib.pretokens import write_pretoken_table
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, load_gpt2_tokenizer, piece_bytes, to_byte_level
 
@@ -48,13 +48,7 @@ ENCODERS = ("gigatoken", "tokenizers")
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch-docs", type=int)
-    p.add_argument("--batch-bytes", type=int)
-    p.add_argument("--workers", type=int)
-    p.add_argument("--encoder", choices=ENCODERS)
-    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
-    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
-    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    add_step_flags(p, "analyze")
     return p.parse_args()
 
 
@@ -349,8 +343,7 @@ def frequency_table(tokenizer, counts, doc_counts, n_tokens):
 def main():
     args = parse_args()
     art = Artifacts(args.artifacts)
-    cfg = load_config("analyze", args.profile, args.configs, {"batch_docs": args.batch_docs, "batch_bytes": args.batch_bytes,
-                                                              "workers": args.workers, "encoder": args.encoder})
+    cfg = step_config("analyze", args)
     setup_logging(STEP, art.log_file(STEP))
     train_path = require(art.train_docs, "corpus")
     tokenizer_json = art.original_tokenizer / "tokenizer.json"

@@ -34,11 +34,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import load_config, save_config
+from lib.config import add_step_flags, load_config, save_config, step_config
 from lib.files import atomic_path, iter_docs, require, sha256_file, write_json
 from lib.ivr import id_to_piece, load_rules, protected_ids, read_unigram
 from lib.log import die, log, setup_logging
-from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+from lib.paths import Artifacts
 from lib.tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
 
 STEP = "07_align"
@@ -48,15 +48,11 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-name", help="hub id or save_pretrained directory (default: 01's model_source.json)")
     p.add_argument("--original-tokenizer-dir", help="GPT-2's tokenizer (default: <artifacts>/tokenizers/original)")
     p.add_argument("--remapped-tokenizer-dir", help="the IVR tokenizer (default: <artifacts>/tokenizers/remapped)")
     p.add_argument("--remap-rules-path", help="the rules (default: <artifacts>/analysis/reports/remap_rules.yaml)")
     p.add_argument("--embeddings-output-dir", help="where the .pt files go (default: <artifacts>/embeddings)")
-    p.add_argument("--init-strategy", choices=(*STRATEGIES, "best"), help="how the reassigned rows start")
-    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
-    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
-    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    add_step_flags(p, "align")
     return p.parse_args()
 
 
@@ -158,7 +154,7 @@ def heldout_texts(path, max_bytes):
 def main():
     args = parse_args()
     art = Artifacts(args.artifacts)
-    cfg = load_config("align", args.profile, args.configs, {"model_name": args.model_name, "init_strategy": args.init_strategy})
+    cfg = step_config("align", args)
     select_cfg = load_config("select", args.profile, args.configs)
     setup_logging(STEP, art.log_file(STEP))
     for s in [cfg["init_strategy"], *cfg["compare_strategies"]]:

@@ -39,76 +39,35 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import load_config, save_config
+from lib.config import add_step_flags, save_config, step_config
 from lib.evaluate import bits_per_byte, pack_documents
 from lib.files import PARTIAL, atomic_path, iter_docs, require, sha256_file, write_json
 from lib.log import die, log, setup_logging
-from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+from lib.paths import Artifacts
 from lib.tokenizer import EOT_ID, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
 
 STEP = "08_train"
-SCHEDULES = ("cosine", "linear", "constant")
-TRAIN_PARAMS = ("all", "embeddings-first")
-PRECISIONS = ("auto", "no", "bf16", "fp16")
 # Config keys that do not change the trained weights: a re-run with other values still resumes.
 NOT_IN_FINGERPRINT = {"eval_interval", "eval_batch_size", "checkpoint_interval", "keep_checkpoints", "log_interval"}
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model-name", help="hub id or local dir (default: model_name of tokenizers/original/model_source.json)")
     p.add_argument("--tokenizer-dir", help="tokenizer to train with (default: <artifacts>/tokenizers/remapped)")
     p.add_argument("--wte", help="embedding matrix [50257, n_embd] saved with torch.save (default: "
                                  "<artifacts>/embeddings/final_wte.pt), or 'model' to keep the model's own")
     p.add_argument("--output-dir", help="run directory (default: <artifacts>/training)")
     p.add_argument("--run-name", default="ivr", help="label of the run in logs and summary (log: logs/08_train[_NAME].log)")
     p.add_argument("--fresh", action="store_true", help="ignore and remove existing checkpoints; start from step 0")
-    p.add_argument("--max-train-bytes", type=int)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--block-size", type=int)
-    p.add_argument("--per-device-batch-size", type=int)
-    p.add_argument("--grad-accum-steps", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--train-params", choices=TRAIN_PARAMS)
-    p.add_argument("--mixed-precision", choices=PRECISIONS)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--eval-interval", type=int)
-    p.add_argument("--eval-max-bytes", type=int)
-    p.add_argument("--checkpoint-interval", type=int)
-    p.add_argument("--log-interval", type=int)
     # For the tests: die by SIGKILL right after step N (as `kill -9` would), or make the loss NaN at step N.
     p.add_argument("--debug-kill-after-step", type=int, help=argparse.SUPPRESS)
     p.add_argument("--debug-nan-at-step", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
-    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
-    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    add_step_flags(p, "train")
     return p.parse_args()
 
 
 # -----------------------------------------------------------------------------
 # inputs
-
-
-def check_config(cfg):
-    where = "configs/train.yaml"
-    for key in ("block_size", "per_device_batch_size", "grad_accum_steps", "eval_batch_size", "log_interval", "keep_checkpoints"):
-        if cfg[key] < 1:
-            die(f"{where}: {key} must be at least 1, got {cfg[key]}")
-    for key in ("max_train_bytes", "max_steps", "eval_interval", "eval_max_bytes", "checkpoint_interval"):
-        if cfg[key] < 0:
-            die(f"{where}: {key} must be 0 or more, got {cfg[key]}")
-    if cfg["max_train_bytes"] == 0 and cfg["max_steps"] == 0:
-        die(f"{where}: max_train_bytes and max_steps are both 0; set a byte budget (max_train_bytes) or max_steps")
-    for key in ("lr", "weight_decay", "grad_clip"):
-        if cfg[key] < 0:
-            die(f"{where}: {key} must be 0 or more, got {cfg[key]}")
-    for key in ("warmup_fraction", "min_lr_ratio", "first_phase_fraction", "adam_beta1", "adam_beta2"):
-        if not 0.0 <= cfg[key] <= 1.0:
-            die(f"{where}: {key} must be in [0, 1], got {cfg[key]}")
-    for key, choices in (("schedule", SCHEDULES), ("train_params", TRAIN_PARAMS), ("mixed_precision", PRECISIONS)):
-        if cfg[key] not in choices:
-            die(f"{where}: {key} must be one of {', '.join(choices)}, got '{cfg[key]}'")
 
 
 def model_source(art, model_name):
@@ -334,19 +293,12 @@ def finite(x):
 def main():
     args = parse_args()
     art = Artifacts(args.artifacts)
-    cfg = load_config("train", args.profile, args.configs, {
-        "model_name": args.model_name, "max_train_bytes": args.max_train_bytes, "max_steps": args.max_steps,
-        "block_size": args.block_size, "per_device_batch_size": args.per_device_batch_size,
-        "grad_accum_steps": args.grad_accum_steps, "lr": args.lr, "schedule": args.schedule,
-        "train_params": args.train_params, "mixed_precision": args.mixed_precision, "seed": args.seed,
-        "eval_interval": args.eval_interval, "eval_max_bytes": args.eval_max_bytes,
-        "checkpoint_interval": args.checkpoint_interval, "log_interval": args.log_interval})
+    cfg = step_config("train", args)
     log_name = STEP if args.run_name == "ivr" else f"{STEP}_{args.run_name}"
     if int(os.environ.get("RANK", "0")) == 0:  # the launchers' global rank: only the main process logs
         setup_logging(log_name, art.log_file(log_name))
     else:
         log.handlers[:] = [logging.NullHandler()]  # die() still exits the other processes, quietly
-    check_config(cfg)
     out_dir = Path(args.output_dir) if args.output_dir else art.training
     ckpt_dir = out_dir / "checkpoints"
 

@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import load_config, save_config
+from lib.config import add_step_flags, save_config, step_config
 from lib.files import atomic_path, require, write_json, write_text
 from lib.log import die, log, setup_logging
-from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+from lib.paths import Artifacts
 
 STEP = "09_report"
 PLOT = "ivr_bits_per_byte.png"
@@ -33,9 +33,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ivr-dir", help="run directory of GPT-2 + IVR (default: <artifacts>/training)")
     p.add_argument("--baseline-dir", help="run directory of the baseline (default: <artifacts>/training/baseline)")
-    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
-    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
-    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    add_step_flags(p, "report")
     return p.parse_args()
 
 
@@ -103,7 +101,7 @@ def plot(path, ivr_evals, base_evals, unchanged_bpb, model_label, cfg):
 def main():
     args = parse_args()
     art = Artifacts(args.artifacts)
-    cfg = load_config("report", args.profile, args.configs)
+    cfg = step_config("report", args)
     setup_logging(STEP, art.log_file(STEP))
     ivr, ivr_evals = read_run(Path(args.ivr_dir) if args.ivr_dir else art.training, "train")
     base, base_evals = read_run(Path(args.baseline_dir) if args.baseline_dir else art.training / "baseline", "baseline")
