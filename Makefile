@@ -18,7 +18,8 @@ CONFIGS ?= configs
 RAW ?= $(ARTIFACTS)/corpora/raw
 PYTHON ?= python3
 
-VENV := .venv
+VENV ?= .venv
+LOCK ?= requirements.lock
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 RUN = $(PY) $< --artifacts $(ARTIFACTS) --profile $(PROFILE) --configs $(CONFIGS)
@@ -131,18 +132,20 @@ validate: $(REPORTS)/distill_validation.md
 .PHONY: init corpus analyze distill select remap align train baseline report validate
 
 # --- the environment: a venv built from requirements.lock, exactly
+# A company index set by scripts/set_internal_pypi_index.sh (in .pip/pip.conf, untracked) serves venv and lock.
+PIP_ENV = $(if $(wildcard .pip/pip.conf),PIP_CONFIG_FILE=$(CURDIR)/.pip/pip.conf)
 #> venv             create .venv and install requirements.lock (runs by itself when needed)
 venv: $(VENV_STAMP)
-$(VENV_STAMP): requirements.lock
+$(VENV_STAMP): $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: $(PYTHON) is older than Python 3.11; run make PYTHON=python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PIP_ENV) $(PY) -m pip install --quiet --disable-pip-version-check -r $(LOCK)
 	touch $@
 
 #> lock             re-resolve requirements.in into requirements.lock (needs the package registry)
 lock:
 	rm -rf $(VENV).lock && $(PYTHON) -m venv $(VENV).lock
-	$(VENV).lock/bin/pip install --quiet --disable-pip-version-check -r requirements.in
+	$(PIP_ENV) $(VENV).lock/bin/pip install --quiet --disable-pip-version-check -r requirements.in
 	$(VENV).lock/bin/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/' > requirements.lock.partial
 	mv requirements.lock.partial requirements.lock && rm -rf $(VENV).lock
 
