@@ -111,14 +111,12 @@ def normalise_newlines(text):
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def main():
-    args = parse_args()
-    art = Artifacts(args.artifacts)
-    cfg = step_config("corpus", args)
-    setup_logging(STEP, art.log_file(STEP))
+# -----------------------------------------------------------------------------
+# phases
 
-    # --- which files
-    raw_dir = Path(args.raw_dir) if args.raw_dir else art.raw
+
+def pick_files(cfg, raw_dir):
+    """(source, root, files, supported extensions): your files in raw_dir, or the stdlib source."""
     raw_files = sorted(f for f in raw_dir.rglob("*") if f.is_file() and not f.name.startswith(".")) if raw_dir.is_dir() else []
     source = cfg["source"]
     if source == "auto":
@@ -126,101 +124,122 @@ def main():
     if source == "raw":
         if not raw_files:
             die(f"{raw_dir}: no corpus files; put .txt/.md/.jsonl/.parquet files there or set source: stdlib")
-        root, files = raw_dir, raw_files
-        supported = set(cfg["text_extensions"]) | {".jsonl", ".parquet"}
-    elif source == "stdlib":
-        root, files = stdlib_files(cfg["stdlib_include_tests"])
-        supported = {".py"}
-        log.info(f"default corpus: Python {sys.version.split()[0]} standard library at {root}")
+        root, files, supported = raw_dir, raw_files, set(cfg["text_extensions"]) | {".jsonl", ".parquet"}
     else:
-        die(f"configs/corpus.yaml: source must be auto, raw or stdlib, got '{source}'")
+        (root, files), supported = stdlib_files(cfg["stdlib_include_tests"]), {".py"}
+        log.info(f"default corpus: Python {sys.version.split()[0]} standard library at {root}")
     log.info(f"corpus source: {source}, {len(files):,} files under {root}")
+    return source, root, files, supported
 
-    # --- clean, dedupe, split, streaming into the output directory
-    seen = set()
-    fates = Counter()
-    manifest_files = []
-    totals = {"train": [0, 0], "heldout": [0, 0]}  # documents, bytes
-    kept_bytes = 0
-    with atomic_path(art.cleaned) as tmp:
-        tmp.mkdir(parents=True)
-        outs = {split: open(tmp / f"{split}.jsonl", "w", encoding="utf-8") for split in totals}
-        bar = tqdm(total=sum(f.stat().st_size for f in files), desc="corpus", unit="B", unit_scale=True, mininterval=1)
-        done_bytes = 0
-        for path in files:
-            bar.update(done_bytes - bar.n)  # per file, and inside a file per document kept (below)
-            done_bytes += path.stat().st_size
-            rel = str(path.relative_to(root))
-            entry = {"path": rel, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
-            manifest_files.append(entry)
-            if kept_bytes >= cfg["max_bytes"] > 0:
-                entry["fate"] = "not read: max_bytes reached"
-                fates["file not read: max_bytes reached"] += 1
-                continue
-            if path.suffix.lower() not in supported:
-                entry["fate"] = f"rejected: unsupported extension (supported: {sorted(supported)})"
-                fates["file rejected: unsupported extension"] += 1
-                log.warning(f"warning: {path}: skipped, unsupported extension")
-                continue
-            counts = Counter()
-            try:
-                for text, where in read_documents(path, cfg):
-                    text = normalise_newlines(text)
-                    if not text.strip():
-                        counts["empty"] += 1
-                        continue
-                    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-                    if digest in seen:
-                        counts["duplicate"] += 1
-                        continue
-                    seen.add(digest)
-                    u = int(hashlib.sha256(f"{cfg['split_seed']}:{digest}".encode()).hexdigest()[:16], 16) / 2**64
-                    split = "heldout" if u < cfg["heldout_ratio"] else "train"
-                    record = {"id": digest[:16], "source": rel + where, "text": text}
-                    outs[split].write(json.dumps(record, ensure_ascii=False) + "\n")
-                    n_bytes = len(text.encode("utf-8"))
-                    totals[split][0] += 1
-                    totals[split][1] += n_bytes
-                    kept_bytes += n_bytes
-                    counts["kept"] += 1
-                    bar.update(min(n_bytes, done_bytes - bar.n))
-                    if kept_bytes >= cfg["max_bytes"] > 0:
-                        break
-            except ValueError as e:
-                if cfg["strict"]:
-                    die(f"{path}: {e}; fix or remove it (or set strict: false to skip such files)")
-                entry["fate"] = f"rejected: {e}"
-                fates[f"file rejected: {str(e).split(' (')[0].split(':')[0]}"] += 1
-                log.warning(f"warning: {path}: skipped, {e}")
-                continue
-            entry["documents"] = dict(counts)
-            entry["fate"] = "kept" if counts["kept"] else "no document kept"
-            for reason, n in counts.items():
-                fates[f"document {reason}"] += n
-        bar.update(done_bytes - bar.n)
-        bar.close()
-        for f in outs.values():
+
+class Split:
+    """The train and held-out outputs being written: documents kept, their bytes, and which were seen."""
+
+    def __init__(self, out_dir, cfg):
+        self.cfg, self.seen = cfg, set()
+        self.outs = {split: open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") for split in ("train", "heldout")}
+        self.totals = {split: [0, 0] for split in self.outs}  # documents, bytes
+        self.kept_bytes = 0
+
+    def full(self):
+        return self.kept_bytes >= self.cfg["max_bytes"] > 0
+
+    def add(self, text, source):
+        """Keep one document (newlines normalised) unless empty or a duplicate; returns its fate and bytes."""
+        text = normalise_newlines(text)
+        if not text.strip():
+            return "empty", 0
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if digest in self.seen:
+            return "duplicate", 0
+        self.seen.add(digest)
+        u = int(hashlib.sha256(f"{self.cfg['split_seed']}:{digest}".encode()).hexdigest()[:16], 16) / 2**64
+        split = "heldout" if u < self.cfg["heldout_ratio"] else "train"
+        self.outs[split].write(json.dumps({"id": digest[:16], "source": source, "text": text}, ensure_ascii=False) + "\n")
+        n_bytes = len(text.encode("utf-8"))
+        self.totals[split][0] += 1
+        self.totals[split][1] += n_bytes
+        self.kept_bytes += n_bytes
+        return "kept", n_bytes
+
+    def close(self):
+        for f in self.outs.values():
             f.close()
 
-        n_docs = totals["train"][0] + totals["heldout"][0]
-        if n_docs == 0:
-            die(f"{root}: no document survived cleaning ({dict(fates)}); see {art.log_file(STEP)}")
-        for split, (docs, _) in totals.items():
-            if docs == 0:
-                die(f"{root}: the {split} split is empty ({n_docs:,} documents); add documents or change heldout_ratio")
 
+def read_file(path, rel, cfg, split, bar, fates):
+    """Add one file's documents to the split; its manifest entry (sha256, bytes, fate, documents)."""
+    entry = {"path": rel, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    if split.full():
+        fates["file not read: max_bytes reached"] += 1
+        return {**entry, "fate": "not read: max_bytes reached"}
+    if path.suffix.lower() not in cfg["supported"]:
+        fates["file rejected: unsupported extension"] += 1
+        log.warning(f"warning: {path}: skipped, unsupported extension")
+        return {**entry, "fate": f"rejected: unsupported extension (supported: {sorted(cfg['supported'])})"}
+    counts = Counter()
+    try:
+        for text, where in read_documents(path, cfg):
+            fate, n_bytes = split.add(text, rel + where)
+            counts[fate] += 1
+            bar.update(min(n_bytes, bar.total_here - bar.n))
+            if split.full():
+                break
+    except ValueError as e:
+        if cfg["strict"]:
+            die(f"{path}: {e}; fix or remove it (or set strict: false to skip such files)")
+        fates[f"file rejected: {str(e).split(' (')[0].split(':')[0]}"] += 1
+        log.warning(f"warning: {path}: skipped, {e}")
+        return {**entry, "fate": f"rejected: {e}"}
+    for reason, n in counts.items():
+        fates[f"document {reason}"] += n
+    return {**entry, "documents": dict(counts), "fate": "kept" if counts["kept"] else "no document kept"}
+
+
+def clean_and_split(files, root, cfg, out_dir):
+    """Stream every file into out_dir/{train,heldout}.jsonl; (totals, fates, manifest entries)."""
+    split, fates, entries = Split(out_dir, cfg), Counter(), []
+    bar = tqdm(total=sum(f.stat().st_size for f in files), desc="corpus", unit="B", unit_scale=True, mininterval=1)
+    bar.total_here = 0  # the bar's position at the end of the current file
+    for path in files:
+        bar.update(bar.total_here - bar.n)  # per file, and inside a file per document kept
+        bar.total_here += path.stat().st_size
+        entries.append(read_file(path, str(path.relative_to(root)), cfg, split, bar, fates))
+    bar.update(bar.total_here - bar.n)
+    bar.close()
+    split.close()
+    n_docs = sum(d for d, _ in split.totals.values())
+    if n_docs == 0:
+        die(f"{root}: no document survived cleaning ({dict(fates)}); see the log")
+    for name, (docs, _) in split.totals.items():
+        if docs == 0:
+            die(f"{root}: the {name} split is empty ({n_docs:,} documents); add documents or change heldout_ratio")
+    return split.totals, fates, entries
+
+
+def main():
+    args = parse_args()
+    art = Artifacts(args.artifacts)
+    cfg = step_config("corpus", args)
+    setup_logging(STEP, art.log_file(STEP))
+
+    # 1. which files
+    source, root, files, supported = pick_files(cfg, Path(args.raw_dir) if args.raw_dir else art.raw)
+
+    # 2. clean, dedupe and split, streaming into the output directory (renamed into place when complete)
+    with atomic_path(art.cleaned) as tmp:
+        tmp.mkdir(parents=True)
+        totals, fates, entries = clean_and_split(files, root, {**cfg, "supported": supported}, tmp)
         manifest = {
-            "source": source,
-            "root": str(root),
-            "python": sys.version.split()[0] if source == "stdlib" else None,
+            "source": source, "root": str(root), "python": sys.version.split()[0] if source == "stdlib" else None,
             "split": {"heldout_ratio": cfg["heldout_ratio"], "split_seed": cfg["split_seed"], "by": "sha256 of document text"},
             "totals": {split: {"documents": d, "bytes": b} for split, (d, b) in totals.items()},
-            "fates": dict(sorted(fates.items())),
-            "files": manifest_files,
+            "fates": dict(sorted(fates.items())), "files": entries,
         }
         write_json(tmp / "manifest.json", manifest)
         save_config(cfg, tmp / f"{STEP}.config.yaml", STEP, args.profile)
 
+    # 3. what happened
     for split, (docs, n_bytes) in totals.items():
         log.info(f"{split}: {docs:,} documents, {n_bytes:,} bytes")
     for fate, n in sorted(fates.items()):
