@@ -52,7 +52,9 @@ all: $(TRAINING)/summary.json $(REPORTS)/distill_validation.md
 .PHONY: all
 
 # --- 01 init: GPT-2's tokenizer, the model config, where the weights come from
-INIT_OUT := $(ORIG)/tokenizer.json $(ORIG)/model_source.json
+# (+ the smoke model's files when the profile's init.yaml sets smoke_tiny_model: true; the last layer wins)
+SMOKE_MODEL := $(if $(filter true,$(shell grep -hs '^smoke_tiny_model:' $(call cfg,init) | tail -1 | awk '{print $$2}')),$(ARTIFACTS)/models/smoke-tiny-random-gpt2/config.json $(ARTIFACTS)/models/smoke-tiny-random-gpt2/model.safetensors)
+INIT_OUT := $(ORIG)/tokenizer.json $(ORIG)/model_source.json $(SMOKE_MODEL)
 $(INIT_OUT) &: scripts/01_init.py $(call cfg,init) $(LIB_TOK) $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
