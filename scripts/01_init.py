@@ -12,7 +12,6 @@ The smoke profile also creates a tiny random GPT-2 in artifacts/models/ -- it is
 """
 
 import argparse
-import json
 import os
 import socket
 import sys

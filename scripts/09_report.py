@@ -98,38 +98,45 @@ def plot(path, ivr_evals, base_evals, unchanged_bpb, model_label, cfg):
     plt.close(fig)
 
 
-def main():
-    args = parse_args()
-    art = Artifacts(args.artifacts)
-    cfg = step_config("report", args)
-    setup_logging(STEP, art.log_file(STEP))
-    ivr, ivr_evals = read_run(Path(args.ivr_dir) if args.ivr_dir else art.training, "train")
-    base, base_evals = read_run(Path(args.baseline_dir) if args.baseline_dir else art.training / "baseline", "baseline")
-    gap = check_comparable(ivr, base, cfg["bytes_tolerance"])
-    smoke = ivr["smoke_tiny_random_model"] or base["smoke_tiny_random_model"]
-    model = "tiny random GPT-2" if smoke else "GPT-2"
+def trained_row(s, name):
+    return {"model": name, "bits_per_byte": s["heldout"]["bits_per_byte"], "tokens_per_byte": s["heldout"]["tokens_per_byte"],
+            "training_bytes": s["bytes_seen"], "training_bytes_per_s": s["bytes_per_s"],
+            "training_tokens_per_s": s["tokens_per_s"], "peak_memory_mb": s["peak_memory_mb"], "steps": s["steps"]}
 
-    # --- the rows
-    def trained(s, name):
-        return {"model": name, "bits_per_byte": s["heldout"]["bits_per_byte"], "tokens_per_byte": s["heldout"]["tokens_per_byte"],
-                "training_bytes": s["bytes_seen"], "training_bytes_per_s": s["bytes_per_s"],
-                "training_tokens_per_s": s["tokens_per_s"], "peak_memory_mb": s["peak_memory_mb"], "steps": s["steps"]}
 
-    def untrained(s, name):
-        return {"model": name, "bits_per_byte": s["heldout"]["initial_bits_per_byte"],
-                "tokens_per_byte": s["heldout"]["initial_tokens_per_byte"], "training_bytes": 0,
-                "training_bytes_per_s": None, "training_tokens_per_s": None, "peak_memory_mb": None, "steps": 0}
+def untrained_row(s, name):
+    return {"model": name, "bits_per_byte": s["heldout"]["initial_bits_per_byte"],
+            "tokens_per_byte": s["heldout"]["initial_tokens_per_byte"], "training_bytes": 0,
+            "training_bytes_per_s": None, "training_tokens_per_s": None, "peak_memory_mb": None, "steps": 0}
 
-    rows = [untrained(base, f"{model} unchanged"),
-            trained(base, f"{model} fine-tuned without IVR (original tokenizer)"),
-            trained(ivr, f"{model} + IVR fine-tuned"),
-            untrained(ivr, f"{model} + IVR before fine-tuning (for reference)")]
-    unchanged, tuned, ivr_row = rows[0], rows[1], rows[2]
 
-    # --- the plot and the markdown
-    reports = art.reports
-    reports.mkdir(parents=True, exist_ok=True)
-    plot(reports / PLOT, ivr_evals, base_evals, unchanged["bits_per_byte"], model, cfg)
+def setup_rows(base, ivr):
+    """The setup table's rows: baseline against IVR."""
+    lines = []
+    for label, key in (("model", "model_name"), ("tokenizer", "tokenizer"), ("embeddings", "embeddings"),
+                       ("device x processes", None), ("precision", "precision"), ("tokens per step", "tokens_per_step"),
+                       ("bytes per step", "bytes_per_step"), ("train tokens/byte", None), ("epochs", "epochs"),
+                       ("training seconds", "train_seconds"), ("seconds per step", "seconds_per_step"),
+                       ("training tokens/s", "tokens_per_s"), ("resumed from steps", "resumed_from_steps")):
+        cells = []
+        for s in (base, ivr):
+            if label == "device x processes":
+                cells.append(f"{s['device']} x {s['processes']}")
+            elif label == "train tokens/byte":
+                cells.append(f"{s['train']['tokens_per_byte']:.4f}")
+            elif isinstance(s[key], float):
+                cells.append(f"{s[key]:,.0f}" if s[key] >= 100 else f"{s[key]:.3f}")
+            elif isinstance(s[key], int):
+                cells.append(f"{s[key]:,}")
+            else:
+                cells.append(f"`{s[key]}`" if s[key] else "–")
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
+def report_md(rows, ivr, base, gap, smoke):
+    """The markdown of ivr_report.md: the table, the comparison, how the numbers are made, the setup."""
+    tuned, ivr_row = rows[1], rows[2]
     lines = ["# IVR report: held-out bits per byte", ""]
     if smoke:
         lines += ["> **SMOKE RUN.** The model is a *tiny randomly initialised* GPT-2 (01's smoke profile), not GPT-2,",
@@ -172,27 +179,36 @@ def main():
         "| | baseline | IVR |",
         "|---|---|---|",
     ]
-    for label, key in (("model", "model_name"), ("tokenizer", "tokenizer"), ("embeddings", "embeddings"),
-                       ("device x processes", None), ("precision", "precision"), ("tokens per step", "tokens_per_step"),
-                       ("bytes per step", "bytes_per_step"), ("train tokens/byte", None), ("epochs", "epochs"),
-                       ("training seconds", "train_seconds"), ("seconds per step", "seconds_per_step"),
-                       ("training tokens/s", "tokens_per_s"), ("resumed from steps", "resumed_from_steps")):
-        cells = []
-        for s in (base, ivr):
-            if label == "device x processes":
-                cells.append(f"{s['device']} x {s['processes']}")
-            elif label == "train tokens/byte":
-                cells.append(f"{s['train']['tokens_per_byte']:.4f}")
-            elif isinstance(s[key], float):
-                cells.append(f"{s[key]:,.0f}" if s[key] >= 100 else f"{s[key]:.3f}")
-            elif isinstance(s[key], int):
-                cells.append(f"{s[key]:,}")
-            else:
-                cells.append(f"`{s[key]}`" if s[key] else "–")
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    lines += setup_rows(base, ivr)
     lines += ["", f"Sources: `{ivr['metrics']}`, `{base['metrics']}` and the summary.json beside each.", ""]
+    return "\n".join(lines)
 
-    write_text(reports / "ivr_report.md", "\n".join(lines))
+
+
+def main():
+    args = parse_args()
+    art = Artifacts(args.artifacts)
+    cfg = step_config("report", args)
+    setup_logging(STEP, art.log_file(STEP))
+
+    # 1. the two runs, checked comparable
+    ivr, ivr_evals = read_run(Path(args.ivr_dir) if args.ivr_dir else art.training, "train")
+    base, base_evals = read_run(Path(args.baseline_dir) if args.baseline_dir else art.training / "baseline", "baseline")
+    gap = check_comparable(ivr, base, cfg["bytes_tolerance"])
+    smoke = ivr["smoke_tiny_random_model"] or base["smoke_tiny_random_model"]
+    model = "tiny random GPT-2" if smoke else "GPT-2"
+
+    # 2. the rows
+    rows = [untrained_row(base, f"{model} unchanged"),
+            trained_row(base, f"{model} fine-tuned without IVR (original tokenizer)"),
+            trained_row(ivr, f"{model} + IVR fine-tuned"),
+            untrained_row(ivr, f"{model} + IVR before fine-tuning (for reference)")]
+
+    # 3. the plot, the markdown, the json
+    reports = art.reports
+    reports.mkdir(parents=True, exist_ok=True)
+    plot(reports / PLOT, ivr_evals, base_evals, rows[0]["bits_per_byte"], model, cfg)
+    write_text(reports / "ivr_report.md", report_md(rows, ivr, base, gap, smoke))
     write_json(reports / "ivr_report.json", {"smoke_tiny_random_model": smoke, "rows": rows,
                                              "training_bytes_gap": gap})
     save_config(cfg, reports / f"{STEP}.config.yaml", STEP, args.profile)
