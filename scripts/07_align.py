@@ -151,58 +151,50 @@ def heldout_texts(path, max_bytes):
     return texts
 
 
-def main():
-    args = parse_args()
-    art = Artifacts(args.artifacts)
-    cfg = step_config("align", args)
-    select_cfg = load_config("select", args.profile, args.configs)
-    setup_logging(STEP, art.log_file(STEP))
-    for s in [cfg["init_strategy"], *cfg["compare_strategies"]]:
-        if s not in STRATEGIES and s != "best":
-            die(f"configs/align.yaml: unknown strategy '{s}' (known: {', '.join(STRATEGIES)}, best)")
-    if "best" in cfg["compare_strategies"]:
-        die("configs/align.yaml: compare_strategies lists strategies to compare; 'best' is for init_strategy only")
-    if cfg["init_strategy"] == "best" and not cfg["compare_strategies"]:
-        die("configs/align.yaml: init_strategy 'best' picks by the held-out comparison: list strategies in "
-            "compare_strategies, or name one strategy")
-    t_start = time.perf_counter()
+# -----------------------------------------------------------------------------
+# phases
+
+
+def checked_rules(art, args, select_cfg):
+    """(GPT-2's tokenizer, the IVR tokenizer, the rules by id) after checking that they agree: every id keeps
+    its string except the rules' ids."""
     original_dir = Path(args.original_tokenizer_dir) if args.original_tokenizer_dir else art.original_tokenizer
     remapped_dir = Path(args.remapped_tokenizer_dir) if args.remapped_tokenizer_dir else art.remapped_tokenizer
     rules_path = Path(args.remap_rules_path) if args.remap_rules_path else art.remap_rules
-    out_dir = Path(args.embeddings_output_dir) if args.embeddings_output_dir else art.embeddings
-
-    # --- tokenizers and rules must agree: every id keeps its string except the rules' ids
     original = load_gpt2_tokenizer(original_dir)
     old_pieces = id_to_piece(original)
     remapped, _, new_pieces, _ = read_unigram(remapped_dir)
     protected = protected_ids(old_pieces, select_cfg["protect"], "configs/select.yaml")
-    rules = load_rules(rules_path, old_pieces, remapped, protected)
-    reassigned = {r["id"]: r for r in rules}
+    reassigned = {r["id"]: r for r in load_rules(rules_path, old_pieces, remapped, protected)}
     for i in range(VOCAB_SIZE):
         want = reassigned[i]["new"] if i in reassigned else old_pieces[i]
         if new_pieces[i] != want:
             what = "the rules give it" if i in reassigned else "no rule names it; GPT-2 has"
             die(f"{remapped_dir / 'tokenizer.json'}: id {i} is {new_pieces[i]!r} but {what} {want!r}: the remapped "
                 f"tokenizer does not match {rules_path}; re-run `make remap`")
-    log.info(f"{len(rules):,} rules match {original_dir} and {remapped_dir}")
+    log.info(f"{len(reassigned):,} rules match {original_dir} and {remapped_dir}")
+    return original, remapped, reassigned
 
-    # --- the model
+
+def the_model(art, cfg):
+    """(model in eval mode, its name, whether it is the smoke profile's tiny random one)."""
     source_path = require(art.model_source, "init")
     source = json.loads(source_path.read_text(encoding="utf-8"))
     name = cfg["model_name"] or source.get("model_name")
     if not name:
         die(f"{source_path}: no model_name; re-run `make init` or pass --model-name")
-    if source.get("smoke_tiny_random_model") and not cfg["model_name"]:
+    smoke = bool(source.get("smoke_tiny_random_model") and not cfg["model_name"])
+    if smoke:
         log.warning("*** SMOKE PROFILE: the model is a TINY RANDOM GPT-2, not GPT-2: the comparison below is a machinery check only. ***")
-    import torch
     model = load_model(name, source)
     model.eval()
-    wte = model.get_input_embeddings().weight.detach().clone()
-    wpe = model.transformer.wpe.weight.detach().clone()
-    tied = tie_kept(model)
-    log.info(f"model {name}: wte {tuple(wte.shape)} {wte.dtype}, wpe {tuple(wpe.shape)}, lm_head tied to wte: {tied}")
+    return model, name, smoke
 
-    # --- aligned and final rows
+
+def final_rows(wte, reassigned, original, cfg):
+    """(aligned: reassigned rows zero, {strategy: final matrix}) for the configured and compared strategies."""
+    import torch
+
     ids = torch.tensor(sorted(reassigned), dtype=torch.long)
     ordered = [reassigned[i] for i in sorted(reassigned)]
     aligned = wte.clone()
@@ -216,62 +208,101 @@ def main():
         if not torch.equal(final[kept], wte[kept]):
             die(f"strategy {strategy} changed a row outside the rules (a bug in 07)")
         finals[strategy] = final
+    return aligned, finals
 
-    # --- before any training: held-out bits per byte with final_wte, per strategy
-    comparison = {"model": name, "smoke_tiny_random_model": bool(source.get("smoke_tiny_random_model") and not cfg["model_name"]),
-                  "strategies": {}}
+
+def compare_strategies(model, wte, finals, original, remapped, art, cfg):
+    """Held-out bits per byte of the model carrying each candidate matrix, before any training."""
+    import torch
+
+    from lib.evaluate import bits_per_byte
+
+    texts = heldout_texts(require(art.heldout_docs, "corpus"), cfg["compare_max_bytes"])
+    block = min(cfg["block_size"], model.config.n_positions)
+    result = {"heldout_documents": len(texts), "bytes": sum(len(t.encode("utf-8")) for t in texts), "block_size": block,
+              "strategies": {}}
+    emb, tied = model.get_input_embeddings().weight, tie_kept(model)
+    candidates = {"gpt2 as is (original tokenizer)": (wte, original), "old rows kept (no init)": (wte, remapped),
+                  **{s: (finals[s], remapped) for s in cfg["compare_strategies"]}}
+    with torch.no_grad():
+        for label, (matrix, tok) in candidates.items():
+            emb.data.copy_(matrix)  # in place: lm_head is the same Parameter and follows
+            if tied and not torch.equal(model.get_output_embeddings().weight, matrix):
+                die("lm_head did not follow wte: the tie is broken in this model")
+            t0 = time.perf_counter()
+            res = bits_per_byte(model, tok, texts, block, batch_size=cfg["batch_size"])
+            res["seconds"] = round(time.perf_counter() - t0, 1)
+            result["strategies"][label] = res
+            log.info(f"  {label:32s} {res['bits_per_byte']:.4f} bits/byte ({res['tokens']:,} tokens, {res['seconds']} s)")
+        emb.data.copy_(wte)
+    return result
+
+
+def choose(comparison, cfg):
+    """(the strategy of final_wte, why): the configured one, or with `best` the comparison's winner."""
     if cfg["compare_strategies"]:
-        from lib.evaluate import bits_per_byte
-        texts = heldout_texts(require(art.heldout_docs, "corpus"), cfg["compare_max_bytes"])
-        block = min(cfg["block_size"], model.config.n_positions)
-        comparison.update({"heldout_documents": len(texts), "bytes": sum(len(t.encode("utf-8")) for t in texts),
-                           "block_size": block})
-        emb = model.get_input_embeddings().weight
-        with torch.no_grad():
-            rows = {"gpt2 as is (original tokenizer)": (wte, original),
-                    "old rows kept (no init)": (wte, remapped), **{s: (finals[s], remapped) for s in cfg["compare_strategies"]}}
-            for label, (matrix, tok) in rows.items():
-                emb.data.copy_(matrix)  # in place: lm_head is the same Parameter and follows
-                if tied and not torch.equal(model.get_output_embeddings().weight, matrix):
-                    die("lm_head did not follow wte: the tie is broken in this model")
-                t0 = time.perf_counter()
-                res = bits_per_byte(model, tok, texts, block, batch_size=cfg["batch_size"])
-                res["seconds"] = round(time.perf_counter() - t0, 1)
-                comparison["strategies"][label] = res
-                log.info(f"  {label:32s} {res['bits_per_byte']:.4f} bits/byte ({res['tokens']:,} tokens, {res['seconds']} s)")
-            emb.data.copy_(wte)
         ranked = sorted(cfg["compare_strategies"], key=lambda s: comparison["strategies"][s]["bits_per_byte"])
-        comparison["best"] = ranked[0]
-        comparison["configured"] = cfg["init_strategy"]
+        comparison.update(best=ranked[0], configured=cfg["init_strategy"])
         if comparison["smoke_tiny_random_model"]:
             log.info("(tiny random model: this ranking says nothing about GPT-2; it only shows the machinery runs)")
         elif cfg["init_strategy"] not in ("best", ranked[0]):
             log.warning(f"warning: on this model {ranked[0]} beats the configured {cfg['init_strategy']} "
                         f"({comparison['strategies'][ranked[0]]['bits_per_byte']:.4f} vs "
                         f"{comparison['strategies'].get(cfg['init_strategy'], {}).get('bits_per_byte', float('nan')):.4f} bits/byte)")
+    if cfg["init_strategy"] == "best":
+        return comparison["best"], "lowest held-out bits per byte of compare_strategies"
+    return cfg["init_strategy"], "config"
 
-    strategy = comparison["best"] if cfg["init_strategy"] == "best" else cfg["init_strategy"]
-    chosen_by = "lowest held-out bits per byte of compare_strategies" if cfg["init_strategy"] == "best" else "config"
-    comparison["chosen"] = strategy
-    final = finals[strategy]
 
-    # --- write: metadata first, the .pt targets last
+def write_embeddings(out_dir, model, name, wte, wpe, aligned, final, reassigned, strategy, chosen_by):
+    """The four .pt files with their metadata (the .pt targets last)."""
+    import torch
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    ids = torch.tensor(sorted(reassigned), dtype=torch.long)
     norms = wte.float().norm(dim=1)
     tie = ("lm_head.weight is wte.weight (one Parameter): load final_wte with wte.weight.data.copy_(final) "
-           "and lm_head follows" if tied else "lm_head is NOT tied in this model: copy final_wte into lm_head too")
+           "and lm_head follows" if tie_kept(model) else "lm_head is NOT tied in this model: copy final_wte into lm_head too")
     common = {"model": name, "tie": tie}
-    write_json(out_dir / "init_comparison.json", comparison)
     save_tensor(wte, out_dir / "original_wte.pt", **common, rows_changed=0)
     save_tensor(wpe, out_dir / "original_wpe.pt", **common, rows_changed=0, note="unchanged by IVR")
-    save_tensor(aligned, out_dir / "aligned_wte.pt", **common, rows_changed=len(rules), reassigned_ids=sorted(reassigned),
+    save_tensor(aligned, out_dir / "aligned_wte.pt", **common, rows_changed=len(reassigned), reassigned_ids=sorted(reassigned),
                 note="kept ids keep their row; reassigned rows are zero until final_wte",
                 given_away_rows_mean_norm=float(norms[ids].mean()) if len(ids) else None,
                 all_rows_mean_norm=float(norms.mean()))
-    meta = save_tensor(final, out_dir / "final_wte.pt", **common, strategy=strategy, chosen_by=chosen_by, rows_changed=len(rules),
-                       reassigned_ids=sorted(reassigned))
+    return save_tensor(final, out_dir / "final_wte.pt", **common, strategy=strategy, chosen_by=chosen_by,
+                       rows_changed=len(reassigned), reassigned_ids=sorted(reassigned))
+
+
+def main():
+    args = parse_args()
+    art = Artifacts(args.artifacts)
+    cfg = step_config("align", args)
+    select_cfg = load_config("select", args.profile, args.configs)
+    setup_logging(STEP, art.log_file(STEP))
+    t_start = time.perf_counter()
+    out_dir = Path(args.embeddings_output_dir) if args.embeddings_output_dir else art.embeddings
+
+    # 1. the tokenizers and rules (checked to agree), then the model
+    original, remapped, reassigned = checked_rules(art, args, select_cfg)
+    model, name, smoke = the_model(art, cfg)
+    wte = model.get_input_embeddings().weight.detach().clone()
+    wpe = model.transformer.wpe.weight.detach().clone()
+    log.info(f"model {name}: wte {tuple(wte.shape)} {wte.dtype}, wpe {tuple(wpe.shape)}, lm_head tied to wte: {tie_kept(model)}")
+
+    # 2. the aligned and final rows, compared on held-out text before any training
+    aligned, finals = final_rows(wte, reassigned, original, cfg)
+    comparison = {"model": name, "smoke_tiny_random_model": smoke, "strategies": {}}
+    if cfg["compare_strategies"]:
+        comparison.update(compare_strategies(model, wte, finals, original, remapped, art, cfg))
+    strategy, chosen_by = choose(comparison, cfg)
+    comparison["chosen"] = strategy
+
+    # 3. write: metadata first, the .pt targets last
+    write_json(out_dir / "init_comparison.json", comparison)
+    meta = write_embeddings(out_dir, model, name, wte, wpe, aligned, finals[strategy], reassigned, strategy, chosen_by)
     save_config(cfg, out_dir / f"{STEP}.config.yaml", STEP, args.profile)
-    log.info(f"wrote {out_dir}: final_wte {meta['shape']} {meta['dtype']}, {len(rules):,} rows initialised by "
+    log.info(f"wrote {out_dir}: final_wte {meta['shape']} {meta['dtype']}, {len(reassigned):,} rows initialised by "
              f"{strategy} ({chosen_by}; {time.perf_counter() - t_start:,.1f} s)")
 
 
