@@ -288,25 +288,44 @@ def finite(x):
 
 
 # -----------------------------------------------------------------------------
+# phases
 
 
-def main():
-    args = parse_args()
-    art = Artifacts(args.artifacts)
-    cfg = step_config("train", args)
-    log_name = STEP if args.run_name == "ivr" else f"{STEP}_{args.run_name}"
-    if int(os.environ.get("RANK", "0")) == 0:  # the launchers' global rank: only the main process logs
-        setup_logging(log_name, art.log_file(log_name))
-    else:
-        log.handlers[:] = [logging.NullHandler()]  # die() still exits the other processes, quietly
-    out_dir = Path(args.output_dir) if args.output_dir else art.training
-    ckpt_dir = out_dir / "checkpoints"
+class Data:
+    """What the run trains and evaluates on, all checked before any weight is loaded."""
 
-    # --- inputs: model source, tokenizer, embeddings, corpus (all checked before any weight is loaded)
-    model_name, source = model_source(art, cfg["model_name"])  # before transformers: it may set HF_HUB_OFFLINE
-    smoke = bool(source.get("smoke_tiny_random_model")) and not cfg["model_name"]
+    def __init__(self, art, cfg, args):
+        self.model_name, source = model_source(art, cfg["model_name"])  # before transformers: it may set HF_HUB_OFFLINE
+        self.smoke = bool(source.get("smoke_tiny_random_model")) and not cfg["model_name"]
+        self.model_config = gpt2_config(self.model_name, cfg)
+        self.tokenizer_dir = Path(args.tokenizer_dir) if args.tokenizer_dir else art.remapped_tokenizer
+        self.tokenizer = load_gpt2_tokenizer(self.tokenizer_dir)
+        self.wte_path = None if args.wte == "model" else Path(args.wte) if args.wte else art.embeddings / "final_wte.pt"
+        self.wte = load_wte(self.wte_path, self.model_config.n_embd) if self.wte_path else None
+        self.train_texts, self.train_bytes = load_texts(require(art.train_docs, "corpus"))
+        self.eval_texts, self.eval_bytes = load_texts(require(art.heldout_docs, "corpus"), cfg["eval_max_bytes"])
+        stream = token_stream(self.tokenizer, self.train_texts)
+        self.blocks = Blocks(stream, cfg["block_size"], cfg["seed"])
+        if self.blocks.n_blocks < 1:
+            die(f"{art.train_docs}: {len(stream):,} tokens, fewer than one block of block_size {cfg['block_size']:,} + 1; "
+                f"add train documents or lower block_size")
+        self.n_eval_tokens = len(pack_documents(self.tokenizer, self.eval_texts)[0])
+        if self.n_eval_tokens < cfg["block_size"] + 1:
+            die(f"{art.heldout_docs}: {self.n_eval_tokens:,} held-out tokens ({self.eval_bytes:,} bytes"
+                f"{', capped by eval_max_bytes' if cfg['eval_max_bytes'] else ''}), fewer than one block of block_size "
+                f"{cfg['block_size']:,} + 1: too small to evaluate; raise heldout_ratio in configs/corpus.yaml, "
+                f"eval_max_bytes, or lower block_size")
+        self.train_tokens = len(stream) - 1  # the targets of the packed stream (separators included)
+        self.fingerprint_inputs = {"tokenizer_sha256": sha256_file(self.tokenizer_dir / "tokenizer.json"),
+                                   "wte_sha256": sha256_file(self.wte_path) if self.wte_path else "model",
+                                   "train_sha256": sha256_file(art.train_docs), "heldout_sha256": sha256_file(art.heldout_docs)}
+
+
+def gpt2_config(model_name, cfg):
+    """The model's config; dies unless it is a GPT-2 with 50,257 ids whose n_positions holds block_size."""
     from transformers import AutoConfig
     from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()
     try:
         model_config = AutoConfig.from_pretrained(model_name)
@@ -318,81 +337,73 @@ def main():
     if cfg["block_size"] > model_config.n_positions:
         die(f"configs/train.yaml: block_size {cfg['block_size']:,} is larger than the model's n_positions "
             f"{model_config.n_positions:,}; set block_size (or --block-size) to at most {model_config.n_positions:,}")
-    tokenizer_dir = Path(args.tokenizer_dir) if args.tokenizer_dir else art.remapped_tokenizer
-    tokenizer = load_gpt2_tokenizer(tokenizer_dir)
-    wte_path = None if args.wte == "model" else Path(args.wte) if args.wte else art.embeddings / "final_wte.pt"
-    wte = load_wte(wte_path, model_config.n_embd) if wte_path else None
-    train_texts, train_bytes = load_texts(require(art.train_docs, "corpus"))
-    eval_texts, eval_bytes = load_texts(require(art.heldout_docs, "corpus"), cfg["eval_max_bytes"])
-    stream = token_stream(tokenizer, train_texts)
-    blocks = Blocks(stream, cfg["block_size"], cfg["seed"])
-    if blocks.n_blocks < 1:
-        die(f"{art.train_docs}: {len(stream):,} tokens, fewer than one block of block_size {cfg['block_size']:,} + 1; "
-            f"add train documents or lower block_size")
-    eval_ids, _ = pack_documents(tokenizer, eval_texts)
-    if len(eval_ids) < cfg["block_size"] + 1:
-        die(f"{art.heldout_docs}: {len(eval_ids):,} held-out tokens ({eval_bytes:,} bytes"
-            f"{', capped by eval_max_bytes' if cfg['eval_max_bytes'] else ''}), fewer than one block of block_size "
-            f"{cfg['block_size']:,} + 1: too small to evaluate; raise heldout_ratio in configs/corpus.yaml, "
-            f"eval_max_bytes, or lower block_size")
-    train_tokens = len(stream) - 1  # the targets of the packed stream (separators included)
-    bytes_per_token = train_bytes / train_tokens
+    return model_config
 
-    # --- accelerate: device, precision, processes
+
+def make_accelerator(cfg):
+    """(Accelerator, precision): auto is bf16 on a GPU that supports it, else fp32; decided before the
+    Accelerator exists (its state is created once, with the precision)."""
     import torch
     from accelerate import Accelerator
     from accelerate.utils import parse_flag_from_env, set_seed
+
+    on_gpu = torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU")
     precision = cfg["mixed_precision"]
-    if precision == "auto":  # decided before the Accelerator exists (its state is created once, with the precision)
-        on_gpu = torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU")
+    if precision == "auto":
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
-    elif precision == "fp16" and not (torch.cuda.is_available() and not parse_flag_from_env("ACCELERATE_USE_CPU")):
+    elif precision == "fp16" and not on_gpu:
         die("configs/train.yaml: mixed_precision fp16 needs a GPU; use auto, no or bf16 here")
     accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False)
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)  # "Removed shared tensor": the tied lm_head, expected
-    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     set_seed(cfg["seed"])
+    return accelerator, precision
 
-    # --- budget: steps from bytes
-    B, accum, T = cfg["per_device_batch_size"], cfg["grad_accum_steps"], cfg["block_size"]
-    tokens_per_step = B * accum * world * T
-    bytes_per_step = tokens_per_step * bytes_per_token
-    if cfg["max_train_bytes"]:
-        max_steps = math.ceil(cfg["max_train_bytes"] / bytes_per_step)
-    else:
-        max_steps = cfg["max_steps"]
-    if smoke:
+
+def plan_steps(cfg, data, world):
+    """{steps, tokens_per_step, bytes_per_step}: the byte budget in optimizer steps (or max_steps)."""
+    tokens_per_step = cfg["per_device_batch_size"] * cfg["grad_accum_steps"] * world * cfg["block_size"]
+    bytes_per_step = tokens_per_step * data.train_bytes / data.train_tokens
+    steps = math.ceil(cfg["max_train_bytes"] / bytes_per_step) if cfg["max_train_bytes"] else cfg["max_steps"]
+    return {"steps": steps, "tokens_per_step": tokens_per_step, "bytes_per_step": bytes_per_step}
+
+
+def log_plan(data, plan, accelerator, precision, cfg):
+    if data.smoke:
         log.warning("*** SMOKE PROFILE: a TINY RANDOM GPT-2, NOT GPT-2; its figures only show that the machinery works. ***")
-    log.info(f"model {model_name}; "
-             f"tokenizer {tokenizer_dir}; embeddings {wte_path or 'the model itself'}")
-    log.info(f"train split: {len(train_texts):,} documents, {train_bytes:,} bytes, {train_tokens:,} tokens "
-             f"({train_tokens / train_bytes:.3f} tokens/byte), {blocks.n_blocks:,} blocks of {T:,}")
-    log.info(f"held-out eval: {len(eval_texts):,} documents, {eval_bytes:,} bytes, {len(eval_ids):,} tokens")
-    log.info(f"{world} process(es) on {device.type}, precision {precision}; {tokens_per_step:,} tokens "
-             f"({bytes_per_step:,.0f} bytes) per step; {max_steps:,} steps = {max_steps * bytes_per_step:,.0f} bytes "
-             f"({max_steps * bytes_per_step / train_bytes:.2f} epochs)")
+    log.info(f"model {data.model_name}; tokenizer {data.tokenizer_dir}; embeddings {data.wte_path or 'the model itself'}")
+    log.info(f"train split: {len(data.train_texts):,} documents, {data.train_bytes:,} bytes, {data.train_tokens:,} tokens "
+             f"({data.train_tokens / data.train_bytes:.3f} tokens/byte), {data.blocks.n_blocks:,} blocks of {cfg['block_size']:,}")
+    log.info(f"held-out eval: {len(data.eval_texts):,} documents, {data.eval_bytes:,} bytes, {data.n_eval_tokens:,} tokens")
+    steps, bytes_per_step = plan["steps"], plan["bytes_per_step"]
+    log.info(f"{accelerator.num_processes} process(es) on {accelerator.device.type}, precision {precision}; "
+             f"{plan['tokens_per_step']:,} tokens ({bytes_per_step:,.0f} bytes) per step; {steps:,} steps = "
+             f"{steps * bytes_per_step:,.0f} bytes ({steps * bytes_per_step / data.train_bytes:.2f} epochs)")
 
-    # --- model, optimizer, schedule
-    model = load_model(model_name, wte)
+
+def build_model(data, cfg, steps, accelerator):
+    """(model, optimizer, scheduler, steps of the embeddings-only phase), prepared by accelerate."""
+    import torch
+
+    model = load_model(data.model_name, data.wte)
     model.train()
-    groups, lambdas, phase1 = param_groups(model, cfg, max_steps)
+    groups, lambdas, phase1 = param_groups(model, cfg, steps)
     if cfg["train_params"] == "embeddings-first":
         if phase1 == 0:
-            log.warning(f"warning: first_phase_fraction {cfg['first_phase_fraction']} of {max_steps:,} steps rounds to 0: no embeddings-only phase")
+            log.warning(f"warning: first_phase_fraction {cfg['first_phase_fraction']} of {steps:,} steps rounds to 0: no embeddings-only phase")
         else:
             log.info(f"embeddings-first: steps 1-{phase1:,} train only the embeddings{' and the first/last blocks' if cfg['first_phase_io_layers'] else ''}")
     optimizer = torch.optim.AdamW(groups, lr=cfg["lr"], betas=(cfg["adam_beta1"], cfg["adam_beta2"]))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    return model, optimizer, scheduler, phase1
 
-    # --- resume from the last checkpoint made with the same config and inputs
-    fp = fingerprint(cfg, model_name=model_name, max_steps=max_steps, processes=world,
-                     tokenizer_sha256=sha256_file(tokenizer_dir / "tokenizer.json"),
-                     wte_sha256=sha256_file(wte_path) if wte_path else "model",
-                     train_sha256=sha256_file(art.train_docs), heldout_sha256=sha256_file(art.heldout_docs))
+
+def resume(accelerator, ckpt_dir, fp, fresh, steps):
+    """The trainer state to start from: the last checkpoint made with the same fingerprint (loaded into the
+    prepared objects), else step 0 with old checkpoints removed."""
     found = checkpoints(ckpt_dir)
-    trainer_state = {"step": 0, "train_seconds": 0.0, "peak_memory_mb": 0.0, "resumed_from_steps": []}
-    if found and args.fresh:
+    state = {"step": 0, "train_seconds": 0.0, "peak_memory_mb": 0.0, "resumed_from_steps": []}
+    if found and fresh:
         log.info(f"--fresh: removing {len(found)} checkpoint(s) in {ckpt_dir}")
         found = []
     elif found:
@@ -402,129 +413,162 @@ def main():
             log.warning(f"warning: {found[-1]} was made with other {', '.join(changed)}; starting from step 0 (old checkpoints removed)")
             found = []
         else:
-            log.info(f"resuming from {found[-1]} (step {saved['step']:,} of {max_steps:,})")
+            log.info(f"resuming from {found[-1]} (step {saved['step']:,} of {steps:,})")
             accelerator.load_state(str(found[-1]))
-            trainer_state = saved
-            trainer_state["resumed_from_steps"] = saved.get("resumed_from_steps", []) + [saved["step"]]
+            state = saved
+            state["resumed_from_steps"] = saved.get("resumed_from_steps", []) + [saved["step"]]
     accelerator.wait_for_everyone()  # every process has decided before any checkpoint is removed
     if not found and accelerator.is_main_process:
         import shutil
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    start_step = trainer_state["step"]
-    metrics_path = out_dir / "metrics.jsonl"
-    rows = read_metrics(metrics_path, start_step) if start_step else []
-    if accelerator.is_main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(metrics_path) as tmp:
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    accelerator.wait_for_everyone()
-    metrics_file = open(metrics_path, "a", encoding="utf-8") if accelerator.is_main_process else None
+    return state
 
-    def evaluate():
-        return bits_per_byte(model, tokenizer, eval_texts, T, cfg["eval_batch_size"], device, rank=rank,
-                             world_size=world, reduce=lambda t: accelerator.reduce(t, "sum"))
 
-    def write_row(row):
-        rows.append(row)
-        if metrics_file:
-            metrics_file.write(json.dumps(row) + "\n")
-            metrics_file.flush()
+class Metrics:
+    """metrics.jsonl: the rows kept from before a resume, and the new ones appended as they come (main process)."""
 
-    def last_good():
-        done = checkpoints(ckpt_dir)
-        return f"the last good checkpoint, {done[-1]}, is kept" if done else "there is no checkpoint yet"
+    def __init__(self, path, start_step, accelerator):
+        self.path = path
+        self.rows = read_metrics(path, start_step) if start_step else []
+        if accelerator.is_main_process:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows), encoding="utf-8")
+        accelerator.wait_for_everyone()
+        self.file = open(path, "a", encoding="utf-8") if accelerator.is_main_process else None
 
-    # --- train
-    step = start_step
+    def write(self, row):
+        self.rows.append(row)
+        if self.file:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+
+    def close(self):
+        if self.file:
+            self.file.close()
+
+
+def evaluate(run):
+    """Held-out bits per byte of the model now, reduced over the processes."""
+    acc = run.accelerator
+    return bits_per_byte(run.model, run.data.tokenizer, run.data.eval_texts, run.cfg["block_size"], run.cfg["eval_batch_size"],
+                         acc.device, rank=acc.process_index, world_size=acc.num_processes,
+                         reduce=lambda t: acc.reduce(t, "sum"))
+
+
+def last_good(ckpt_dir):
+    done = checkpoints(ckpt_dir)
+    return f"the last good checkpoint, {done[-1]}, is kept" if done else "there is no checkpoint yet"
+
+
+def train_step(run, step):
+    """One optimizer step over grad_accum_steps micro-batches: (loss, grad norm, lr). Stops before the update
+    when the loss or the gradient is not finite."""
+    import torch
+
+    acc, cfg, accum = run.accelerator, run.cfg, run.cfg["grad_accum_steps"]
+    loss_sum = torch.zeros((), device=acc.device)
+    for micro in range(accum):
+        x = run.data.blocks.batch(step, micro, acc.process_index, acc.num_processes, accum, cfg["per_device_batch_size"]).to(acc.device)
+        with contextlib.nullcontext() if micro == accum - 1 else acc.no_sync(run.model):
+            logits = run.model(input_ids=x[:, :-1]).logits
+            loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
+            acc.backward(loss / accum)
+        loss_sum += loss.detach()
+    step_loss = acc.reduce(loss_sum / accum, "mean").item()
+    if run.args.debug_nan_at_step is not None and step + 1 >= run.args.debug_nan_at_step:
+        step_loss = float("nan")
+    grad_norm = acc.clip_grad_norm_(run.model.parameters(), cfg["grad_clip"] or float("inf"))
+    lr = max(g["lr"] for g in run.optimizer.param_groups)
+    if not finite(step_loss) or (run.precision != "fp16" and not finite(grad_norm)):  # fp16: the scaler skips inf steps
+        what = f"loss is {step_loss}" if not finite(step_loss) else f"gradient norm is {float(grad_norm)}"
+        run.bar.close()  # the error is the last line
+        die(f"{what} at step {step + 1:,} (lr {lr:.3g}): training stopped before the update; {last_good(run.ckpt_dir)}. "
+            f"Lower lr in configs/train.yaml or check the data")
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return step_loss, grad_norm, lr
+
+
+def after_step(run, step, step_loss, grad_norm, lr, interval):
+    """At step's intervals: a metrics row (loss, speed), an evaluation, a checkpoint. Returns the next interval."""
+    cfg, plan, steps = run.cfg, run.plan, run.plan["steps"]
+    row = {}
+    if step % cfg["log_interval"] == 0 or step == steps:
+        row.update({"loss": interval["loss"] / interval["steps"], "lr": lr,
+                    "tokens_per_s": plan["tokens_per_step"] * interval["steps"] / interval["seconds"],
+                    "bytes_per_s": plan["bytes_per_step"] * interval["steps"] / interval["seconds"],
+                    "grad_norm": float(grad_norm)})
+        if run.phase1:
+            row["phase"] = "embeddings" if step <= run.phase1 else "all"
+        interval = {"loss": 0.0, "steps": 0, "seconds": 0.0}
+    if (cfg["eval_interval"] and step % cfg["eval_interval"] == 0) or step == steps:
+        t_eval = time.perf_counter()
+        ev = evaluate(run)
+        row.update({"eval_bits_per_byte": ev["bits_per_byte"], "eval_tokens_per_byte": ev["tokens_per_byte"],
+                    "eval_seconds": round(time.perf_counter() - t_eval, 3)})
+        log.info(f"step {step:,}: loss {step_loss:.4f}, held-out {ev['bits_per_byte']:.4f} bits/byte")
+    if row:
+        run.metrics.write({"step": step, "tokens_seen": step * plan["tokens_per_step"],
+                           "bytes_seen": round(step * plan["bytes_per_step"]), **row})
+    if (cfg["checkpoint_interval"] and step % cfg["checkpoint_interval"] == 0) or step == steps:
+        run.state.update(step=step, peak_memory_mb=max(run.state["peak_memory_mb"], peak_memory(run.accelerator.device)[0]),
+                         fingerprint=run.fp)
+        saved_to = save_checkpoint(run.accelerator, run.ckpt_dir, step, run.state, cfg["keep_checkpoints"])
+        log.info(f"step {step:,}: checkpoint {saved_to}")
+    if run.args.debug_kill_after_step is not None and step == run.args.debug_kill_after_step:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return interval
+
+
+def train(run):
+    """The loop: step 0's evaluation, then optimizer steps up to the plan, from where the run resumed."""
+    step, steps, tokens_per_step = run.state["step"], run.plan["steps"], run.plan["tokens_per_step"]
     interval = {"loss": 0.0, "steps": 0, "seconds": 0.0}
-    with logging_redirect_tqdm(loggers=[log]), tqdm(total=max_steps, initial=start_step, desc=f"train {args.run_name}",
-                                                    unit="step", disable=not accelerator.is_main_process) as bar:
+    with logging_redirect_tqdm(loggers=[log]), tqdm(total=steps, initial=step, desc=f"train {run.args.run_name}",
+                                                    unit="step", disable=not run.accelerator.is_main_process) as run.bar:
         if step == 0:
             t_eval = time.perf_counter()
-            ev = evaluate()
-            write_row({"step": 0, "tokens_seen": 0, "bytes_seen": 0, "eval_bits_per_byte": ev["bits_per_byte"],
-                       "eval_tokens_per_byte": ev["tokens_per_byte"], "eval_seconds": round(time.perf_counter() - t_eval, 3)})
+            ev = evaluate(run)
+            run.metrics.write({"step": 0, "tokens_seen": 0, "bytes_seen": 0, "eval_bits_per_byte": ev["bits_per_byte"],
+                               "eval_tokens_per_byte": ev["tokens_per_byte"], "eval_seconds": round(time.perf_counter() - t_eval, 3)})
             log.info(f"step 0: held-out {ev['bits_per_byte']:.4f} bits/byte ({ev['tokens_per_byte']:.3f} tokens/byte)")
-        while step < max_steps:
+        while step < steps:
             t0 = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(accum):
-                x = blocks.batch(step, micro, rank, world, accum, B).to(device)
-                sync = contextlib.nullcontext() if micro == accum - 1 else accelerator.no_sync(model)
-                with sync:
-                    logits = model(input_ids=x[:, :-1]).logits
-                    loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
-                    accelerator.backward(loss / accum)
-                loss_sum += loss.detach()
-            step_loss = accelerator.reduce(loss_sum / accum, "mean").item()
-            if args.debug_nan_at_step is not None and step + 1 >= args.debug_nan_at_step:
-                step_loss = float("nan")
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg["grad_clip"] or float("inf"))
-            if not finite(step_loss) or (precision != "fp16" and not finite(grad_norm)):  # fp16: the scaler skips inf steps
-                what = f"loss is {step_loss}" if not finite(step_loss) else f"gradient norm is {float(grad_norm)}"
-                bar.close()  # the error is the last line
-                die(f"{what} at step {step + 1:,} (lr {max(g['lr'] for g in optimizer.param_groups):.3g}): training stopped "
-                    f"before the update; {last_good()}. Lower lr in configs/train.yaml or check the data")
-            lr = max(g["lr"] for g in optimizer.param_groups)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            step_loss, grad_norm, lr = train_step(run, step)
             step += 1
             dt = time.perf_counter() - t0
-            trainer_state["train_seconds"] += dt
-            interval["loss"] += step_loss
-            interval["steps"] += 1
-            interval["seconds"] += dt
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
+            run.state["train_seconds"] += dt
+            interval = {"loss": interval["loss"] + step_loss, "steps": interval["steps"] + 1, "seconds": interval["seconds"] + dt}
+            run.bar.update(1)
+            run.bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
+            interval = after_step(run, step, step_loss, grad_norm, lr, interval)
+    run.metrics.close()
 
-            row = {}
-            if step % cfg["log_interval"] == 0 or step == max_steps:
-                row.update({"loss": interval["loss"] / interval["steps"], "lr": lr,
-                            "tokens_per_s": tokens_per_step * interval["steps"] / interval["seconds"],
-                            "bytes_per_s": bytes_per_step * interval["steps"] / interval["seconds"],
-                            "grad_norm": float(grad_norm)})
-                if phase1:
-                    row["phase"] = "embeddings" if step <= phase1 else "all"
-                interval = {"loss": 0.0, "steps": 0, "seconds": 0.0}
-            if (cfg["eval_interval"] and step % cfg["eval_interval"] == 0) or step == max_steps:
-                t_eval = time.perf_counter()
-                ev = evaluate()
-                row.update({"eval_bits_per_byte": ev["bits_per_byte"], "eval_tokens_per_byte": ev["tokens_per_byte"],
-                            "eval_seconds": round(time.perf_counter() - t_eval, 3)})
-                log.info(f"step {step:,}: loss {step_loss:.4f}, held-out {ev['bits_per_byte']:.4f} bits/byte")
-            if row:
-                write_row({"step": step, "tokens_seen": step * tokens_per_step, "bytes_seen": round(step * bytes_per_step), **row})
-            if (cfg["checkpoint_interval"] and step % cfg["checkpoint_interval"] == 0) or step == max_steps:
-                trainer_state.update(step=step, peak_memory_mb=max(trainer_state["peak_memory_mb"], peak_memory(device)[0]),
-                                     fingerprint=fp)
-                saved_to = save_checkpoint(accelerator, ckpt_dir, step, trainer_state, cfg["keep_checkpoints"])
-                log.info(f"step {step:,}: checkpoint {saved_to}")
-            if args.debug_kill_after_step is not None and step == args.debug_kill_after_step:
-                os.kill(os.getpid(), signal.SIGKILL)
-    if metrics_file:
-        metrics_file.close()
 
-    # --- the final eval (already in the metrics when the run ended here before) and the outputs
-    final = next((r for r in reversed(rows) if r["step"] == max_steps and "eval_bits_per_byte" in r), None)
-    if final is None:
-        ev = evaluate()
+def save_model(run, out_dir):
+    """sft_checkpoint/: the trained model and tokenizer (main process), checked to reload with the same weights
+    and lm_head tied to wte. Returns the final held-out figures and the peak memory."""
+    import torch
+
+    acc, steps = run.accelerator, run.plan["steps"]
+    final = next((r for r in reversed(run.metrics.rows) if r["step"] == steps and "eval_bits_per_byte" in r), None)
+    if final is None:  # the run ended here before: its final evaluation is not in the metrics
+        ev = evaluate(run)
         final = {"eval_bits_per_byte": ev["bits_per_byte"], "eval_tokens_per_byte": ev["tokens_per_byte"]}
-    initial = next((r for r in rows if r["step"] == 0 and "eval_bits_per_byte" in r), {})
-    state_dict = accelerator.get_state_dict(model)  # every process: FSDP gathers the shards
+    state_dict = acc.get_state_dict(run.model)  # every process: FSDP gathers the shards
     # under torch.compile (accelerate launch --dynamo_backend ...) the keys carry the wrapper's prefix
     state_dict = {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
-    peak_mb, peak_kind = peak_memory(device)
-    peak_mb = max(peak_mb, trainer_state["peak_memory_mb"])
-    if accelerator.is_main_process:
+    peak_mb, peak_kind = peak_memory(acc.device)
+    if acc.is_main_process:
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
+        unwrapped = acc.unwrap_model(run.model, keep_torch_compile=False)
         if unwrapped.generation_config is not None:
             unwrapped.generation_config.pad_token_id = EOT_ID
-        sft = out_dir / "sft_checkpoint"
-        with atomic_path(sft) as tmp:
+        with atomic_path(out_dir / "sft_checkpoint") as tmp:
             unwrapped.save_pretrained(str(tmp), state_dict=dict(state_dict))  # it empties the dict it gets
-            save_hf_tokenizer(tokenizer, tmp, model_max_length=model_config.n_positions)
+            save_hf_tokenizer(run.data.tokenizer, tmp, model_max_length=run.data.model_config.n_positions)
             reloaded = AutoModelForCausalLM.from_pretrained(str(tmp))
             if reloaded.get_output_embeddings().weight is not reloaded.get_input_embeddings().weight:
                 die(f"{tmp}: the saved model does not reload with lm_head tied to wte")
@@ -532,40 +576,82 @@ def main():
             if differ:
                 die(f"{tmp}: the saved model reloads with other weights ({differ[0]}, {len(differ)} in all); not kept")
             AutoTokenizer.from_pretrained(str(tmp))
-        train_seconds = trainer_state["train_seconds"]
-        summary = {
-            "run": args.run_name,
-            "model_name": model_name,
-            "smoke_tiny_random_model": smoke,
-            "tokenizer": str(tokenizer_dir),
-            "embeddings": str(wte_path) if wte_path else "model",
-            "device": device.type, "processes": world, "precision": precision,
-            "steps": max_steps, "block_size": T, "tokens_per_step": tokens_per_step, "bytes_per_step": bytes_per_step,
-            "train": {"documents": len(train_texts), "bytes": train_bytes, "tokens": train_tokens,
-                      "tokens_per_byte": train_tokens / train_bytes},
-            "tokens_seen": max_steps * tokens_per_step, "bytes_seen": round(max_steps * bytes_per_step),
-            "epochs": max_steps * bytes_per_step / train_bytes,
-            "train_seconds": round(train_seconds, 3),
-            "seconds_per_step": train_seconds / max(max_steps, 1),
-            "tokens_per_s": max_steps * tokens_per_step / max(train_seconds, 1e-9),
-            "bytes_per_s": max_steps * bytes_per_step / max(train_seconds, 1e-9),
-            "final_loss": next((r["loss"] for r in reversed(rows) if "loss" in r), None),
-            "heldout": {"documents": len(eval_texts), "bytes": eval_bytes,
-                        "initial_bits_per_byte": initial.get("eval_bits_per_byte"),
-                        "initial_tokens_per_byte": initial.get("eval_tokens_per_byte"),
-                        "bits_per_byte": final["eval_bits_per_byte"], "tokens_per_byte": final["eval_tokens_per_byte"]},
-            "peak_memory_mb": round(peak_mb, 1), "peak_memory_kind": peak_kind,
-            "resumed_from_steps": trainer_state["resumed_from_steps"],
-            "sft_checkpoint": str(sft), "metrics": str(metrics_path),
-        }
-        save_config(cfg, out_dir / f"{STEP}.config.yaml", STEP, args.profile)
-        write_json(out_dir / "summary.json", summary)
-        log.info(f"{max_steps:,} steps, {summary['seconds_per_step']:.3f} s/step, {summary['tokens_per_s']:,.0f} tokens/s, "
-                 f"{summary['bytes_per_s']:,.0f} bytes/s; held-out {final['eval_bits_per_byte']:.4f} bits/byte "
-                 f"(step 0: {initial.get('eval_bits_per_byte', float('nan')):.4f}); peak memory {peak_mb:,.0f} MB")
-        log.info(f"wrote {sft} and {out_dir / 'summary.json'}")
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    return final, max(peak_mb, run.state["peak_memory_mb"]), peak_kind
+
+
+def write_summary(run, out_dir, final, peak_mb, peak_kind):
+    """summary.json, the Make target: written last."""
+    data, plan, steps, rows = run.data, run.plan, run.plan["steps"], run.metrics.rows
+    initial = next((r for r in rows if r["step"] == 0 and "eval_bits_per_byte" in r), {})
+    train_seconds = run.state["train_seconds"]
+    summary = {
+        "run": run.args.run_name, "model_name": data.model_name, "smoke_tiny_random_model": data.smoke,
+        "tokenizer": str(data.tokenizer_dir), "embeddings": str(data.wte_path) if data.wte_path else "model",
+        "device": run.accelerator.device.type, "processes": run.accelerator.num_processes, "precision": run.precision,
+        "steps": steps, "block_size": run.cfg["block_size"], "tokens_per_step": plan["tokens_per_step"],
+        "bytes_per_step": plan["bytes_per_step"],
+        "train": {"documents": len(data.train_texts), "bytes": data.train_bytes, "tokens": data.train_tokens,
+                  "tokens_per_byte": data.train_tokens / data.train_bytes},
+        "tokens_seen": steps * plan["tokens_per_step"], "bytes_seen": round(steps * plan["bytes_per_step"]),
+        "epochs": steps * plan["bytes_per_step"] / data.train_bytes,
+        "train_seconds": round(train_seconds, 3), "seconds_per_step": train_seconds / max(steps, 1),
+        "tokens_per_s": steps * plan["tokens_per_step"] / max(train_seconds, 1e-9),
+        "bytes_per_s": steps * plan["bytes_per_step"] / max(train_seconds, 1e-9),
+        "final_loss": next((r["loss"] for r in reversed(rows) if "loss" in r), None),
+        "heldout": {"documents": len(data.eval_texts), "bytes": data.eval_bytes,
+                    "initial_bits_per_byte": initial.get("eval_bits_per_byte"),
+                    "initial_tokens_per_byte": initial.get("eval_tokens_per_byte"),
+                    "bits_per_byte": final["eval_bits_per_byte"], "tokens_per_byte": final["eval_tokens_per_byte"]},
+        "peak_memory_mb": round(peak_mb, 1), "peak_memory_kind": peak_kind,
+        "resumed_from_steps": run.state["resumed_from_steps"],
+        "sft_checkpoint": str(out_dir / "sft_checkpoint"), "metrics": str(run.metrics.path),
+    }
+    save_config(run.cfg, out_dir / f"{STEP}.config.yaml", STEP, run.args.profile)
+    write_json(out_dir / "summary.json", summary)
+    log.info(f"{steps:,} steps, {summary['seconds_per_step']:.3f} s/step, {summary['tokens_per_s']:,.0f} tokens/s, "
+             f"{summary['bytes_per_s']:,.0f} bytes/s; held-out {final['eval_bits_per_byte']:.4f} bits/byte "
+             f"(step 0: {initial.get('eval_bits_per_byte', float('nan')):.4f}); peak memory {peak_mb:,.0f} MB")
+    log.info(f"wrote {out_dir / 'sft_checkpoint'} and {out_dir / 'summary.json'}")
+
+
+class Run:
+    """The pieces one training run passes between its phases (set up in main, in order)."""
+
+
+def main():
+    # 1. config and logging (only the main process of the launchers' global rank logs)
+    args = parse_args()
+    art = Artifacts(args.artifacts)
+    cfg = step_config("train", args)
+    log_name = STEP if args.run_name == "ivr" else f"{STEP}_{args.run_name}"
+    if int(os.environ.get("RANK", "0")) == 0:
+        setup_logging(log_name, art.log_file(log_name))
+    else:
+        log.handlers[:] = [logging.NullHandler()]  # die() still exits the other processes, quietly
+    out_dir = Path(args.output_dir) if args.output_dir else art.training
+
+    # 2. inputs, all checked before any weight is loaded; then accelerate and the step budget
+    run = Run()
+    run.args, run.cfg, run.ckpt_dir = args, cfg, out_dir / "checkpoints"
+    run.data = Data(art, cfg, args)
+    run.accelerator, run.precision = make_accelerator(cfg)
+    run.plan = plan_steps(cfg, run.data, run.accelerator.num_processes)
+    log_plan(run.data, run.plan, run.accelerator, run.precision, cfg)
+
+    # 3. model, optimizer, schedule (prepared), and the checkpoint to resume from
+    run.model, run.optimizer, run.scheduler, run.phase1 = build_model(run.data, cfg, run.plan["steps"], run.accelerator)
+    run.fp = fingerprint(cfg, model_name=run.data.model_name, max_steps=run.plan["steps"],
+                         processes=run.accelerator.num_processes, **run.data.fingerprint_inputs)
+    run.state = resume(run.accelerator, run.ckpt_dir, run.fp, args.fresh, run.plan["steps"])
+    run.metrics = Metrics(out_dir / "metrics.jsonl", run.state["step"], run.accelerator)
+
+    # 4. train, then save the model and the summary (main process)
+    train(run)
+    final, peak_mb, peak_kind = save_model(run, out_dir)
+    if run.accelerator.is_main_process:
+        write_summary(run, out_dir, final, peak_mb, peak_kind)
+    run.accelerator.wait_for_everyone()
+    run.accelerator.end_training()
 
 
 if __name__ == "__main__":
