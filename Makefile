@@ -95,7 +95,7 @@ ACCELERATE_CONFIG ?= $(if $(shell nvidia-smi -L 2>/dev/null),configs/accelerate/
 ACCELERATE_ARGS ?=
 # --quiet: without it accelerate's launcher prints a traceback under our one-line errors
 LAUNCH = $(VENV)/bin/accelerate launch --quiet --config_file $(ACCELERATE_CONFIG) $(ACCELERATE_ARGS) $< --artifacts $(ARTIFACTS) --profile $(PROFILE) --configs $(CONFIGS)
-TRAIN_DEPS := $(call cfg,train) $(LIB_TOK) lib/evaluate.py $(ORIG)/model_source.json $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(PROFILE_STAMP)
+TRAIN_DEPS := $(call cfg,train) $(LIB_TOK) lib/evaluate.py lib/flops.py $(ORIG)/model_source.json $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(PROFILE_STAMP)
 $(TRAINING)/summary.json: scripts/08_train.py $(TRAIN_DEPS) $(EMB)/final_wte.pt $(REMAPPED)/tokenizer.json | $(VENV_STAMP)
 	$(LAUNCH)
 

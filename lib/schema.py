@@ -121,6 +121,12 @@ class TrainConfig(StepConfig):
     first_phase_fraction: float = Field(0.1, gt=0, lt=1)
     first_phase_io_layers: bool = False
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    compile: bool = Field(False, description="torch.compile the model (reloaded weights are checked)")
+    tf32: bool = Field(False, description="CUDA: TF32 matmuls and convolutions for fp32 work")
+    fused_adamw: bool = Field(False, description="CUDA: the fused AdamW kernel")
+    attn_implementation: Literal["default", "eager", "sdpa", "flash_attention_2"] = Field(
+        "default", description="attention kernel asked of transformers; default = its own pick")
+    sync_every_step: bool = Field(True, description="read the loss every step (stops before a NaN update); false: at log intervals")
     seed: int = Field(0, ge=0)
     eval_interval: int = Field(50, ge=0)
     eval_max_bytes: int = Field(0, ge=0)

@@ -41,6 +41,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import add_step_flags, save_config, step_config
 from lib.evaluate import bits_per_byte, pack_documents
+from lib.flops import flops_per_token, peak_flops
 from lib.files import PARTIAL, atomic_path, iter_docs, require, sha256_file, write_json
 from lib.log import die, log, setup_logging
 from lib.paths import Artifacts
@@ -128,13 +129,14 @@ def load_wte(path, n_embd):
     return wte.float()
 
 
-def load_model(name, wte):
+def load_model(name, wte, attn_implementation="default"):
     """GPT-2 from `name` with `wte` put in and lm_head tied to it. Never random weights: missing keys are fatal."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    attn = {} if attn_implementation == "default" else {"attn_implementation": attn_implementation}
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, output_loading_info=True)
+        model, info = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, output_loading_info=True, **attn)
     except Exception as e:  # OSError, ValueError, ...: the first line says what is missing
         die(f"{name}: cannot load the model ({str(e).splitlines()[0][:160]}); check --model-name / model_source.json")
     missing = [k for k in info.get("missing_keys", []) if not k.startswith("lm_head.")]
@@ -353,6 +355,9 @@ def make_accelerator(cfg):
         precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
     elif precision == "fp16" and not on_gpu:
         die("configs/train.yaml: mixed_precision fp16 needs a GPU; use auto, no or bf16 here")
+    if cfg["tf32"] and on_gpu:  # fp32 matmuls on tensor cores (10-bit mantissa); bf16 autocast work is unaffected
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     accelerator = Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False)
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)  # "Removed shared tensor": the tied lm_head, expected
     set_seed(cfg["seed"])
@@ -384,17 +389,21 @@ def build_model(data, cfg, steps, accelerator):
     """(model, optimizer, scheduler, steps of the embeddings-only phase), prepared by accelerate."""
     import torch
 
-    model = load_model(data.model_name, data.wte)
+    model = load_model(data.model_name, data.wte, cfg["attn_implementation"])
     model.train()
+    log.info(f"attention: {model.config._attn_implementation}")
     groups, lambdas, phase1 = param_groups(model, cfg, steps)
     if cfg["train_params"] == "embeddings-first":
         if phase1 == 0:
             log.warning(f"warning: first_phase_fraction {cfg['first_phase_fraction']} of {steps:,} steps rounds to 0: no embeddings-only phase")
         else:
             log.info(f"embeddings-first: steps 1-{phase1:,} train only the embeddings{' and the first/last blocks' if cfg['first_phase_io_layers'] else ''}")
-    optimizer = torch.optim.AdamW(groups, lr=cfg["lr"], betas=(cfg["adam_beta1"], cfg["adam_beta2"]))
+    fused = {"fused": True} if cfg["fused_adamw"] and accelerator.device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(groups, lr=cfg["lr"], betas=(cfg["adam_beta1"], cfg["adam_beta2"]), **fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    if cfg["compile"]:  # after prepare, so DDP's hooks are traced too; the checkpoint keys lose `_orig_mod.` on save
+        model = torch.compile(model)
     return model, optimizer, scheduler, phase1
 
 
@@ -475,20 +484,26 @@ def train_step(run, step):
             loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten())
             acc.backward(loss / accum)
         loss_sum += loss.detach()
-    step_loss = acc.reduce(loss_sum / accum, "mean").item()
+    step_loss = acc.reduce(loss_sum / accum, "mean")
     if run.args.debug_nan_at_step is not None and step + 1 >= run.args.debug_nan_at_step:
-        step_loss = float("nan")
+        step_loss = step_loss * float("nan")
     grad_norm = acc.clip_grad_norm_(run.model.parameters(), cfg["grad_clip"] or float("inf"))
     lr = max(g["lr"] for g in run.optimizer.param_groups)
-    if not finite(step_loss) or (run.precision != "fp16" and not finite(grad_norm)):  # fp16: the scaler skips inf steps
-        what = f"loss is {step_loss}" if not finite(step_loss) else f"gradient norm is {float(grad_norm)}"
-        run.bar.close()  # the error is the last line
-        die(f"{what} at step {step + 1:,} (lr {lr:.3g}): training stopped before the update; {last_good(run.ckpt_dir)}. "
-            f"Lower lr in configs/train.yaml or check the data")
+    if cfg["sync_every_step"]:  # a host-device sync: the price of stopping before a bad update
+        step_loss = step_loss.item()
+        check_finite(run, step_loss, grad_norm, f"at step {step + 1:,} (lr {lr:.3g}): training stopped before the update")
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     return step_loss, grad_norm, lr
+
+
+def check_finite(run, loss, grad_norm, when):
+    """Stop with one line when the loss or the gradient norm is not finite (fp16: the scaler skips inf steps)."""
+    if not finite(loss) or (run.precision != "fp16" and not finite(grad_norm)):
+        what = f"loss is {float(loss)}" if not finite(loss) else f"gradient norm is {float(grad_norm)}"
+        run.bar.close()  # the error is the last line
+        die(f"{what} {when}; {last_good(run.ckpt_dir)}. Lower lr in configs/train.yaml or check the data")
 
 
 def after_step(run, step, step_loss, grad_norm, lr, interval):
@@ -496,6 +511,10 @@ def after_step(run, step, step_loss, grad_norm, lr, interval):
     cfg, plan, steps = run.cfg, run.plan, run.plan["steps"]
     row = {}
     if step % cfg["log_interval"] == 0 or step == steps:
+        if not cfg["sync_every_step"]:  # the loss stayed on the device since the last row: read and check it now
+            step_loss, interval["loss"] = float(step_loss), float(interval["loss"])
+            check_finite(run, interval["loss"], grad_norm, f"in steps {step - interval['steps'] + 1:,}-{step:,} (lr {lr:.3g})")
+            run.bar.set_postfix(loss=f"{step_loss:.3f}")
         row.update({"loss": interval["loss"] / interval["steps"], "lr": lr,
                     "tokens_per_s": plan["tokens_per_step"] * interval["steps"] / interval["seconds"],
                     "bytes_per_s": plan["bytes_per_step"] * interval["steps"] / interval["seconds"],
@@ -542,7 +561,8 @@ def train(run):
             run.state["train_seconds"] += dt
             interval = {"loss": interval["loss"] + step_loss, "steps": interval["steps"] + 1, "seconds": interval["seconds"] + dt}
             run.bar.update(1)
-            run.bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
+            if run.cfg["sync_every_step"]:
+                run.bar.set_postfix(loss=f"{step_loss:.3f}", tok_s=f"{tokens_per_step / dt:,.0f}")
             interval = after_step(run, step, step_loss, grad_norm, lr, interval)
     run.metrics.close()
 
@@ -579,6 +599,22 @@ def save_model(run, out_dir):
     return final, max(peak_mb, run.state["peak_memory_mb"]), peak_kind
 
 
+def speed_settings(run):
+    """The switches that set the speed, the attention kernel used, and model FLOPs utilisation on a known GPU."""
+    import torch
+
+    unwrapped = run.accelerator.unwrap_model(run.model, keep_torch_compile=False)
+    config = unwrapped.config
+    per_token = flops_per_token(sum(p.numel() for p in unwrapped.parameters()), config.n_layer, config.n_embd, run.cfg["block_size"])
+    device = torch.cuda.get_device_name(run.accelerator.device) if run.accelerator.device.type == "cuda" else None
+    peak = peak_flops(device)
+    tokens_per_s = run.plan["steps"] * run.plan["tokens_per_step"] / max(run.state["train_seconds"], 1e-9)
+    return {"attn_implementation": config._attn_implementation, "compile": run.cfg["compile"], "tf32": run.cfg["tf32"],
+            "fused_adamw": run.cfg["fused_adamw"], "sync_every_step": run.cfg["sync_every_step"], "gpu": device,
+            "flops_per_token": per_token, "flops_formula": "6 N + 12 L d T (N params, tied wte counted once)",
+            "mfu": per_token * tokens_per_s / run.accelerator.num_processes / peak if peak else None}
+
+
 def write_summary(run, out_dir, final, peak_mb, peak_kind):
     """summary.json, the Make target: written last."""
     data, plan, steps, rows = run.data, run.plan, run.plan["steps"], run.metrics.rows
@@ -603,6 +639,7 @@ def write_summary(run, out_dir, final, peak_mb, peak_kind):
                     "initial_tokens_per_byte": initial.get("eval_tokens_per_byte"),
                     "bits_per_byte": final["eval_bits_per_byte"], "tokens_per_byte": final["eval_tokens_per_byte"]},
         "peak_memory_mb": round(peak_mb, 1), "peak_memory_kind": peak_kind,
+        **speed_settings(run),
         "resumed_from_steps": run.state["resumed_from_steps"],
         "sft_checkpoint": str(out_dir / "sft_checkpoint"), "metrics": str(run.metrics.path),
     }

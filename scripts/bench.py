@@ -38,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import load_config, save_config
 from lib.files import iter_docs, write_json, write_text
+from lib.flops import flops_per_token, peak_flops
 from lib.log import die, log, setup_logging
 from lib.paths import DEFAULT_ARTIFACTS, ROOT, Artifacts
 from lib.tokenizer import EOT, EOT_ID, GPT2_PATTERN, gpt2_packaged_files, piece_bytes
@@ -46,10 +47,6 @@ STEP = "bench"
 SECTIONS = ("pipeline", "analyze", "scaling", "gpu")  # 1-2, 3, 4, 5
 PIPELINE = ["init", "corpus", "analyze", "distill", "select", "remap", "align", "train"]
 SCRIPTS = {"select": "05_select.py", "remap": "06_remap.py", "align": "07_align.py"}
-# Dense bf16 peak of common GPUs (FLOP/s), for model FLOPs utilisation.
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12,
-             "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12}
-
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -322,7 +319,7 @@ def bench_gpu(steps, batch_size, block_size, compile_too):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     name = torch.cuda.get_device_name(0)
-    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+    peak = peak_flops(name)
     x = torch.randint(0, 50257, (batch_size, block_size), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
     result = {"available": True, "device": name, "torch": torch.__version__, "batch_size": batch_size,
               "block_size": block_size, "peak_bf16_flops": peak, "variants": {}}
@@ -347,14 +344,13 @@ def bench_gpu(steps, batch_size, block_size, compile_too):
             if step >= 3:
                 times.append(time.perf_counter() - t0)
         tokens_per_s = batch_size * block_size / median(times)
-        cfg = model.config  # 6N per token, plus attention: 12 * layers * d_model * context (PaLM, nanoGPT)
-        flops_per_token = 6 * n_params + 12 * cfg.n_layer * cfg.n_embd * block_size
+        per_token = flops_per_token(n_params, model.config.n_layer, model.config.n_embd, block_size)
         result["params"] = n_params
         result["variants"][variant] = {
             "tokens_per_s": tokens_per_s, "seconds_per_step": median(times), "steps_timed": steps,
             "warmup_seconds": time.perf_counter() - t_start - sum(times), "final_loss": loss.item(),
             "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30,
-            "mfu": flops_per_token * tokens_per_s / peak if peak else None}
+            "mfu": per_token * tokens_per_s / peak if peak else None}
         log.info(f"GPU {variant}: {tokens_per_s:,.0f} tokens/s" + (f", MFU {100 * result['variants'][variant]['mfu']:.1f}%" if peak else ""))
         del model, opt, forward
         torch.cuda.empty_cache()

@@ -274,6 +274,23 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(artifacts, tmp_path):
     assert not (run / "summary.json").exists() and not (run / "sft_checkpoint").exists()
 
 
+def test_without_a_sync_every_step_a_nan_stops_at_the_next_log_row(artifacts, tmp_path):
+    """sync_every_step false (the GPU setting: no host-device sync per step): the loss is read at the log rows,
+    so a NaN from step 3 stops the run there, with the steps named, and nothing finished is written."""
+    art, configs = artifacts
+    run = tmp_path / "run"
+    proc = train(art, configs, "--output-dir", run, "--no-sync-every-step", "--log-interval", 2,
+                 "--debug-nan-at-step", 3, check=False)
+    assert_clean_error(proc, "loss is nan in steps 3-4", "step_00000002, is kept")
+    assert not (run / "summary.json").exists() and not (run / "sft_checkpoint").exists()
+
+
+def test_summary_reports_the_speed_settings(uninterrupted):
+    summary = json.loads((uninterrupted / "summary.json").read_text())
+    assert summary["attn_implementation"] in ("eager", "sdpa") and summary["compile"] is False
+    assert summary["flops_per_token"] > 0 and summary["mfu"] is None  # no GPU here: no peak to divide by
+
+
 # -----------------------------------------------------------------------------
 # 09 report
 
