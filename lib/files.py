@@ -79,3 +79,19 @@ def iter_docs(path):
                 yield json.loads(line)["text"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 die(f"{path}:{line_no}: not a cleaned-corpus record; re-run `make corpus`")
+
+
+def first_docs(texts, max_bytes):
+    """(the first texts, up to max_bytes of UTF-8, whole documents and at least one; their bytes). 0 = all.
+
+        >>> first_docs(["abc", "de", "f"], 4)
+        (['abc'], 3)
+    """
+    out, n_bytes = [], 0
+    for text in texts:
+        size = len(text.encode("utf-8"))
+        if max_bytes and out and n_bytes + size > max_bytes:
+            break
+        out.append(text)
+        n_bytes += size
+    return out, n_bytes

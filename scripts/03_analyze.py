@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import add_step_flags, save_config, step_config
-from lib.files import atomic_path, require, sha256_file, write_json
+from lib.files import atomic_path, first_docs, iter_docs, require, sha256_file, write_json
 from lib.log import die, log, setup_logging
 from lib.paths import Artifacts
 from lib.pretokens import write_pretoken_table
@@ -292,22 +292,10 @@ def pretoken_ids(encoder, texts, chunk=200_000):
     return flat, np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
 
 
-def first_docs(path, max_bytes):
-    """The first documents of a cleaned jsonl file, up to max_bytes of UTF-8 (at least one)."""
-    out, size = [], 0
-    for texts, _ in batches(path, 1, 1):
-        n = len(texts[0].encode("utf-8"))
-        if out and size + n > max_bytes:
-            break
-        out.append(texts[0])
-        size += n
-    return out
-
-
 def check_against_tokenizers(train_path, seq_path, encoder, table, check_bytes):
     """Stop unless the first documents' ids are tokenizers' GPT-2 BPE, exactly, and the pre-token table
     rebuilds them (each pre-token's ids in order, the special token between parts) and all tokens."""
-    texts = first_docs(train_path, check_bytes)
+    texts, _ = first_docs(iter_docs(train_path), check_bytes)
     with open(seq_path, encoding="ascii") as f:
         lines = [f.readline().rstrip("\n") for _ in texts]
     reference = [" ".join(map(str, e.ids)) for e in encoder.reference.encode_batch_fast(texts, add_special_tokens=False)]

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import add_step_flags, load_config, save_config, step_config
-from lib.files import atomic_path, iter_docs, require, sha256_file, write_json
+from lib.files import atomic_path, first_docs, iter_docs, require, sha256_file, write_json
 from lib.ivr import id_to_piece, load_rules, protected_ids, read_unigram
 from lib.log import die, log, setup_logging
 from lib.paths import Artifacts
@@ -138,19 +138,6 @@ def save_tensor(tensor, path, **extra):
     return meta
 
 
-def heldout_texts(path, max_bytes):
-    texts, n = [], 0
-    for text in iter_docs(path):
-        if max_bytes and n + len(text.encode("utf-8")) > max_bytes:
-            rest = text.encode("utf-8")[:max_bytes - n].decode("utf-8", errors="ignore")
-            if rest:
-                texts.append(rest)
-            break
-        texts.append(text)
-        n += len(text.encode("utf-8"))
-    return texts
-
-
 # -----------------------------------------------------------------------------
 # phases
 
@@ -217,7 +204,7 @@ def compare_strategies(model, wte, finals, original, remapped, art, cfg):
 
     from lib.evaluate import bits_per_byte
 
-    texts = heldout_texts(require(art.heldout_docs, "corpus"), cfg["compare_max_bytes"])
+    texts, _ = first_docs(iter_docs(art.heldout_docs), cfg["compare_max_bytes"])
     block = min(cfg["block_size"], model.config.n_positions)
     result = {"heldout_documents": len(texts), "bytes": sum(len(t.encode("utf-8")) for t in texts), "block_size": block,
               "strategies": {}}

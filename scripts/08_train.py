@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import add_step_flags, save_config, step_config
 from lib.evaluate import bits_per_byte, pack_documents
 from lib.flops import flops_per_token, peak_flops
-from lib.files import PARTIAL, atomic_path, iter_docs, require, sha256_file, write_json
+from lib.files import PARTIAL, atomic_path, first_docs, iter_docs, require, sha256_file, write_json
 from lib.log import die, log, setup_logging
 from lib.paths import Artifacts
 from lib.tokenizer import EOT_ID, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
@@ -85,18 +85,6 @@ def model_source(art, model_name):
     if not is_local and not source.get("hub_reachable", True):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # 01 found no hub: use the HF cache, without retries
     return str(Path(name).expanduser()) if is_local else name, source
-
-
-def load_texts(path, max_bytes=0):
-    """Document texts of a cleaned jsonl split (the first ones up to max_bytes, whole documents; 0 = all) and their bytes."""
-    texts, n_bytes = [], 0
-    for text in iter_docs(path):
-        size = len(text.encode("utf-8"))
-        if max_bytes and texts and n_bytes + size > max_bytes:
-            break
-        texts.append(text)
-        n_bytes += size
-    return texts, n_bytes
 
 
 def token_stream(tokenizer, texts, batch_docs=256):
@@ -304,8 +292,8 @@ class Data:
         self.tokenizer = load_gpt2_tokenizer(self.tokenizer_dir)
         self.wte_path = None if args.wte == "model" else Path(args.wte) if args.wte else art.embeddings / "final_wte.pt"
         self.wte = load_wte(self.wte_path, self.model_config.n_embd) if self.wte_path else None
-        self.train_texts, self.train_bytes = load_texts(require(art.train_docs, "corpus"))
-        self.eval_texts, self.eval_bytes = load_texts(require(art.heldout_docs, "corpus"), cfg["eval_max_bytes"])
+        self.train_texts, self.train_bytes = first_docs(iter_docs(art.train_docs), 0)
+        self.eval_texts, self.eval_bytes = first_docs(iter_docs(art.heldout_docs), cfg["eval_max_bytes"])
         stream = token_stream(self.tokenizer, self.train_texts)
         self.blocks = Blocks(stream, cfg["block_size"], cfg["seed"])
         if self.blocks.n_blocks < 1:
