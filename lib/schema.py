@@ -68,6 +68,59 @@ class AnalyzeConfig(StepConfig):
     check_bytes: int = Field(200_000, ge=0, description="bytes of the first documents checked against tokenizers")
 
 
+# --- 04 distill
+OOD_SOURCES = {
+    "english_prose": ["/usr/share/common-licenses/*"],
+    "markdown": ["/usr/share/doc/**/*.md"],
+    "c_headers": ["/usr/include/*.h"],
+    "javascript": ["/usr/lib/node_modules/npm/lib/**/*.js", "/usr/share/javascript/**/*.js"],
+    "korean": ["{stdlib}/test/cjkencodings/cp949-utf8.txt", "{stdlib}/test/cjkencodings/euc_kr-utf8.txt",
+               "{stdlib}/test/cjkencodings/johab-utf8.txt", "/usr/share/locale/ko/LC_MESSAGES/*.mo"],
+    "chinese": ["{stdlib}/test/cjkencodings/big5-utf8.txt", "{stdlib}/test/cjkencodings/gb18030-utf8.txt",
+                "{stdlib}/test/cjkencodings/gbk-utf8.txt", "/usr/share/locale/zh_CN/LC_MESSAGES/*.mo",
+                "/usr/share/locale/zh_TW/LC_MESSAGES/*.mo"],
+    "japanese": ["{stdlib}/test/cjkencodings/euc_jp-utf8.txt", "{stdlib}/test/cjkencodings/shift_jisx0213-utf8.txt",
+                 "/usr/share/locale/ja/LC_MESSAGES/*.mo"],
+    "emoji": ["generated:emoji"],
+}
+
+
+class DistillConfig(StepConfig):
+    power: float = Field(4.0, gt=0, le=16, description="exponent of the merge-tree init")
+    max_rounds: int = Field(10, ge=0, le=1000, description="rounds of greedy repair (0: the init alone)")
+    margin_rel: float = Field(1.0e-12, gt=2.2e-16, lt=1, description="margin of a repair, relative to the scores")
+    vocab_weight: int = Field(1, ge=0, description="weight of each vocab string as an example")
+    vocab_example_limit: int = Field(0, ge=0, description="vocab strings used as examples; 0 = all")
+    learn_max_piece_chars: int = Field(2000, ge=1, description="longer train pieces are left out of the learning")
+    run_split: bool = Field(True, description="the Split stage that cuts one-character runs as BPE does")
+    run_split_max_len: int = Field(256, ge=64, le=4096)
+    train_doc_sample: int = Field(2000, ge=1, description="train documents sampled for the per-document figure")
+    doc_max_bytes: int = Field(8_000_000, ge=1, description="documents over this are left out of document figures")
+    eval_batch_bytes: int = Field(4_000_000, ge=1, description="held-out and out-of-domain text per batch")
+    decode_samples: int = Field(100_000, ge=0, description="random id sequences for the decode identity check")
+    decode_max_len: int = Field(32, ge=1)
+    seed: int = Field(0, ge=0)
+    throughput_bytes: int = Field(4_000_000, ge=1)
+    throughput_repeats: int = Field(5, ge=1)
+    report_examples: int = Field(10, ge=0)
+    ood_sources: dict[str, list[str]] = Field(OOD_SOURCES, description="out-of-domain text: type -> file globs")
+    ood_max_bytes: int = Field(1_000_000, ge=0)
+    ood_emoji_docs: int = Field(40, ge=0)
+
+
+# --- 05 select
+class SelectConfig(StepConfig):
+    num_reassign: int = Field(2000, ge=0, le=50000, description="how many ids to reassign")
+    min_frequency: int = Field(10, ge=1, description="least train occurrences of a new string")
+    new_piece_bonus: float = Field(1.0e-12, gt=0, description="B / the largest |old score| in a new piece's score")
+    max_new_bytes: int = Field(48, ge=2, le=1024, description="longest new string, in bytes")
+    max_old_count: int = Field(0, ge=0, description="never give away an id used more often than this")
+    protect: list[int | str] = Field([], description="ids or token texts never given away")
+    force: list[str] = Field([], description="strings always added first (plain text)")
+    log_top: int = Field(50, ge=0)
+    curve_points: list[int] = Field([100, 500, 1000, 2000], description="points of the predicted saving curve")
+
+
 # --- 06 remap
 class RemapConfig(StepConfig):
     fuzz_texts: int = Field(3000, ge=0, description="fuzz texts round-tripped through the IVR tokenizer")
@@ -162,6 +215,6 @@ class BenchConfig(StepConfig):
         return self
 
 
-# Steps without a schema here (distill, select) are checked against their base file's keys and types.
-STEPS = {"init": InitConfig, "corpus": CorpusConfig, "analyze": AnalyzeConfig, "remap": RemapConfig,
+STEPS = {"init": InitConfig, "corpus": CorpusConfig, "analyze": AnalyzeConfig, "distill": DistillConfig,
+         "select": SelectConfig, "remap": RemapConfig,
          "align": AlignConfig, "train": TrainConfig, "report": ReportConfig, "bench": BenchConfig}

@@ -58,6 +58,10 @@ def append(path, line):
 
 
 @pytest.mark.parametrize("step, line, says", [
+    ("select", "num_reasign: 500", "unknown key 'num_reasign' for step 'select' (did you mean 'num_reassign'?)"),
+    ("select", "num_reassign: lots", "key 'num_reassign' must be an integer, got 'lots'"),
+    ("distill", "margin_rel: 0", "key 'margin_rel' must be above 2.2e-16, got 0"),
+    ("distill", "ood_sources: {prose: /usr/share/doc}", "key 'ood_sources' must be a list"),
     ("corpus", "heldout_fraction: 0.2", "unknown key 'heldout_fraction' for step 'corpus' (did you mean 'heldout_ratio'?)"),
     ("analyze", "batchdocs: 64", "unknown key 'batchdocs' for step 'analyze' (did you mean 'batch_docs'?)"),
     ("corpus", 'heldout_ratio: "a tenth"', "key 'heldout_ratio' must be a number, got 'a tenth'"),
