@@ -75,7 +75,7 @@ $(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_IVR) $(REPORTS
 
 # --- 05 select: which ids to give away, and to which domain strings
 SELECT_OUT := $(REPORTS)/replacement_candidates.csv $(REPORTS)/selection_log.md $(REPORTS)/remap_rules.yaml
-$(SELECT_OUT) &: scripts/05_select.py $(call cfg,select) $(LIB_IVR) $(REPORTS)/token_frequency.parquet $(CLEANED)/train.jsonl $(DISTILLED)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
+$(SELECT_OUT) &: scripts/05_select.py $(call cfg,select) $(LIB_IVR) lib/pretokens.py $(REPORTS)/pretoken_table.parquet $(ORIG)/tokenizer.json $(DISTILLED)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 06 remap: the IVR tokenizer (distilled Unigram with reassigned ids)

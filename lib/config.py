@@ -130,9 +130,14 @@ def _flag_kwargs(annotation):
     import argparse
     import typing
 
+    import types
+
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Union:  # Optional[X]
-        return _flag_kwargs(next(a for a in args if a is not type(None)))
+    kinds = [a for a in args if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(kinds) == 1:  # Optional[X]
+        return _flag_kwargs(kinds[0])
+    if origin in (typing.Union, types.UnionType):  # int | str: a number when it reads as one
+        return {"type": lambda text: int(text) if text.lstrip("-").isdigit() else text}
     if origin is list:
         return {**_flag_kwargs(args[0]), "nargs": "*"}
     if origin is typing.Literal:

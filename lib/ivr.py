@@ -186,3 +186,27 @@ def load_rules(path, pieces, tokenizer, protected):
             die(f"{where}: new string {piece_text(new)!r} {problem}; remove or change the rule")
         rules.append({"id": i, "old": pieces[i], "new": new, "text": piece_text(new)})
     return rules
+
+
+# -----------------------------------------------------------------------------
+# which strings occur inside which pre-tokens
+
+
+def contained(texts, strings):
+    """For each text (in order), the set of `strings` that occur in it anywhere, overlapping ones included.
+
+    One pass per text: from each start, the window grows only while it is still the prefix of some string,
+    so the cost follows the matches, not len(text) x the number of string lengths.
+    """
+    strings = set(strings)
+    prefixes = {s[:n] for s in strings for n in range(1, len(s) + 1)}
+    for text in texts:
+        found = set()
+        for a in range(len(text)):
+            for b in range(a + 1, len(text) + 1):
+                sub = text[a:b]
+                if sub not in prefixes:
+                    break
+                if sub in strings:
+                    found.add(sub)
+        yield found

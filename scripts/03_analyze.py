@@ -101,6 +101,7 @@ class Encoder:
             self.gigatoken = gigatoken.Tokenizer(str(tokenizer_json))
             self.pretokenized_counts = pretokenized_counts
         self.byte_level = reference.pre_tokenizer
+        self.read_apart = self.chars_read_apart() if name == "gigatoken" else None
 
     def encode(self, texts, parallel=False):
         """(int64 ids of every text back to back, int64 number of ids per text)."""
@@ -114,9 +115,32 @@ class Encoder:
         flat = np.fromiter((i for ids in encoded for i in ids), dtype=np.int64, count=int(lengths.sum()))
         return flat, lengths
 
+    def chars_read_apart(self):
+        """A regex of the characters that gigatoken's pre-token counter classes otherwise than tokenizers' regex:
+        characters newer than this Python's Unicode tables (U+A7CF, U+16EBB, ...), which one library reads as
+        letters and the other not (its encode agrees with tokenizers). Found by pre-tokenizing "q<c>1" with both
+        for every unassigned character of planes 0-3; a text holding one is pre-tokenized by tokenizers."""
+        import itertools
+        import re
+        import unicodedata
+
+        from gigatoken.gigatoken_rs import pretokenizer
+
+        chars = [chr(c) for c in range(0x80, 0x40000) if unicodedata.category(chr(c)) == "Cn"]
+        probe = "".join(f"q{c}1\n" for c in chars)
+        ends = {end for _, (_, end) in self.byte_level.pre_tokenize_str(probe)}
+        stderr = os.dup(2)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # its timing lines
+        try:
+            ends_here = set(itertools.accumulate(len(w.decode("utf-8")) for w in pretokenizer(probe.encode("utf-8"))))
+        finally:
+            os.dup2(stderr, 2)
+        apart = sorted({chars[(end - 1) // 4] for end in ends ^ ends_here})
+        return re.compile("[" + "".join(f"\\U{ord(c):08x}" for c in apart) + "]") if apart else None
+
     def pretokens(self, text):
         """[(raw pre-token bytes, count)] of a text without the special token; each pre-token once."""
-        if self.name == "gigatoken":
+        if self.name == "gigatoken" and not (self.read_apart and not text.isascii() and self.read_apart.search(text)):
             return self.pretokenized_counts(text.encode("utf-8"))
         words = collections.Counter(w for w, _ in self.byte_level.pre_tokenize_str(text))
         return [(piece_bytes(w), n) for w, n in words.items()]
@@ -261,7 +285,8 @@ def encode_corpus(train_path, cfg, encoder, workers, seq_out):
 
 def merge_pretokens(parts):
     """One {raw pre-token: (count, documents)} from the workers' counts, as sorted rows: most frequent first,
-    ties by pre-token (byte-level strings: the table's own order, deterministic)."""
+    ties by pre-token (byte-level strings: the table's own order, deterministic). Returns (texts, byte-level
+    strings, counts, document counts)."""
     counts, doc_counts = parts[0]
     doc_counts = collections.Counter(doc_counts)
     for more_counts, more_docs in parts[1:]:

@@ -4,8 +4,11 @@
     .venv/bin/python scripts/05_select.py [--num-reassign 2000] [--min-frequency 10]
     make artifacts/analysis/reports/remap_rules.yaml        (alias: make select)
 
-Reads the train split, the distilled Unigram (artifacts/tokenizers/distilled_unigram/) and GPT-2's
-token counts (03). Writes to artifacts/analysis/reports/:
+Reads the pre-token table of the train split (03: analysis/reports/pretoken_table.parquet, every distinct
+GPT-2 pre-token with its count and BPE ids), GPT-2's tokenizer.json (01: its merges, and the table's
+provenance) and the distilled Unigram (04: artifacts/tokenizers/distilled_unigram/). It never reads the
+corpus itself: everything below works on distinct pre-tokens weighted by their counts. Writes to
+artifacts/analysis/reports/:
   remap_rules.yaml            what 06 and 07 read: id, its old token, its new string (you may edit it)
   replacement_candidates.csv  one row per reassigned id: old token, its train count and why it was free;
                               new string, its train count, how GPT-2 splits it, estimated token saving
@@ -13,6 +16,9 @@ token counts (03). Writes to artifacts/analysis/reports/:
                               tokens per byte before / after on the train split, what was rejected and why
   05_select.config.yaml
 
+Pre-tokens. The distilled tokenizer cuts text with GPT-2's regex plus a run split (`#####` -> `####`,
+`#`); its pre-token counts are those of the distilled pre-tokenizer applied to each distinct GPT-2
+pre-token of the table, once, weighted by its count.
 New strings. Unigram only ever sees one pre-token at a time, so a new string must lie inside one.
 Candidates are runs of >= 2 consecutive tokens of a train pre-token's distilled segmentation (whole
 pre-tokens included; whitespace runs such as newline + indentation count). They are taken greedily by
@@ -35,6 +41,8 @@ import json
 import sys
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -42,28 +50,29 @@ import yaml
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import load_config, save_config
-from lib.files import atomic_path, iter_docs, require, sha256_file, write_text
-from lib.ivr import (as_tokenizers_reads, new_string_problem, piece_text, pre_tokens, protected_ids, read_unigram,
-                     to_byte_level, write_rules)
+from lib.config import add_step_flags, save_config, step_config
+from lib.files import atomic_path, require, sha256_file, write_text
+from lib.ivr import (as_tokenizers_reads, contained, new_string_problem, piece_text, pre_tokens, protected_ids,
+                     read_unigram, to_byte_level, write_rules)
 from lib.log import die, log, setup_logging
-from lib.paths import DEFAULT_ARTIFACTS, Artifacts
-from lib.tokenizer import EOT_ID, VOCAB_SIZE, gpt2_packaged_files
+from lib.paths import Artifacts
+from lib.pretokens import MAKE_TARGET as TABLE_STEP, read_pretoken_table
+from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_alphabet
 
 STEP = "05_select"
+WHERE = "configs/select.yaml"
 INTERMEDIATE_GAP = 2  # a token GPT-2 merged into a longer one within this many merges was hardly ever final
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--num-reassign", type=int, help="how many ids to reassign")
-    p.add_argument("--min-frequency", type=int, help="least train occurrences of a new string")
-    p.add_argument("--max-new-bytes", type=int, help="longest new string, in bytes")
-    p.add_argument("--max-old-count", type=int, help="never give away an id used more often than this")
-    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
-    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
-    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    add_step_flags(p, "select")
     return p.parse_args()
+
+
+def phase(name):
+    """Log the start of a phase (terminal and artifacts/logs/05_select.log)."""
+    log.info(f"phase: {name}")
 
 
 # -----------------------------------------------------------------------------
@@ -84,18 +93,22 @@ class Lattice:
         self.max_len = max(len(p) for p in self.value)
         self._edges = {}
 
-    def edges(self, key, text):
-        """edges[end] = [(start, score, piece)] by start, built once per distinct pre-token and kept."""
-        e = self._edges.get(key)
+    def build(self, text):
+        """edges[end] = [(start, score, piece)] by start: the old pieces inside `text`."""
+        e = [[] for _ in range(len(text) + 1)]
+        value, max_len = self.value, self.max_len
+        for end in range(1, len(text) + 1):
+            for start in range(max(0, end - max_len), end):
+                v = value.get(text[start:end])
+                if v is not None:
+                    e[end].append((start, v, text[start:end]))
+        return e
+
+    def edges(self, k, text):
+        """The edges of train pre-token k, built once and kept (accepted new pieces are added to them)."""
+        e = self._edges.get(k)
         if e is None:
-            e = [[] for _ in range(len(text) + 1)]
-            value, max_len = self.value, self.max_len
-            for end in range(1, len(text) + 1):
-                for start in range(max(0, end - max_len), end):
-                    v = value.get(text[start:end])
-                    if v is not None:
-                        e[end].append((start, v, text[start:end]))
-            self._edges[key] = e
+            e = self._edges[k] = self.build(text)
         return e
 
     @staticmethod
@@ -124,25 +137,6 @@ def _start(edge):
     return edge[0]
 
 
-def intermediates():
-    """id -> the token GPT-2 merged it into at once: its training data (almost) never left it final.
-
-    This finds the under-trained tokens of "Fishing for Magikarp" (Land & Bartolo 2024): ` TheNitrome`
-    (into ` TheNitromeFan`), `rawdownload`, `InstoreAndOnline`, `embedreportprint`, ...
-    """
-    encoder, merges_path = gpt2_packaged_files()
-    vocab = json.loads(Path(encoder).read_text(encoding="utf-8"))
-    out = {}
-    for line in Path(merges_path).read_text(encoding="utf-8").split("\n")[1:]:
-        if line:
-            a, b = line.split(" ")
-            merged = vocab[a + b]
-            for part in (a, b):
-                if 0 < merged - vocab[part] <= INTERMEDIATE_GAP:
-                    out.setdefault(vocab[part], a + b)
-    return out
-
-
 def occurrences(text, sub):
     """Start positions of sub in text, overlapping ones included."""
     out, i = [], text.find(sub)
@@ -152,57 +146,157 @@ def occurrences(text, sub):
     return out
 
 
-def main():
-    args = parse_args()
+# -----------------------------------------------------------------------------
+# inputs
+
+
+def settings(args):
+    """The resolved config, checked, and logging to artifacts/logs/05_select.log."""
     art = Artifacts(args.artifacts)
-    cfg = load_config("select", args.profile, args.configs, {
-        "num_reassign": args.num_reassign, "min_frequency": args.min_frequency,
-        "max_new_bytes": args.max_new_bytes, "max_old_count": args.max_old_count})
+    cfg = step_config("select", args)
     setup_logging(STEP, art.log_file(STEP))
-    where = "configs/select.yaml"
     for key, low in (("num_reassign", 0), ("min_frequency", 1), ("max_new_bytes", 2), ("max_old_count", 0)):
         if cfg[key] < low:
-            die(f"{where}: {key} must be at least {low}, got {cfg[key]}")
+            die(f"{WHERE}: {key} must be at least {low}, got {cfg[key]}")
     if cfg["new_piece_bonus"] <= 0:
-        die(f"{where}: new_piece_bonus must be above 0, got {cfg['new_piece_bonus']}")
-    t_start = time.perf_counter()
-    train_path = require(art.train_docs, "corpus")
-    freq_path = require(art.token_frequency, "analyze")
+        die(f"{WHERE}: new_piece_bonus must be above 0, got {cfg['new_piece_bonus']}")
+    return art, cfg
+
+
+def read_inputs(art):
+    """GPT-2's tokenizer.json, the pre-token table it made (checked: truncated, foreign, stale), the distilled Unigram."""
+    phase("reading the pre-token table and the tokenizers")
+    original_json = require(art.original_tokenizer / "tokenizer.json", "init")
+    table = read_pretoken_table(art.pretoken_table, tokenizer_json=original_json, columns=("pretoken", "count", "bpe_ids"))
+    if not len(table):
+        die(f"{art.pretoken_table}: no pre-tokens (an empty train split?); re-run `make corpus {TABLE_STEP}`")
     tokenizer, _, pieces, scores = read_unigram(require(art.distilled_tokenizer / "tokenizer.json", "distill").parent)
-    piece_to_id = {p: i for i, p in enumerate(pieces)}
+    return original_json, table, tokenizer, pieces, scores
 
-    # --- train split: pre-token counts and their distilled segmentation
-    pre_counts = Counter()
-    n_docs = n_bytes = 0
-    for text in tqdm(iter_docs(train_path), desc="pre-tokens", unit="doc"):
-        pre_counts.update(pre_tokens(tokenizer, text))
-        n_docs += 1
-        n_bytes += len(text.encode("utf-8"))
-    if not pre_counts:
-        die(f"{train_path}: no text; re-run `make corpus`")
-    ptoks = list(pre_counts)
-    pfreq = [pre_counts[p] for p in ptoks]
-    model = tokenizer.model
-    seg = [[t.id for t in model.tokenize(p)] for p in tqdm(ptoks, desc="segment", unit="pre-token")]
-    seg_len = [len(s) for s in seg]
-    tokens_before = sum(f * k for f, k in zip(pfreq, seg_len))
-    ws_tokens = sum(f * k for p, f, k in zip(ptoks, pfreq, seg_len) if p and not piece_text(p).strip())
-    id_counts = np.zeros(VOCAB_SIZE, dtype=np.int64)
-    for s, f in zip(seg, pfreq):
-        np.add.at(id_counts, s, f)
-    log.info(f"train: {n_docs:,} documents, {n_bytes:,} bytes, {sum(pfreq):,} pre-tokens ({len(ptoks):,} distinct), "
-             f"{tokens_before:,} distilled tokens ({tokens_before / n_bytes:.4f} tokens/byte)")
 
-    # --- ids to give away
-    import pandas as pd
-    table = pd.read_parquet(freq_path)
-    if len(table) != VOCAB_SIZE or "count" not in table:
-        die(f"{freq_path}: expected {VOCAB_SIZE:,} rows with a count column; re-run `make analyze`")
-    old_count = table.sort_values("token_id")["count"].to_numpy()
-    protected = protected_ids(pieces, cfg["protect"], where)
+def forced_strings(cfg, tokenizer, piece_to_id):
+    """configs/select.yaml's force list in byte-level form, each checked (before anything is written)."""
+    forced = []
+    for item in cfg["force"]:
+        if not isinstance(item, str):
+            die(f"{WHERE}: force: {item!r} is not a string")
+        c = to_byte_level(item)
+        if c in forced:
+            die(f"{WHERE}: force: {item!r} is listed twice")
+        problem = new_string_problem(tokenizer, c, piece_to_id)
+        if problem:
+            die(f"{WHERE}: force: {item!r} {problem}; remove it from force")
+        forced.append(c)
+    return forced
+
+
+# -----------------------------------------------------------------------------
+# the train split as distinct distilled pre-tokens with counts
+
+
+@dataclass
+class Corpus:
+    """The train split as the distilled tokenizer's model sees it: distinct pre-tokens, their counts, their cuts."""
+
+    ptoks: list  # distinct distilled pre-tokens (byte-level)
+    pfreq: list  # occurrences of each in the train split
+    n_docs: int
+    n_bytes: int
+    n_gpt2_distinct: int  # distinct GPT-2 pre-tokens in the table
+    run_cut: tuple  # (occurrences, distinct) of GPT-2 pre-tokens the run split cuts further
+    seg: list = field(default_factory=list)  # the distilled tokenizer's ids of each pre-token
+    seg_len: list = field(default_factory=list)
+    tokens_before: int = 0
+    ws_tokens: int = 0  # tokens in whitespace-only pre-tokens
+    id_counts: np.ndarray = None
+
+
+def distilled_pretokens(table, tokenizer, path):
+    """The distilled pre-tokenizer applied to each distinct GPT-2 pre-token once, weighted by its count.
+
+    Its ByteLevel stage gives a GPT-2 pre-token back whole; its run split may cut it (`#####` -> `####`,
+    `#`), and the pieces of every pre-token that holds them add up.
+    """
+    phase("distilled pre-tokens of the table's GPT-2 pre-tokens")
+    to_raw = {ord(c): chr(b) for b, c in byte_alphabet().items()}  # byte-level char -> the latin-1 char of its byte
+    counts, cut, cut_distinct = {}, 0, 0
+    for p, c in zip(tqdm(table.pretokens, desc="distilled pre-tokens", unit="pre-token"), table.counts.tolist()):
+        try:
+            text = p.translate(to_raw).encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            die(f"{path}: pre-token {p!r} is not byte-level UTF-8 text; re-run `make {TABLE_STEP}`")
+        parts = pre_tokens(tokenizer, text)
+        if parts != [p]:
+            cut, cut_distinct = cut + c, cut_distinct + 1
+        for q in parts:
+            counts[q] = counts.get(q, 0) + c
+    meta = table.meta
+    n_bytes = sum(len(p) * c for p, c in zip(table.pretokens, table.counts.tolist()))  # one char per byte
+    n_bytes += len(EOT.encode()) * int(meta.get("endoftext", 0))
+    return Corpus(ptoks=list(counts), pfreq=list(counts.values()), n_docs=int(meta.get("documents", 0)),
+                  n_bytes=n_bytes, n_gpt2_distinct=len(table), run_cut=(cut, cut_distinct))
+
+
+def segment(corpus, model):
+    """The distilled tokenizer's ids of each distinct pre-token, and the train split's token figures."""
+    phase("distilled segmentation of each distinct pre-token")
+    corpus.seg = [[t.id for t in model.tokenize(p)] for p in tqdm(corpus.ptoks, desc="segment", unit="pre-token")]
+    corpus.seg_len = [len(s) for s in corpus.seg]
+    pfreq, seg_len = corpus.pfreq, corpus.seg_len
+    corpus.tokens_before = sum(f * k for f, k in zip(pfreq, seg_len))
+    corpus.ws_tokens = sum(f * k for p, f, k in zip(corpus.ptoks, pfreq, seg_len) if not piece_text(p).strip())
+    flat = np.fromiter(chain.from_iterable(corpus.seg), dtype=np.int64, count=sum(seg_len))
+    weights = np.repeat(np.asarray(pfreq, dtype=np.float64), seg_len)
+    corpus.id_counts = np.rint(np.bincount(flat, weights=weights, minlength=VOCAB_SIZE)).astype(np.int64)
+    log.info(f"train: {corpus.n_docs:,} documents, {corpus.n_bytes:,} bytes, {sum(pfreq):,} pre-tokens "
+             f"({len(corpus.ptoks):,} distinct; the run split cut {corpus.run_cut[0]:,} GPT-2 pre-token occurrences, "
+             f"{corpus.run_cut[1]:,} distinct), {corpus.tokens_before:,} distilled tokens "
+             f"({corpus.tokens_before / max(corpus.n_bytes, 1):.4f} tokens/byte)")
+
+
+# -----------------------------------------------------------------------------
+# ids to give away
+
+
+def gpt2_counts(table):
+    """GPT-2 BPE count of every id on the train split: each pre-token's ids times its count (+ <|endoftext|>)."""
+    lengths = np.diff(table.ids_offsets)
+    weights = np.repeat(table.counts.astype(np.float64), lengths)
+    counts = np.rint(np.bincount(table.ids_flat, weights=weights, minlength=VOCAB_SIZE)).astype(np.int64)
+    counts[EOT_ID] += int(table.meta.get("endoftext", 0))
+    return counts
+
+
+def merged_at_once(original_json):
+    """id -> the token GPT-2 merged it into at once: its training data (almost) never left it final.
+
+    From the merges of the original tokenizer.json (01), so a GPT-2-family tokenizer of your own is honoured.
+    This finds the under-trained tokens of "Fishing for Magikarp" (Land & Bartolo 2024): ` TheNitrome`
+    (into ` TheNitromeFan`), `rawdownload`, `InstoreAndOnline`, `embedreportprint`, ...
+    """
+    model = json.loads(Path(original_json).read_text(encoding="utf-8")).get("model") or {}
+    vocab, merges = model.get("vocab"), model.get("merges")
+    if model.get("type") != "BPE" or not isinstance(vocab, dict) or not merges:
+        die(f"{original_json}: no BPE vocab and merges (model type {model.get('type')!r}); 05 reads GPT-2's merges "
+            f"from it: re-run `make init`")
+    out = {}
+    for merge in merges:
+        a, b = merge.split(" ") if isinstance(merge, str) else merge
+        merged = vocab.get(a + b)
+        if merged is None:
+            continue
+        for part in (a, b):
+            if part in vocab and 0 < merged - vocab[part] <= INTERMEDIATE_GAP:
+                out.setdefault(vocab[part], a + b)
+    return out
+
+
+def ids_to_give_away(pieces, cfg, old_count, tokenizer, merged):
+    """The ids to give, best first: (count, reach, -id, id, why, reason) each; and why the rest may not go."""
+    phase("ids to give away")
+    protected = protected_ids(pieces, cfg["protect"], WHERE)
     rejected_ids = Counter(protected.values())
-    pool = []
-    merged_at_once = intermediates()
+    model, pool = tokenizer.model, []
     for i, piece in enumerate(pieces):
         if i in protected:
             continue
@@ -212,34 +306,44 @@ def main():
         text = piece_text(piece)
         if "\ufffd" not in text and pre_tokens(tokenizer, text) != [piece]:
             reach, why, detail = 0, "never emitted: its string spans pre-tokens", ""
-        elif i in merged_at_once:
-            reach, why, detail = 1, "under-trained: GPT-2 merged it into a longer token at once", f" ({merged_at_once[i]!r})"
+        elif i in merged:
+            reach, why, detail = 1, "under-trained: GPT-2 merged it into a longer token at once", f" ({merged[i]!r})"
         elif [t.id for t in model.tokenize(piece)] != [i]:
             reach, why, detail = 2, "not its own encoding in the distilled tokenizer", ""
         else:
             reach, why, detail = 3, "late GPT-2 merge: rare in GPT-2's training data", f" (id {i:,})"
         pool.append((int(old_count[i]), reach, -i, i, why, f"train count {int(old_count[i]):,}; {why}{detail}"))
     pool.sort()
-    n_force = len(cfg["force"])
-    n_target = max(cfg["num_reassign"], n_force)
+    n_target = max(cfg["num_reassign"], len(cfg["force"]))
     if len(pool) < n_target:
-        die(f"{where}: num_reassign {n_target:,} but only {len(pool):,} ids may be given away "
+        die(f"{WHERE}: num_reassign {n_target:,} but only {len(pool):,} ids may be given away "
             f"(raise max_old_count or shorten protect)")
-    give_away = pool[:n_target]
-    removed = {g[3] for g in give_away}
     log.info(f"ids: {len(protected):,} protected, {len(pool):,} free to give away, taking the first {n_target:,}")
+    return pool[:n_target], rejected_ids
 
-    # --- candidate strings: runs of >= 2 consecutive tokens inside a pre-token
-    max_bytes = cfg["max_new_bytes"]
-    cand_freq = Counter()
-    cand_est = Counter()
-    for k, (s, f) in enumerate(zip(seg, pfreq)):
+
+# -----------------------------------------------------------------------------
+# candidate strings
+
+
+@dataclass
+class Candidates:
+    estimate: dict  # string -> first estimate of its saving (before any pick)
+    n_runs: int  # distinct runs generated
+    rejected: Counter
+    examples: dict
+
+
+def candidate_runs(corpus, pieces, max_bytes):
+    """Runs of >= 2 consecutive tokens inside a pre-token: occurrences (once per pre-token) and saving estimate."""
+    phase("candidate strings")
+    cand_freq, cand_est = Counter(), Counter()
+    for s, f in zip(tqdm(corpus.seg, desc="candidates", unit="pre-token"), corpus.pfreq):
         if len(s) < 2:
             continue
         parts = [pieces[i] for i in s]
         for a in range(len(parts)):
-            acc = parts[a]
-            seen = set()
+            acc, seen = parts[a], set()
             for b in range(a + 1, len(parts)):
                 acc += parts[b]
                 if len(acc) > max_bytes:
@@ -248,10 +352,14 @@ def main():
                 if acc not in seen:
                     seen.add(acc)
                     cand_freq[acc] += f
-    rejected = Counter()
-    examples = defaultdict(list)
-    candidates = {}
-    for c, f in cand_freq.items():
+    return cand_freq, cand_est
+
+
+def candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg):
+    """The runs that may become new pieces: frequent enough, not a token, one pre-token on their own."""
+    cand_freq, cand_est = candidate_runs(corpus, pieces, cfg["max_new_bytes"])
+    rejected, examples, estimate = Counter(), defaultdict(list), {}
+    for c, f in tqdm(cand_freq.items(), total=len(cand_freq), desc="check candidates", unit="string"):
         if c in piece_to_id:
             rejected["already a token (the distilled tokenizer splits it anyway)"] += 1
             continue
@@ -261,144 +369,159 @@ def main():
         problem = new_string_problem(tokenizer, c, piece_to_id)
         if problem:
             key = problem.split(" (")[0].split(",")[0]
+            key = "spans 2 or more pre-tokens" if key.startswith("spans ") else key  # one class, not one per count
             rejected[key] += 1
             if len(examples[key]) < 5:
                 examples[key].append(repr(piece_text(c)))
             continue
-        candidates[c] = cand_est[c]
-    log.info(f"candidates: {len(cand_freq):,} strings, {len(candidates):,} kept "
+        estimate[c] = cand_est[c]
+    log.info(f"candidates: {len(cand_freq):,} strings, {len(estimate):,} kept "
              f"({sum(rejected.values()):,} rejected: " + ", ".join(f"{k} {v:,}" for k, v in rejected.items()) + ")")
+    return Candidates(estimate, len(cand_freq), rejected, examples)
 
-    # --- forced strings
-    forced = []
-    for item in cfg["force"]:
-        if not isinstance(item, str):
-            die(f"{where}: force: {item!r} is not a string")
-        c = to_byte_level(item)
-        if c in forced:
-            die(f"{where}: force: {item!r} is listed twice")
-        problem = new_string_problem(tokenizer, c, piece_to_id)
-        if problem:
-            die(f"{where}: force: {item!r} {problem}; remove it from force")
-        forced.append(c)
-    candidates.update({c: max(candidates.get(c, 0), 1) for c in forced})
 
-    # --- which pre-tokens contain each candidate (anywhere, not only on token boundaries)
-    lengths = sorted({len(c) for c in candidates})
-    index = defaultdict(list)
-    for k, p in enumerate(tqdm(ptoks, desc="index", unit="pre-token")):
-        found = set()
-        for n in lengths:
-            if n > len(p):
-                break
-            for a in range(len(p) - n + 1):
-                sub = p[a:a + n]
-                if sub in candidates and sub not in found:
-                    found.add(sub)
-                    index[sub].append(k)
-
-    # --- greedy selection with lazy re-estimation
-    lattice = Lattice(pieces, scores, removed)
-    cur_len = {}
-    drift = Counter()  # pre-token occurrences where the estimator's old path differs in length from 04's
-
-    def current(k):
-        if k not in cur_len:  # first visit: the lattice of k has no new piece yet
-            cur_len[k] = Lattice.best(lattice.edges(k, ptoks[k]))[0]
-            drift["checked"] += pfreq[k]
-            drift["differ"] += pfreq[k] * (cur_len[k] != seg_len[k])
-        return cur_len[k]
-
-    # a new piece's score, as 06 computes it and as tokenizers will read it back from tokenizer.json
+def new_piece_values(strings, lattice, scores, new_piece_bonus):
+    """The score 06 gives each new string, as tokenizers reads it back from tokenizer.json."""
+    phase("new piece scores")
     max_abs = max(abs(v) for i, v in enumerate(scores) if i != EOT_ID) or 1.0
-    bonus = cfg["new_piece_bonus"] * max_abs
-    order = list(candidates)
+    bonus = new_piece_bonus * max_abs
     values = []
-    for c in order:
-        n, score = Lattice.best(lattice.edges(("new", c), c))
+    for c in tqdm(strings, desc="new scores", unit="string"):
+        n, score = Lattice.best(lattice.build(c))
         values.append(score + bonus * (n - 1))
-    new_value = dict(zip(order, as_tokenizers_reads(values)))
+    return dict(zip(strings, as_tokenizers_reads(values)))
 
-    def value_of(c):
-        return new_value[c]
 
-    evaluated = {}  # string -> (gain, lens) at the current version
+def contains_index(ptoks, strings):
+    """string -> the train pre-tokens (by position) that contain it anywhere, not only on token boundaries."""
+    phase("which pre-tokens contain each candidate")
+    index = defaultdict(list)
+    for k, found in enumerate(contained(tqdm(ptoks, desc="index", unit="pre-token"), strings)):
+        for sub in found:
+            index[sub].append(k)
+    return index
 
-    def evaluate(c):
-        if c in evaluated:
-            return evaluated[c]
-        value = value_of(c)
+
+# -----------------------------------------------------------------------------
+# greedy selection with lazy re-estimation
+
+
+class Greedy:
+    """The state of the greedy selection: each train pre-token's lattice (with the new pieces accepted so
+    far), its current token count, and when it last changed, so an estimate whose pre-tokens all stayed
+    the same is known to be exact without a new Viterbi."""
+
+    def __init__(self, lattice, corpus, index, new_value):
+        self.lattice, self.corpus, self.index, self.new_value = lattice, corpus, index, new_value
+        self.cur_len = {}  # k -> tokens of pre-token k with the pieces accepted so far
+        self.changed_at = {}  # k -> the version whose pick last changed pre-token k
+        self.version = 0  # number of accepted strings
+        self.evaluated = {}  # string -> (gain, lens) at the current version
+        self.drift = Counter()  # occurrences where the estimator's old path differs in length from 04's
+        self.n_evaluated = self.n_exact = 0
+
+    def current(self, k):
+        if k not in self.cur_len:  # first visit: the lattice of k has no new piece yet
+            n = self.cur_len[k] = Lattice.best(self.lattice.edges(k, self.corpus.ptoks[k]))[0]
+            self.drift["checked"] += self.corpus.pfreq[k]
+            self.drift["differ"] += self.corpus.pfreq[k] * (n != self.corpus.seg_len[k])
+        return self.cur_len[k]
+
+    def evaluate(self, c):
+        """(saving of c now, {k: (tokens with c, its extra edges)})."""
+        if c in self.evaluated:
+            return self.evaluated[c]
+        value, ptoks, pfreq = self.new_value[c], self.corpus.ptoks, self.corpus.pfreq
         gain, lens = 0, {}
-        for k in index.get(c, ()):
-            p = ptoks[k]
-            extra = {}
+        for k in self.index.get(c, ()):
+            p, extra = ptoks[k], {}
             for a in occurrences(p, c):
                 extra.setdefault(a + len(c), []).append((a, value, c))
-            n = Lattice.best(lattice.edges(k, p), extra)[0]
-            gain += pfreq[k] * (current(k) - n)
+            n = Lattice.best(self.lattice.edges(k, p), extra)[0]
+            gain += pfreq[k] * (self.current(k) - n)
             lens[k] = (n, extra)
-        evaluated[c] = (gain, lens)
+        self.evaluated[c] = (gain, lens)
         return gain, lens
 
-    def accept(c, lens):
+    def accept(self, c, lens):
+        self.version += 1
         for k, (n, extra) in lens.items():
-            edges = lattice.edges(k, ptoks[k])
+            edges = self.lattice.edges(k, self.corpus.ptoks[k])
             for end, more in extra.items():
                 edges[end] = sorted(edges[end] + more, key=_start)
-            cur_len[k] = n
-        evaluated.clear()
+            self.cur_len[k] = n
+            self.changed_at[k] = self.version
+        self.evaluated.clear()
 
-    picks = []  # (string, marginal saving at pick time, "force" | "greedy")
-    for c in forced:
-        gain, lens = evaluate(c)
-        accept(c, lens)
-        picks.append((c, gain, "force"))
-    heap = [(-est, c, -1) for c, est in candidates.items() if c not in forced]
-    heapq.heapify(heap)
-    version = 0
-    n_evaluated = 0
-    not_positive = []
-    bar = tqdm(total=n_target, initial=len(picks), desc="select", unit="id")
-    while heap and len(picks) < n_target:
-        neg, c, seen_at = heapq.heappop(heap)
-        if seen_at == version:  # fresh: nothing was picked since it was estimated
-            gain, lens = evaluate(c)
+    def still_exact(self, c, seen_at):
+        """No pre-token holding c changed since c was estimated at version seen_at."""
+        changed_at = self.changed_at
+        return seen_at >= 0 and all(changed_at.get(k, 0) <= seen_at for k in self.index.get(c, ()))
+
+    def run(self, forced, estimate, n_target):
+        """Forced strings first, then the best marginal saving each time; returns the picks and the leftovers."""
+        phase("greedy selection")
+        picks, not_positive = [], []  # picks: (string, marginal saving at pick time, "force" | "greedy")
+        for c in forced:
+            gain, lens = self.evaluate(c)
+            self.accept(c, lens)
+            picks.append((c, gain, "force"))
+        heap = [(-est, c, -1) for c, est in estimate.items() if c not in forced]
+        heapq.heapify(heap)
+        bar = tqdm(total=n_target, initial=len(picks), desc="select", unit="id")
+        while heap and len(picks) < n_target:
+            neg, c, seen_at = heapq.heappop(heap)
+            if seen_at == self.version:  # fresh: nothing was picked since it was estimated
+                gain, lens = self.evaluate(c)
+                if gain <= 0:
+                    not_positive.append(c)
+                    continue
+                self.accept(c, lens)
+                picks.append((c, gain, "greedy"))
+                bar.update(1)
+                continue
+            if self.still_exact(c, seen_at):  # the same estimate, now known to be fresh
+                self.n_exact += 1
+                heapq.heappush(heap, (neg, c, self.version))
+                continue
+            gain, _ = self.evaluate(c)
+            self.n_evaluated += 1
             if gain <= 0:
                 not_positive.append(c)
                 continue
-            accept(c, lens)
-            picks.append((c, gain, "greedy"))
-            version += 1
-            bar.update(1)
-            continue
-        gain, _ = evaluate(c)
-        n_evaluated += 1
-        if gain <= 0:
-            not_positive.append(c)
-            continue
-        heapq.heappush(heap, (-gain, c, version))
-    bar.close()
-    if len(picks) < n_target:
-        log.warning(f"warning: only {len(picks):,} strings save anything; {n_target - len(picks):,} ids stay as they are "
-                    f"(lower min_frequency or raise max_new_bytes for more)")
-    next_best = sorted(heap)[:10]
+            heapq.heappush(heap, (-gain, c, self.version))
+        bar.close()
+        if len(picks) < n_target:
+            log.warning(f"warning: only {len(picks):,} strings save anything; {n_target - len(picks):,} ids stay as they "
+                        f"are (lower min_frequency or raise max_new_bytes for more)")
+        return picks, not_positive, heap
 
-    # --- final segmentation of touched pre-tokens: how often each new string is emitted, the prediction
-    new_set = {c for c, _, _ in picks}
-    emitted = Counter()
-    touched = sorted({k for c in new_set for k in index.get(c, ())})
-    tokens_after = tokens_before
-    for k in touched:
-        n, _, path = Lattice.best(lattice.edges(k, ptoks[k]), path=True)
-        tokens_after += pfreq[k] * (n - seg_len[k])
-        for piece in path:
-            if piece in new_set:
-                emitted[piece] += pfreq[k]
+    def predict(self, new_set):
+        """Tokens on train with the picks, and how often each new string is emitted: the final segmentations."""
+        phase("prediction on the train split")
+        emitted, tokens_after = Counter(), self.corpus.tokens_before
+        touched = sorted({k for c in new_set for k in self.index.get(c, ())})
+        for k in tqdm(touched, desc="predict", unit="pre-token"):
+            n, _, path = Lattice.best(self.lattice.edges(k, self.corpus.ptoks[k]), path=True)
+            tokens_after += self.corpus.pfreq[k] * (n - self.corpus.seg_len[k])
+            for piece in path:
+                if piece in new_set:
+                    emitted[piece] += self.corpus.pfreq[k]
+        return tokens_after, emitted
 
-    # --- assign ids, write rules, csv and log
-    rules, rows = [], []
-    cumulative = 0
-    for rank, ((c, gain, source), (count, _, _, i, why, reason)) in enumerate(zip(picks, give_away), 1):
+
+# -----------------------------------------------------------------------------
+# outputs
+
+
+COLUMNS = ["rank", "old_id", "old_token", "old_domain_count", "old_reason", "new_token", "new_text", "new_domain_count",
+           "old_pieces", "estimated_saving", "cumulative_saving", "source"]
+
+
+def assign(picks, give_away, pieces, model, emitted):
+    """Pair the picks with the ids, best with best: the rules (06, 07) and the csv rows."""
+    rules, rows, cumulative = [], [], 0
+    for rank, ((c, gain, source), (count, _, _, i, _, reason)) in enumerate(zip(picks, give_away), 1):
         cumulative += gain
         old_pieces = [t.value for t in model.tokenize(c)]  # how the distilled tokenizer (= GPT-2) cuts it
         rules.append({"id": i, "old": pieces[i], "new": c, "text": piece_text(c)})
@@ -408,11 +531,14 @@ def main():
             "new_domain_count": emitted[c], "old_pieces": " ".join(old_pieces),
             "estimated_saving": gain, "cumulative_saving": cumulative, "source": source,
         })
-    superseded = [r for r in rows if r["new_domain_count"] == 0]
+    return rules, rows
 
+
+def write_rules_and_csv(art, rules, rows):
+    distilled_json = art.distilled_tokenizer / "tokenizer.json"
     header = (
-        f"# IVR remap rules, written by {STEP} for {art.distilled_tokenizer / 'tokenizer.json'}\n"
-        f"# (sha256 {sha256_file(art.distilled_tokenizer / 'tokenizer.json')[:16]}). Read by 06_remap and 07_align.\n"
+        f"# IVR remap rules, written by {STEP} for {distilled_json}\n"
+        f"# (sha256 {sha256_file(distilled_json)[:16]}). Read by 06_remap and 07_align.\n"
         "# Each rule gives id `id` (until now the token `old`) the new string `new`, in byte-level form\n"
         "# (Ġ = space, Ċ = newline); `text` is the same string as plain text. Order: best first.\n"
         "# You may edit this file: delete rules, or give a rule another string by changing `text` and\n"
@@ -420,46 +546,45 @@ def main():
         "# twice, a protected id, an `old` that is not the tokenizer's, or a string that spans pre-tokens.\n"
     )
     write_rules(art.remap_rules, rules, header)
-    columns = list(rows[0]) if rows else ["rank", "old_id", "old_token", "old_domain_count", "old_reason", "new_token",
-                                          "new_text", "new_domain_count", "old_pieces", "estimated_saving",
-                                          "cumulative_saving", "source"]
     with atomic_path(art.replacement_candidates) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns)
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             w.writerows(rows)
 
-    saving = 1 - tokens_after / tokens_before
-    curve = []
-    for point in sorted(set(cfg["curve_points"]) | {len(rows)}):
-        if 0 < point <= len(rows):
-            saved = rows[point - 1]["cumulative_saving"]
-            curve.append((point, saved / tokens_before))
-    md = []
-    md.append(f"# IVR selection log\n\nWritten by `{STEP}` ({' '.join(sys.argv[1:])}). The research record of which ids were "
-              f"given away and which strings took them. Prediction = the lattice estimator on the train split; "
-              f"06_remap measures the real tokenizer on the held-out split.\n")
+
+def log_corpus(md, cfg, corpus):
     md.append("## Config\n\n```yaml\n" + yaml.safe_dump(cfg, sort_keys=True, allow_unicode=True) + "```\n")
-    md.append("## Corpus (train split)\n")
+    md.append("## Corpus (train split, from the pre-token table)\n")
     md.append("| | |\n|---|---|")
-    for k, v in [("documents", f"{n_docs:,}"), ("bytes", f"{n_bytes:,}"), ("pre-tokens", f"{sum(pfreq):,}"),
-                 ("distinct pre-tokens", f"{len(ptoks):,}"), ("distilled (GPT-2) tokens", f"{tokens_before:,}"),
-                 ("tokens per byte", f"{tokens_before / n_bytes:.4f}"),
-                 ("tokens in whitespace-only pre-tokens", f"{ws_tokens:,} ({ws_tokens / tokens_before:.1%})"),
-                 ("id 220 (a single space)", f"{int(id_counts[220]):,} ({id_counts[220] / tokens_before:.1%})"),
-                 ("distinct ids used", f"{int((id_counts > 0).sum()):,}")]:
+    before, ids = corpus.tokens_before, corpus.id_counts
+    for k, v in [("documents", f"{corpus.n_docs:,}"), ("bytes", f"{corpus.n_bytes:,}"),
+                 ("pre-tokens", f"{sum(corpus.pfreq):,}"), ("distinct GPT-2 pre-tokens", f"{corpus.n_gpt2_distinct:,}"),
+                 ("cut further by the run split", f"{corpus.run_cut[0]:,} occurrences ({corpus.run_cut[1]:,} distinct)"),
+                 ("distinct pre-tokens", f"{len(corpus.ptoks):,}"), ("distilled (GPT-2) tokens", f"{before:,}"),
+                 ("tokens per byte", f"{before / max(corpus.n_bytes, 1):.4f}"),
+                 ("tokens in whitespace-only pre-tokens", f"{corpus.ws_tokens:,} ({corpus.ws_tokens / before:.1%})"),
+                 ("id 220 (a single space)", f"{int(ids[220]):,} ({ids[220] / before:.1%})"),
+                 ("distinct ids used", f"{int((ids > 0).sum()):,}")]:
         md.append(f"| {k} | {v} |")
+
+
+def log_prediction(md, cfg, corpus, rows, tokens_after):
+    before, n_bytes = corpus.tokens_before, max(corpus.n_bytes, 1)
     md.append("\n## Prediction on the train split\n")
-    md.append(f"Tokens per byte {tokens_before / n_bytes:.4f} -> {tokens_after / n_bytes:.4f} with {len(rows):,} "
-              f"reassigned ids: **{saving:.1%} fewer tokens** ({tokens_before - tokens_after:,} saved).\n")
+    md.append(f"Tokens per byte {before / n_bytes:.4f} -> {tokens_after / n_bytes:.4f} with {len(rows):,} "
+              f"reassigned ids: **{1 - tokens_after / before:.1%} fewer tokens** ({before - tokens_after:,} saved).\n")
     md.append("| reassigned ids | predicted saving |\n|---:|---:|")
-    md.extend(f"| {n:,} | {s:.1%} |" for n, s in curve)
+    md.extend(f"| {n:,} | {s:.1%} |" for n, s in saving_curve(cfg, rows, before))
     md.append(f"\n## Top {min(cfg['log_top'], len(rows))} picks\n")
     md.append("| rank | new string | emitted (train) | GPT-2 pieces | saving at pick | id given | old token |\n"
               "|---:|---|---:|---:|---:|---:|---|")
     for r in rows[:cfg["log_top"]]:
         md.append(f"| {r['rank']} | `{r['new_text']}` | {r['new_domain_count']:,} | {len(r['old_pieces'].split())} | "
                   f"{r['estimated_saving']:,} | {r['old_id']} | `{r['old_token']}` |")
+
+
+def log_ids(md, rows, give_away, rejected_ids):
     md.append("\n## Ids given away\n")
     reasons = Counter(why for _, _, _, _, why, _ in give_away[:len(rows)])
     md.append("| why the id was free | ids |\n|---|---:|")
@@ -472,33 +597,88 @@ def main():
     md.append("## Rejected, and why\n")
     md.append("Ids never given away:\n\n| class | ids |\n|---|---:|")
     md.extend(f"| {k} | {v:,} |" for k, v in rejected_ids.most_common())
-    md.append(f"\nCandidate strings ({len(cand_freq):,} runs of >= 2 tokens inside a train pre-token, "
-              f"at most {max_bytes} bytes; longer runs are not generated):\n")
+
+
+def log_rejected(md, cfg, cands, not_positive, heap, n_target):
+    md.append(f"\nCandidate strings ({cands.n_runs:,} runs of >= 2 tokens inside a train pre-token, "
+              f"at most {cfg['max_new_bytes']} bytes; longer runs are not generated):\n")
     md.append("| class | strings | examples |\n|---|---:|---|")
-    for k, v in rejected.most_common():
-        md.append(f"| {k} | {v:,} | {', '.join(examples.get(k, []))} |")
+    for k, v in cands.rejected.most_common():
+        md.append(f"| {k} | {v:,} | {', '.join(cands.examples.get(k, []))} |")
     md.append(f"| no saving left once better picks were made | {len(not_positive):,} | "
               f"{', '.join(repr(piece_text(c)) for c in not_positive[:5])} |")
+    next_best = heapq.nsmallest(5, heap)
     md.append(f"| not reached: num_reassign ({n_target:,}) was filled first | {len(heap):,} | "
-              f"{', '.join(f'{piece_text(c)!r} (<= {-g:,})' for g, c, _ in next_best[:5])} |")
+              f"{', '.join(f'{piece_text(c)!r} (<= {-g:,})' for g, c, _ in next_best)} |")
+
+
+def saving_curve(cfg, rows, tokens_before):
+    """(reassigned ids, predicted saving) at the config's curve points and at the end."""
+    return [(n, rows[n - 1]["cumulative_saving"] / tokens_before)
+            for n in sorted(set(cfg["curve_points"]) | {len(rows)}) if 0 < n <= len(rows)]
+
+
+def write_selection_log(art, cfg, corpus, cands, greedy, selection, give_away, rejected_ids, rows, tokens_after, seconds):
+    picks, not_positive, heap = selection
+    md = [f"# IVR selection log\n\nWritten by `{STEP}` ({' '.join(sys.argv[1:])}). The research record of which ids were "
+          f"given away and which strings took them. Prediction = the lattice estimator on the train split; "
+          f"06_remap measures the real tokenizer on the held-out split.\n"]
+    log_corpus(md, cfg, corpus)
+    log_prediction(md, cfg, corpus, rows, tokens_after)
+    log_ids(md, rows, give_away, rejected_ids)
+    log_rejected(md, cfg, cands, not_positive, heap, len(give_away))
+    superseded = [r for r in rows if r["new_domain_count"] == 0]
     if superseded:
         md.append(f"\n{len(superseded):,} picks are never emitted on train once later picks are in (they were worth "
                   f"their saving when picked): " + ", ".join(f"`{r['new_text']}`" for r in superseded[:10]))
-    md.append(f"\nEstimator check: on {drift['checked']:,} train pre-token occurrences it visited, its old-vocabulary "
-              f"path has another length than the distilled tokenizer's on {drift['differ']:,} (ties and ids given away).")
-    md.append(f"\nLazy greedy: {n_evaluated:,} re-estimations for {len(rows):,} picks; "
-              f"{time.perf_counter() - t_start:,.1f} s.\n")
+    md.append(f"\nEstimator check: on {greedy.drift['checked']:,} train pre-token occurrences it visited, its "
+              f"old-vocabulary path has another length than the distilled tokenizer's on {greedy.drift['differ']:,} "
+              f"(ties and ids given away).")
+    md.append(f"\nLazy greedy: {greedy.n_evaluated:,} re-estimations ({greedy.n_exact:,} more skipped: none of the "
+              f"string's pre-tokens had changed) for {len(rows):,} picks; {seconds:,.1f} s.\n")
     write_text(art.selection_log, "\n".join(md) + "\n")
-    save_config(cfg, art.reports / f"{STEP}.config.yaml", STEP, args.profile)
 
-    log.info(f"picked {len(rows):,} strings ({len(forced):,} forced); predicted on train: tokens/byte "
-             f"{tokens_before / n_bytes:.4f} -> {tokens_after / n_bytes:.4f} ({saving:.1%} fewer tokens)")
-    log.info("curve: " + ", ".join(f"{n:,} ids {s:.1%}" for n, s in curve))
+
+def log_summary(art, cfg, corpus, rows, n_forced, tokens_after, seconds):
+    before, n_bytes = corpus.tokens_before, max(corpus.n_bytes, 1)
+    log.info(f"picked {len(rows):,} strings ({n_forced:,} forced); predicted on train: tokens/byte "
+             f"{before / n_bytes:.4f} -> {tokens_after / n_bytes:.4f} ({1 - tokens_after / before:.1%} fewer tokens)")
+    log.info("curve: " + ", ".join(f"{n:,} ids {s:.1%}" for n, s in saving_curve(cfg, rows, before)))
     if rows:
         log.info("top: " + ", ".join(f"{r['new_text']!r} {r['estimated_saving']:,}" for r in rows[:8]))
-    log.info(f"wrote {art.remap_rules}, {art.replacement_candidates}, {art.selection_log} "
-             f"({time.perf_counter() - t_start:,.1f} s)")
+    log.info(f"wrote {art.remap_rules}, {art.replacement_candidates}, {art.selection_log} ({seconds:,.1f} s)")
 
+
+# -----------------------------------------------------------------------------
+
+
+def main():
+    args = parse_args()
+    art, cfg = settings(args)
+    t_start = time.perf_counter()
+    original_json, table, tokenizer, pieces, scores = read_inputs(art)
+    piece_to_id = {p: i for i, p in enumerate(pieces)}
+    forced = forced_strings(cfg, tokenizer, piece_to_id)
+    corpus = distilled_pretokens(table, tokenizer, art.pretoken_table)
+    segment(corpus, tokenizer.model)
+    give_away, rejected_ids = ids_to_give_away(pieces, cfg, gpt2_counts(table), tokenizer, merged_at_once(original_json))
+    del table
+    cands = candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg)
+    cands.estimate.update({c: max(cands.estimate.get(c, 0), 1) for c in forced})
+    lattice = Lattice(pieces, scores, {g[3] for g in give_away})
+    new_value = new_piece_values(list(cands.estimate), lattice, scores, cfg["new_piece_bonus"])
+    index = contains_index(corpus.ptoks, new_value)
+    greedy = Greedy(lattice, corpus, index, new_value)
+    selection = greedy.run(forced, cands.estimate, len(give_away))
+    tokens_after, emitted = greedy.predict({c for c, _, _ in selection[0]})
+    rules, rows = assign(selection[0], give_away, pieces, tokenizer.model, emitted)
+
+    phase("writing")
+    write_rules_and_csv(art, rules, rows)
+    write_selection_log(art, cfg, corpus, cands, greedy, selection, give_away, rejected_ids, rows, tokens_after,
+                        time.perf_counter() - t_start)
+    save_config(cfg, art.reports / f"{STEP}.config.yaml", STEP, args.profile)
+    log_summary(art, cfg, corpus, rows, len(forced), tokens_after, time.perf_counter() - t_start)
 
 if __name__ == "__main__":
     main()

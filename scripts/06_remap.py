@@ -5,7 +5,8 @@
     make artifacts/tokenizers/remapped/tokenizer.json        (alias: make remap)
 
 Reads remap_rules.yaml (05; protect and new_piece_bonus of configs/select.yaml), the distilled Unigram (04), the
-held-out split and GPT-2's own tokenizer (01, for the comparison). Writes
+held-out split (02, streamed in batches: memory follows its distinct pre-tokens, not its size) and GPT-2's
+own tokenizer (01, for the comparison). Writes
   artifacts/tokenizers/remapped/               tokenizer.json + tokenizer_config.json (50,257 ids; loads
                                                with AutoTokenizer), 06_remap.config.yaml
   artifacts/analysis/reports/remap_report.json  tokens per byte on the held-out split (GPT-2, distilled,
@@ -17,6 +18,9 @@ c replaces its old pieces wherever they occur together, and text without a new s
 Checks (a failure stops the step): decode(encode(x)) == x on the held-out split and on fuzz texts; every
 pre-token that contains no new string and needs no given-away id encodes exactly as the distilled
 tokenizer encodes it; AutoTokenizer loads it. Reported: new tokens never emitted on held-out, and why.
+GPT-2's and the remapped tokenizer's held-out token counts come from encoding every document; the
+distilled count and the curve come from the distinct held-out pre-tokens with their counts (the model
+sees one pre-token at a time), checked to give the remapped count exactly.
 """
 
 import argparse
@@ -26,29 +30,37 @@ import random
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
+from itertools import chain, groupby
+from operator import itemgetter
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import load_config, save_config
+from lib.config import add_step_flags, load_config, save_config, step_config
 from lib.files import atomic_path, iter_docs, require, sha256_file, write_json
-from lib.ivr import load_rules, piece_text, pre_tokens, protected_ids, read_unigram
+from lib.ivr import contained, load_rules, piece_text, pre_tokens, protected_ids, read_unigram
 from lib.log import die, log, setup_logging
-from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+from lib.paths import Artifacts
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
 
 STEP = "06_remap"
 FREE = "\u2400"  # not in the byte-level alphabet: a piece made with it can never match a pre-token
+BATCH_CHARS = 2_000_000  # held-out text per encode_batch: keeps the Encoding objects of one batch small
+SAMPLE_DOCS, SAMPLE_CHARS = 256, 4096  # held-out windows kept for the fuzz texts' slices
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--fuzz-texts", type=int, help="how many fuzz texts to round-trip")
-    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
-    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
-    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    add_step_flags(p, "remap")
     return p.parse_args()
+
+
+def phase(name):
+    """Log the start of a phase (terminal and artifacts/logs/06_remap.log)."""
+    log.info(f"phase: {name}")
 
 
 # -----------------------------------------------------------------------------
@@ -81,12 +93,144 @@ def new_scores(data, rules, old_scores, new_piece_bonus):
     return out, bonus, max_abs
 
 
+def save_remapped(tmp, remapped_data, data, cfg, profile, distilled_dir):
+    """Write the tokenizer dir into tmp and read it back: the pieces are the remapped ones, the rest as found."""
+    from tokenizers import Tokenizer
+
+    save_hf_tokenizer(Tokenizer.from_str(json.dumps(remapped_data)), tmp)
+    save_config(cfg, tmp / f"{STEP}.config.yaml", STEP, profile)
+    remapped = load_gpt2_tokenizer(tmp, expect_model="Unigram")
+    written = json.loads((tmp / "tokenizer.json").read_text(encoding="utf-8"))
+    if [p for p, _ in written["model"]["vocab"]] != [p for p, _ in remapped_data["model"]["vocab"]]:
+        die(f"{tmp / 'tokenizer.json'}: the saved pieces are not the remapped ones (a tokenizers bug?)")
+    for key in ("normalizer", "pre_tokenizer", "decoder", "added_tokens"):
+        if written.get(key) != data.get(key):
+            die(f"{tmp / 'tokenizer.json'}: {key} changed on save; it must stay as in {distilled_dir}")
+    return remapped
+
+
+def check_autotokenizer(tmp, remapped, rules, sample):
+    """AutoTokenizer loads the dir with the same ids as tokenizer.json, and maps every new string to its id."""
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(tmp))
+    sample = sample + "".join(r["text"] for r in rules[:20])
+    if len(hf) != VOCAB_SIZE or hf(sample, add_special_tokens=False)["input_ids"] != remapped.encode(sample, add_special_tokens=False).ids:
+        die(f"{tmp}: AutoTokenizer loads {len(hf):,} ids or encodes differently from tokenizer.json")
+    for r in rules:
+        if hf.convert_tokens_to_ids(r["new"]) != r["id"]:
+            die(f"{tmp}: AutoTokenizer maps {r['text']!r} to {hf.convert_tokens_to_ids(r['new'])}, not {r['id']}")
+
+
+# -----------------------------------------------------------------------------
+# the held-out split, streamed
+
+
+@dataclass
+class Stream:
+    """What one pass over the held-out split leaves: totals, the distinct pre-tokens, a sample for the fuzz."""
+
+    docs: int = 0
+    bytes: int = 0
+    gpt2: int = 0  # GPT-2 BPE tokens
+    remapped: int = 0  # remapped tokens
+    endoftext: int = 0  # <|endoftext|> inside the text (an added token: one id, never pre-tokenized)
+    id_counts: np.ndarray = field(default_factory=lambda: np.zeros(VOCAB_SIZE, dtype=np.int64))  # remapped ids
+    pre_counts: Counter = field(default_factory=Counter)  # the distilled pre-tokens and their counts
+    failures: int = 0  # decode(encode(x)) != x
+    first_failure: str = None
+    sample: list = field(default_factory=list)  # held-out windows for the fuzz texts
+
+
+def batches(path):
+    """(documents, bytes of file read) of a cleaned-corpus jsonl file, in lists of about BATCH_CHARS characters."""
+    batch, size, read = [], 0, 0
+    with open(require(path, "corpus"), "rb") as f:
+        for line_no, line in enumerate(f, 1):
+            read += len(line)
+            try:
+                batch.append(json.loads(line)["text"])
+            except (ValueError, KeyError, TypeError):
+                die(f"{path}:{line_no}: not a cleaned-corpus record; re-run `make corpus`")
+            size += len(batch[-1])
+            if size >= BATCH_CHARS:
+                yield batch, read
+                batch, size, read = [], 0, 0
+    if batch:
+        yield batch, read
+
+
+def count_pretokens(tokenizer, texts, counts):
+    """Add the texts' pre-tokens to counts, as the model sees them (<|endoftext|> cuts first); return EOTs."""
+    n_eot = 0
+    for text in texts:
+        parts = text.split(EOT)
+        n_eot += len(parts) - 1
+        for part in parts:
+            counts.update(pre_tokens(tokenizer, part))
+    return n_eot
+
+
+def count_words(encodings, out):
+    """Add the pre-tokens of encoded texts to out.pre_counts: each is the join of the pieces of one word.
+
+    The remapped tokenizer has the distilled one's pre-tokenizer (checked on save), and grouping its tokens by
+    word costs far less than pre-tokenizing the text a second time. <|endoftext|> in the text is an added token,
+    a word of its own that no pre-token can spell (the regex splits `<|`, `endoftext`, `|>`): counted apart.
+    """
+    counts, second = out.pre_counts, itemgetter(1)
+    for e in encodings:
+        for _, group in groupby(zip(e.word_ids, e.tokens), key=itemgetter(0)):
+            counts["".join(map(second, group))] += 1
+    out.endoftext += counts.pop(EOT, 0)
+
+
+def keep_sample(out, text, rng):
+    """Reservoir sampling of SAMPLE_DOCS documents (one window of each), seeded: the same split, the same sample."""
+    j = out.docs if len(out.sample) < SAMPLE_DOCS else rng.randrange(out.docs + 1)
+    if j < SAMPLE_DOCS:
+        a = rng.randrange(max(len(text) - SAMPLE_CHARS, 0) + 1)
+        if j == len(out.sample):
+            out.sample.append(text[a:a + SAMPLE_CHARS])
+        else:
+            out.sample[j] = text[a:a + SAMPLE_CHARS]
+    out.docs += 1
+
+
+def stream_heldout(path, remapped, original, seed):
+    """One pass: GPT-2 and remapped token counts, the round trip, emitted ids, distinct pre-tokens, a sample.
+
+    Memory follows one batch and the distinct pre-tokens, not the split's size."""
+    phase("held-out split: encode, round trip, pre-tokens")
+    out, rng = Stream(), random.Random(seed)
+    bar = tqdm(total=Path(path).stat().st_size, desc="held-out", unit="B", unit_scale=True)
+    for texts, read in batches(path):
+        encodings = remapped.encode_batch(texts, add_special_tokens=False)
+        ids = [e.ids for e in encodings]
+        for text, back in zip(texts, remapped.decode_batch(ids, skip_special_tokens=False)):
+            if back != text:
+                out.failures += 1
+                out.first_failure = text if out.first_failure is None else out.first_failure
+        out.remapped += sum(map(len, ids))
+        out.id_counts += np.bincount(np.fromiter(chain.from_iterable(ids), dtype=np.int64), minlength=VOCAB_SIZE)
+        out.gpt2 += sum(len(e.ids) for e in original.encode_batch(texts, add_special_tokens=False))
+        count_words(encodings, out)
+        del encodings
+        out.bytes += sum(len(t.encode("utf-8")) for t in texts)
+        for text in texts:
+            keep_sample(out, text, rng)
+        bar.update(read)
+    bar.close()
+    return out
+
+
 # -----------------------------------------------------------------------------
 # fuzz texts
 
 
-def fuzz_texts(n, seed, rules, heldout):
-    """Seeded fuzz: random unicode, raw bytes, whitespace runs, old and new strings in context, held-out slices."""
+def fuzz_texts(n, seed, rules, sample):
+    """Seeded fuzz: random unicode, raw bytes, whitespace runs, old and new strings in context, slices of the
+    held-out sample."""
     rng = random.Random(seed)
     planes = [(0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x590, 0x6FF), (0x900, 0x97F),
               (0x300, 0x36F), (0x2000, 0x206F), (0x3040, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3),
@@ -117,150 +261,127 @@ def fuzz_texts(n, seed, rules, heldout):
             rng.shuffle(parts)
             text = "".join(parts)
         else:
-            doc = rng.choice(heldout) if heldout else "x"
+            doc = rng.choice(sample) if sample else "x"
             a = rng.randrange(max(len(doc), 1))
             text = doc[a:a + rng.randint(1, 400)]
         out.append(text)
     return out[:max(n, 0)]
 
 
-def main():
-    args = parse_args()
-    art = Artifacts(args.artifacts)
-    cfg = load_config("remap", args.profile, args.configs, {"fuzz_texts": args.fuzz_texts})
-    select_cfg = load_config("select", args.profile, args.configs)
-    setup_logging(STEP, art.log_file(STEP))
-    if select_cfg["new_piece_bonus"] <= 0:
-        die(f"configs/select.yaml: new_piece_bonus must be above 0, got {select_cfg['new_piece_bonus']}")
-    t_start = time.perf_counter()
-    distilled, data, pieces, scores = read_unigram(require(art.distilled_tokenizer / "tokenizer.json", "distill").parent)
-    protected = protected_ids(pieces, select_cfg["protect"], "configs/select.yaml")
-    rules = load_rules(art.remap_rules, pieces, distilled, protected)
-    if not rules:
-        log.warning(f"warning: {art.remap_rules} has no rules: the remapped tokenizer is the distilled one")
+# -----------------------------------------------------------------------------
+# checks and figures
+
+
+def check_round_trip(held, fuzz, remapped, distilled):
+    """decode(encode(x)) == x on every held-out document (counted in the stream) and on the fuzz texts."""
+    phase("round trip of the fuzz texts")
+    ids = [e.ids for e in remapped.encode_batch(fuzz, add_special_tokens=False)]
+    failures = [t for t, back in zip(fuzz, remapped.decode_batch(ids, skip_special_tokens=False)) if back != t]
+    n_fail = held.failures + len(failures)
+    if n_fail:
+        first = held.first_failure if held.first_failure is not None else failures[0]
+        d_ok = distilled.decode(distilled.encode(first, add_special_tokens=False).ids, skip_special_tokens=False) == first
+        die(f"decode(encode(x)) != x for {n_fail:,} of {held.docs + len(fuzz):,} texts, e.g. {first[:80]!r} "
+            f"(the distilled tokenizer {'round-trips it' if d_ok else 'fails on it too'})")
+    log.info(f"round trip: decode(encode(x)) == x on all {held.docs + len(fuzz):,} texts ({held.docs:,} held-out, "
+             f"{len(fuzz):,} fuzz)")
+
+
+def check_unchanged(distilled, remapped, rules, held, fuzz):
+    """Every distinct pre-token (held-out and fuzz) without a new string and a given-away id encodes as before.
+
+    Returns the counts for the report and {pre-token: the new strings inside it} for those that hold one.
+    """
+    phase("unchanged: pre-tokens without a new string")
     given = {r["id"] for r in rules}
-    heldout = list(iter_docs(require(art.heldout_docs, "corpus")))
-
-    # --- the remapped tokenizer
-    new_score, bonus, max_abs = new_scores(data, rules, scores, select_cfg["new_piece_bonus"])
-    remapped_data = with_rules(data, rules, new_score)
-    from tokenizers import Tokenizer
-    out_dir = art.remapped_tokenizer
-    with atomic_path(out_dir) as tmp:
-        save_hf_tokenizer(Tokenizer.from_str(json.dumps(remapped_data)), tmp)
-        save_config(cfg, tmp / f"{STEP}.config.yaml", STEP, args.profile)
-        remapped = load_gpt2_tokenizer(tmp, expect_model="Unigram")
-        written = json.loads((tmp / "tokenizer.json").read_text(encoding="utf-8"))
-        want = [p for p, _ in remapped_data["model"]["vocab"]]
-        if [p for p, _ in written["model"]["vocab"]] != want:
-            die(f"{tmp / 'tokenizer.json'}: the saved pieces are not the remapped ones (a tokenizers bug?)")
-        for key in ("normalizer", "pre_tokenizer", "decoder", "added_tokens"):
-            if written.get(key) != data.get(key):
-                die(f"{tmp / 'tokenizer.json'}: {key} changed on save; it must stay as in {art.distilled_tokenizer}")
-
-        # --- AutoTokenizer loads it, with the same ids
-        from transformers import AutoTokenizer
-        hf = AutoTokenizer.from_pretrained(str(tmp))
-        sample = (heldout[0][:2000] if heldout else "") + "".join(r["text"] for r in rules[:20])
-        if len(hf) != VOCAB_SIZE or hf(sample, add_special_tokens=False)["input_ids"] != remapped.encode(sample, add_special_tokens=False).ids:
-            die(f"{tmp}: AutoTokenizer loads {len(hf):,} ids or encodes differently from tokenizer.json")
-        for r in rules:
-            if hf.convert_tokens_to_ids(r["new"]) != r["id"]:
-                die(f"{tmp}: AutoTokenizer maps {r['text']!r} to {hf.convert_tokens_to_ids(r['new'])}, not {r['id']}")
-
-        # --- round trip: the held-out split and fuzz texts
-        fuzz = fuzz_texts(cfg["fuzz_texts"], cfg["fuzz_seed"], rules, heldout)
-        texts = heldout + fuzz
-        failures = []
-        for text, enc in zip(texts, tqdm(remapped.encode_batch(texts, add_special_tokens=False), desc="round trip", unit="text")):
-            if remapped.decode(enc.ids, skip_special_tokens=False) != text:
-                failures.append(text)
-        if failures:
-            d_ok = distilled.decode(distilled.encode(failures[0], add_special_tokens=False).ids, skip_special_tokens=False) == failures[0]
-            die(f"decode(encode(x)) != x for {len(failures):,} of {len(texts):,} texts, e.g. {failures[0][:80]!r} "
-                f"(the distilled tokenizer {'round-trips it' if d_ok else 'fails on it too'})")
-        log.info(f"round trip: decode(encode(x)) == x on all {len(texts):,} texts ({len(heldout):,} held-out, {len(fuzz):,} fuzz)")
-
-        # --- unchanged: pre-tokens with no new string and no given-away id encode as before
-        new_strings = {r["new"] for r in rules}
-        new_lengths = sorted({len(s) for s in new_strings})
-
-        def has_new(p):
-            return any(p[a:a + n] in new_strings for n in new_lengths if n <= len(p) for a in range(len(p) - n + 1))
-
-        pre_counts = Counter()
-        for text in tqdm(texts, desc="pre-tokens", unit="text"):
-            pre_counts.update(pre_tokens(distilled, text))
-        unchanged = {"pre_token_occurrences": sum(pre_counts.values()), "distinct": len(pre_counts), "checked": 0,
-                     "with_new_string": 0, "needing_given_away_id": 0, "changed": 0}
-        contains = {}
-        for p, f in pre_counts.items():
-            contains[p] = has_new(p)
-            before = [t.id for t in distilled.model.tokenize(p)]
-            if contains[p]:
-                unchanged["with_new_string"] += f
-                continue
-            if given.intersection(before):
-                unchanged["needing_given_away_id"] += f
-                continue
-            unchanged["checked"] += f
-            after = [t.id for t in remapped.model.tokenize(p)]
-            if after != before:
-                unchanged["changed"] += f
-                die(f"pre-token {piece_text(p)!r} has no new string yet encodes as {after} instead of {before}")
-        whole = [t for t in fuzz if not any(contains.get(p) for p in pre_tokens(distilled, t))]
-        for t in whole:
-            before = distilled.encode(t, add_special_tokens=False).ids
-            if not given.intersection(before) and remapped.encode(t, add_special_tokens=False).ids != before:
-                die(f"text {t[:80]!r} has no new string yet encodes differently from the distilled tokenizer")
-        unchanged["whole_fuzz_texts_checked"] = len(whole)
-        log.info(f"unchanged: {unchanged['checked']:,} pre-token occurrences without a new string encode exactly as "
-                 f"before ({unchanged['with_new_string']:,} contain one, {unchanged['needing_given_away_id']:,} needed "
-                 f"a given-away id); {len(whole):,} whole fuzz texts too")
-
-    # --- held-out figures: GPT-2, distilled, remapped; emission of every new token; the curve
-    n_bytes = sum(len(t.encode("utf-8")) for t in heldout)
-
-    def count_tokens(tok):
-        return sum(len(e.ids) for e in tok.encode_batch(heldout, add_special_tokens=False))
-
-    original = load_gpt2_tokenizer(require(art.original_tokenizer / "tokenizer.json", "init").parent)
-    n_gpt2, n_distilled = count_tokens(original), count_tokens(distilled)
-    emitted = Counter()
-    n_remapped = 0
-    for enc in remapped.encode_batch(heldout, add_special_tokens=False):
-        n_remapped += len(enc.ids)
-        emitted.update(i for i in enc.ids if i in given)
-    held_pre = Counter()
-    for text in heldout:
-        held_pre.update(pre_tokens(distilled, text))
-    not_emitted = []
-    for r in rules:
-        if emitted[r["id"]]:
+    counts = Counter(held.pre_counts)
+    count_pretokens(distilled, fuzz, counts)
+    keys = list(counts)
+    found = {p: f for p, f in zip(keys, contained(keys, {r["new"] for r in rules})) if f}
+    unchanged = {"pre_token_occurrences": sum(counts.values()), "distinct": len(counts), "checked": 0,
+                 "with_new_string": 0, "needing_given_away_id": 0, "changed": 0}
+    for p in tqdm(keys, desc="unchanged", unit="pre-token"):
+        f = counts[p]
+        if p in found:
+            unchanged["with_new_string"] += f
             continue
-        occ = sum(f * p.count(r["new"]) for p, f in held_pre.items() if r["new"] in p)
-        why = ("its string does not occur in the held-out split" if occ == 0 else
-               f"its string occurs {occ:,} times, but never where it replaces its own old pieces "
-               f"(inside an old token, across a better cut, or under a longer new piece)")
-        not_emitted.append({"id": r["id"], "text": r["text"], "why": why})
-    for item in not_emitted[:20]:
-        log.info(f"  not emitted on held-out: id {item['id']} {item['text']!r}: {item['why']}")
+        before = [t.id for t in distilled.model.tokenize(p)]
+        if given.intersection(before):
+            unchanged["needing_given_away_id"] += f
+            continue
+        unchanged["checked"] += f
+        after = [t.id for t in remapped.model.tokenize(p)]
+        if after != before:
+            die(f"pre-token {piece_text(p)!r} has no new string yet encodes as {after} instead of {before}")
+    whole = [t for t in fuzz if not any(p in found for p in pre_tokens(distilled, t))]
+    for t in whole:
+        before = distilled.encode(t, add_special_tokens=False).ids
+        if not given.intersection(before) and remapped.encode(t, add_special_tokens=False).ids != before:
+            die(f"text {t[:80]!r} has no new string yet encodes differently from the distilled tokenizer")
+    unchanged["whole_fuzz_texts_checked"] = len(whole)
+    log.info(f"unchanged: {unchanged['checked']:,} pre-token occurrences without a new string encode exactly as "
+             f"before ({unchanged['with_new_string']:,} contain one, {unchanged['needing_given_away_id']:,} needed "
+             f"a given-away id); {len(whole):,} whole fuzz texts too")
+    return unchanged, found
 
+
+def tokens_from_counts(model, held):
+    """Held-out tokens of a model from the distinct pre-tokens: what encoding every document gives."""
+    return sum(f * len(model.tokenize(p)) for p, f in held.pre_counts.items()) + held.endoftext
+
+
+def heldout_curve(data, rules, new_score, held, distilled, remapped, points):
+    """Distilled tokens and the curve (tokens with the first N rules), from the held-out pre-token counts."""
+    from tokenizers import Tokenizer
+
+    phase("held-out curve")
+    if tokens_from_counts(remapped.model, held) != held.remapped:  # the counts method, against real encoding
+        die(f"held-out tokens from pre-token counts differ from encoding the documents ({held.remapped:,}); "
+            f"this is a bug in {STEP}")
+    n_distilled = tokens_from_counts(distilled.model, held)
     curve = []
-    for point in sorted({p for p in cfg["curve_points"] if 0 < p < len(rules)} | {len(rules)}):
-        tok = remapped if point == len(rules) else Tokenizer.from_str(json.dumps(with_rules(data, rules[:point], new_score[:point])))
-        n = n_remapped if point == len(rules) else count_tokens(tok)
-        curve.append({"reassigned_ids": point, "tokens": n, "tokens_per_byte": round(n / n_bytes, 5),
-                      "saving_vs_gpt2": round(1 - n / n_gpt2, 5), "saving_vs_distilled": round(1 - n / n_distilled, 5)})
+    for point in tqdm(sorted({p for p in points if 0 < p < len(rules)} | {len(rules)}), desc="curve", unit="point"):
+        if point == len(rules):
+            n = held.remapped
+        else:
+            tok = Tokenizer.from_str(json.dumps(with_rules(data, rules[:point], new_score[:point])))
+            n = tokens_from_counts(tok.model, held)
+        curve.append({"reassigned_ids": point, "tokens": n, "tokens_per_byte": round(n / held.bytes, 5),
+                      "saving_vs_gpt2": round(1 - n / held.gpt2, 5), "saving_vs_distilled": round(1 - n / n_distilled, 5)})
+    return n_distilled, curve
 
-    report = {
+
+def not_emitted(rules, held, found):
+    """The new tokens never emitted on held-out, each with why (its string absent, or never where it wins)."""
+    occ = Counter()
+    for p, strings in found.items():
+        f = held.pre_counts.get(p, 0)
+        for s in strings:
+            occ[s] += f * p.count(s)
+    out = []
+    for r in rules:
+        if held.id_counts[r["id"]]:
+            continue
+        n = occ[r["new"]]
+        why = ("its string does not occur in the held-out split" if n == 0 else
+               f"its string occurs {n:,} times, but never where it replaces its own old pieces "
+               f"(inside an old token, across a better cut, or under a longer new piece)")
+        out.append({"id": r["id"], "text": r["text"], "why": why})
+    for item in out[:20]:
+        log.info(f"  not emitted on held-out: id {item['id']} {item['text']!r}: {item['why']}")
+    return out
+
+
+def build_report(art, rules, scoring, held, n_distilled, curve, fuzz, unchanged, missing, seconds):
+    out_dir = art.remapped_tokenizer
+    n_gpt2, n_remapped, n_bytes = held.gpt2, held.remapped, held.bytes
+    return {
         "rules": len(rules),
         "tokenizer": {"path": str(out_dir / "tokenizer.json"), "sha256": sha256_file(out_dir / "tokenizer.json"),
                       "vocab_size": VOCAB_SIZE, "distilled_sha256": sha256_file(art.distilled_tokenizer / "tokenizer.json")},
-        "scores": {"bonus_per_saved_token": bonus, "new_piece_bonus": select_cfg["new_piece_bonus"],
-                   "max_abs_old_score": max_abs},
+        "scores": scoring,
         "heldout": {
-            "documents": len(heldout), "bytes": n_bytes,
+            "documents": held.docs, "bytes": n_bytes,
             "tokens": {"gpt2_bpe": n_gpt2, "distilled": n_distilled, "remapped": n_remapped},
             "tokens_per_byte": {"gpt2_bpe": round(n_gpt2 / n_bytes, 5), "distilled": round(n_distilled / n_bytes, 5),
                                 "remapped": round(n_remapped / n_bytes, 5)},
@@ -268,21 +389,71 @@ def main():
         },
         "curve": curve,
         "checks": {
-            "roundtrip": {"texts": len(texts), "heldout_documents": len(heldout), "fuzz_texts": len(fuzz), "failures": 0},
+            "roundtrip": {"texts": held.docs + len(fuzz), "heldout_documents": held.docs, "fuzz_texts": len(fuzz),
+                          "failures": 0},
             "unchanged": unchanged,
-            "emitted_on_heldout": {"new_tokens": len(rules), "emitted": len(rules) - len(not_emitted),
-                                   "not_emitted": not_emitted},
+            "emitted_on_heldout": {"new_tokens": len(rules), "emitted": len(rules) - len(missing), "not_emitted": missing},
             "autotokenizer": "loads; same ids as tokenizer.json",
         },
-        "seconds": round(time.perf_counter() - t_start, 1),
+        "seconds": round(seconds, 1),
     }
+
+
+# -----------------------------------------------------------------------------
+
+
+def settings(args):
+    art = Artifacts(args.artifacts)
+    cfg = step_config("remap", args)
+    select_cfg = load_config("select", args.profile, args.configs)
+    setup_logging(STEP, art.log_file(STEP))
+    if select_cfg["new_piece_bonus"] <= 0:
+        die(f"configs/select.yaml: new_piece_bonus must be above 0, got {select_cfg['new_piece_bonus']}")
+    return art, cfg, select_cfg
+
+
+def read_inputs(art, select_cfg):
+    """The distilled Unigram (tokenizer, json, pieces, scores), the rules checked against it, GPT-2's tokenizer."""
+    phase("reading the rules and the tokenizers")
+    distilled, data, pieces, scores = read_unigram(require(art.distilled_tokenizer / "tokenizer.json", "distill").parent)
+    protected = protected_ids(pieces, select_cfg["protect"], "configs/select.yaml")
+    rules = load_rules(art.remap_rules, pieces, distilled, protected)
+    if not rules:
+        log.warning(f"warning: {art.remap_rules} has no rules: the remapped tokenizer is the distilled one")
+    original = load_gpt2_tokenizer(require(art.original_tokenizer / "tokenizer.json", "init").parent)
+    heldout = require(art.heldout_docs, "corpus")
+    first = next(iter_docs(heldout), "")
+    return distilled, data, scores, rules, original, first
+
+
+def main():
+    args = parse_args()
+    art, cfg, select_cfg = settings(args)
+    t_start = time.perf_counter()
+    distilled, data, scores, rules, original, first_doc = read_inputs(art, select_cfg)
+    new_score, bonus, max_abs = new_scores(data, rules, scores, select_cfg["new_piece_bonus"])
+    remapped_data = with_rules(data, rules, new_score)
+    with atomic_path(art.remapped_tokenizer) as tmp:  # every check passes before the tokenizer appears
+        phase("writing the remapped tokenizer")
+        remapped = save_remapped(tmp, remapped_data, data, cfg, args.profile, art.distilled_tokenizer)
+        check_autotokenizer(tmp, remapped, rules, first_doc[:2000])
+        held = stream_heldout(art.heldout_docs, remapped, original, cfg["fuzz_seed"])
+        fuzz = fuzz_texts(cfg["fuzz_texts"], cfg["fuzz_seed"], rules, held.sample)
+        check_round_trip(held, fuzz, remapped, distilled)
+        unchanged, found = check_unchanged(distilled, remapped, rules, held, fuzz)
+    n_distilled, curve = heldout_curve(data, rules, new_score, held, distilled, remapped, cfg["curve_points"])
+    missing = not_emitted(rules, held, found)
+    scoring = {"bonus_per_saved_token": bonus, "new_piece_bonus": select_cfg["new_piece_bonus"], "max_abs_old_score": max_abs}
+    report = build_report(art, rules, scoring, held, n_distilled, curve, fuzz, unchanged, missing,
+                          time.perf_counter() - t_start)
     write_json(art.reports / "remap_report.json", report)
-    log.info(f"held-out ({len(heldout):,} documents, {n_bytes:,} bytes): tokens per byte GPT-2 {n_gpt2 / n_bytes:.4f}, "
-             f"distilled {n_distilled / n_bytes:.4f}, remapped {n_remapped / n_bytes:.4f}: "
-             f"{1 - n_remapped / n_gpt2:.1%} fewer tokens than GPT-2 with {len(rules):,} reassigned ids")
+    n_bytes = held.bytes
+    log.info(f"held-out ({held.docs:,} documents, {n_bytes:,} bytes): tokens per byte GPT-2 {held.gpt2 / n_bytes:.4f}, "
+             f"distilled {n_distilled / n_bytes:.4f}, remapped {held.remapped / n_bytes:.4f}: "
+             f"{1 - held.remapped / held.gpt2:.1%} fewer tokens than GPT-2 with {len(rules):,} reassigned ids")
     log.info("curve: " + ", ".join(f"{c['reassigned_ids']:,} ids {c['saving_vs_gpt2']:.1%}" for c in curve))
-    log.info(f"new tokens emitted on held-out: {len(rules) - len(not_emitted):,} of {len(rules):,}")
-    log.info(f"wrote {out_dir} and {art.reports / 'remap_report.json'} ({report['seconds']:,} s)")
+    log.info(f"new tokens emitted on held-out: {len(rules) - len(missing):,} of {len(rules):,}")
+    log.info(f"wrote {art.remapped_tokenizer} and {art.reports / 'remap_report.json'} ({report['seconds']:,} s)")
 
 
 if __name__ == "__main__":

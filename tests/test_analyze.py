@@ -230,3 +230,24 @@ def test_a_long_document_without_newline_goes_through(analyzed, tmp_path, gpt2_b
     assert lines[0] == " ".join(map(str, gpt2_bpe.encode(doc).ids))
     table = read_pretoken_table(art / "analysis" / "reports" / "pretoken_table.parquet")
     assert int((np.diff(table.ids_offsets) * table.counts).sum()) + table.meta["endoftext"] == table.meta["tokens"]
+
+
+def test_pretokens_are_tokenizers_own_on_new_unicode_characters(analyzed, tmp_path, gpt2_bpe):
+    """gigatoken's pre-token counter reads U+A7CF and U+16EBB (new in Unicode) otherwise than tokenizers' regex;
+    the table holds tokenizers' pre-tokens all the same, and the ids stay GPT-2's."""
+    import shutil
+
+    from lib.pretokens import read_pretoken_table
+
+    art = tmp_path / "art"
+    shutil.copytree(analyzed / "tokenizers", art / "tokenizers")
+    cleaned = art / "corpora" / "cleaned"
+    cleaned.mkdir(parents=True)
+    docs = ['x = [" \ua7cf", "\U00016ebb",]\n', 'y = "\ua7cf\ua7cf"\n']
+    (cleaned / "train.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    run_script("03_analyze.py", "--artifacts", art)
+    table = read_pretoken_table(art / "analysis" / "reports" / "pretoken_table.parquet")
+    want = collections.Counter(w for d in docs for w in hf_pretokens(gpt2_bpe, d))
+    assert dict(zip(table.pretokens, table.counts.tolist())) == dict(want)
+    lines = (art / "analysis" / "reports" / "bpe_token_id_sequences.txt").read_text().splitlines()
+    assert lines == [" ".join(map(str, gpt2_bpe.encode(d).ids)) for d in docs]

@@ -1,8 +1,9 @@
 """IVR steps 05 select, 06 remap, 07 align on a small fixture: offline, CPU.
 
 The fixture is a throwaway artifacts tree: a few files of the Python standard library as the corpus,
-GPT-2's BPE (01's offline path), a Unigram with GPT-2's vocabulary and the closed-form merge-tree
-scores of DESIGN.md section 2 (standing in for 04), and a tiny random GPT-2 saved with save_pretrained.
+GPT-2's BPE (01's offline path), 03's pre-token table of the train split (made the plain way), a Unigram
+with GPT-2's vocabulary, the closed-form merge-tree scores of DESIGN.md section 2 and a run split (standing
+in for 04), and a tiny random GPT-2 saved with save_pretrained.
 05, 06 and 07 run once per module, in-process, exactly as `make` runs them.
 """
 
@@ -42,7 +43,7 @@ OVERRIDES = {
 
 def closed_form_unigram():
     """A Unigram with GPT-2's 50,257 ids; score = sum over its merge tree of (5e4 / (rank + 1))**4."""
-    from tokenizers import Tokenizer, models
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 
     encoder, merges_path = gpt2_packaged_files()
     vocab = json.loads(Path(encoder).read_text(encoding="utf-8"))
@@ -53,14 +54,48 @@ def closed_form_unigram():
             a, b = line.split(" ")
             score[a + b] = score[a] + score[b] + (5e4 / (rank + 1)) ** 4
     pieces = [(t, score.get(t, 0.0)) for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
-    return byte_level_pipeline(Tokenizer(models.Unigram(pieces, unk_id=None, byte_fallback=False)))
+    tokenizer = byte_level_pipeline(Tokenizer(models.Unigram(pieces, unk_id=None, byte_fallback=False)))
+    # a run split on the raw text before ByteLevel, as 04 adds one, so its pre-tokens are not GPT-2's. Like 04's it
+    # cuts only inside a run (after a `-`), never after whitespace, where GPT-2's regex would then join differently.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex("(?<=-)-{4}"), behavior="isolated"),
+                                                       tokenizer.pre_tokenizer])
+    return tokenizer
 
 
-def run_step(script, art, configs, *extra, profile="test"):
-    """Run scripts/<script>.py's main() in-process as make would; return the SystemExit code (0 = ok)."""
+def write_table(path, bpe, texts, tokenizer_json):
+    """03's pre-token table, made the plain way: tokenizers' GPT-2 pre-tokenizer and BPE on each text."""
+    import numpy as np
+
+    from lib.files import sha256_file
+    from lib.pretokens import write_pretoken_table
+
+    counts, docs, n_eot = Counter(), Counter(), 0
+    for text in texts:
+        parts = text.split(EOT)
+        n_eot += len(parts) - 1
+        found = [p for part in parts for p, _ in bpe.pre_tokenizer.pre_tokenize_str(part)]
+        counts.update(found)
+        docs.update(set(found))
+    rows = sorted(counts, key=lambda p: (-counts[p], p))
+    ids = [[t.id for t in bpe.model.tokenize(p)] for p in rows]
+    n = np.array([counts[p] for p in rows], dtype=np.int64)
+    offsets = np.cumsum([0] + [len(i) for i in ids])
+    meta = {"tokenizer_sha256": sha256_file(tokenizer_json), "documents": len(texts), "occurrences": int(n.sum()),
+            "tokens": int((np.diff(offsets) * n).sum()) + n_eot, "endoftext": n_eot}
+    write_pretoken_table(path, rows, n, [docs[p] for p in rows], np.array([i for x in ids for i in x], dtype=np.int32),
+                         offsets, meta)
+
+
+def run_step(script, art, configs, *extra, profile="test", patch=None):
+    """Run scripts/<script>.py's main() in-process as make would; return the SystemExit code (0 = ok).
+
+    patch: module constants to set first (e.g. a smaller batch)."""
     spec = importlib.util.spec_from_file_location(f"step_{script}", ROOT / "scripts" / f"{script}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    for name, value in (patch or {}).items():
+        assert hasattr(module, name), name
+        setattr(module, name, value)
     argv = sys.argv
     sys.argv = [f"scripts/{script}.py", "--artifacts", str(art), "--profile", profile, "--configs", str(configs), *extra]
     try:
@@ -114,12 +149,14 @@ def built(tmp_path_factory):
     (art / "tokenizers" / "original" / "model_source.json").write_text(json.dumps(
         {"model_name": str(tmp / "tiny"), "weights": "present", "smoke_tiny_random_model": True, "hub_reachable": False}))
 
-    # 03's frequency table
+    # 03's frequency table and pre-token table
     counts = Counter()
     for line in open(cleaned / "train.jsonl", encoding="utf-8"):
         counts.update(bpe.encode(json.loads(line)["text"], add_special_tokens=False).ids)
     reports = art / "analysis" / "reports"
     reports.mkdir(parents=True)
+    write_table(reports / "pretoken_table.parquet", bpe, [json.loads(line)["text"] for line in open(cleaned / "train.jsonl", encoding="utf-8")],
+                art / "tokenizers" / "original" / "tokenizer.json")
     pd.DataFrame({"token_id": range(VOCAB_SIZE), "token": [bpe.id_to_token(i) for i in range(VOCAB_SIZE)],
                   "count": [counts[i] for i in range(VOCAB_SIZE)], "doc_count": [0] * VOCAB_SIZE,
                   "frequency": [0.0] * VOCAB_SIZE}).to_parquet(reports / "token_frequency.parquet", index=False)
@@ -225,6 +262,76 @@ def test_select_never_gives_away_protected(built):
     assert len({r["id"] for r in rules}) == len(rules) == len({r["new"] for r in rules})
 
 
+def test_select_counts_come_from_the_table(built):
+    """05 reads the pre-token table, not the corpus: its counts are the distilled pre-tokenizer's on the train split."""
+    import re
+
+    art = built["art"]
+    _, distilled, _ = load(built)
+    train = [json.loads(line)["text"] for line in open(art / "corpora" / "cleaned" / "train.jsonl", encoding="utf-8")]
+    want = Counter(p for t in train for p in ivr.pre_tokens(distilled, t))
+    assert "----" in want and "-----" not in want  # the fixture's run split cut GPT-2 pre-tokens
+    log_md = (art / "analysis" / "reports" / "selection_log.md").read_text(encoding="utf-8")
+    figure = {k: int(v.replace(",", "")) for k, v in re.findall(r"^\| ([a-z -]+) \| ([\d,]+)", log_md, re.M)}
+    assert figure["pre-tokens"] == sum(want.values()) and figure["distinct pre-tokens"] == len(want)
+    assert figure["bytes"] == sum(len(t.encode("utf-8")) for t in train)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "not a table"])
+def test_select_bad_table(built, tmp_path, damage):
+    """A truncated or foreign pre-token table: one line naming the file and `make analyze`, nothing written."""
+    art = tmp_path / "art"
+    shutil.copytree(built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs"))
+    reports = art / "analysis" / "reports"
+    for name in ("remap_rules.yaml", "replacement_candidates.csv", "selection_log.md"):
+        (reports / name).unlink()
+    table = reports / "pretoken_table.parquet"
+    if damage == "truncated":
+        table.write_bytes(table.read_bytes()[: table.stat().st_size // 2])
+    elif damage == "foreign":  # a table another tokenizer made
+        from tokenizers import Tokenizer
+
+        other = tmp_path / "other.json"
+        Tokenizer.from_file(str(art / "tokenizers" / "distilled_unigram" / "tokenizer.json")).save(str(other))
+        write_table(table, Tokenizer.from_file(str(art / "tokenizers" / "original" / "tokenizer.json")), ["x = 1\n"], other)
+    else:
+        shutil.copy(reports / "token_frequency.parquet", table)
+    assert run_step("05_select", art, built["configs"]) == 2
+    message = last_error(art, "05_select")
+    assert "pretoken_table.parquet" in message and "make analyze" in message, message
+    for name in ("remap_rules.yaml", "replacement_candidates.csv", "selection_log.md"):
+        assert not (reports / name).exists()
+    assert not list(reports.glob("*.partial"))
+
+
+def test_merges_from_the_original_tokenizer(built, tmp_path):
+    """Under-trained ids come from the merges of tokenizers/original/tokenizer.json, in either merges format."""
+    spec = importlib.util.spec_from_file_location("step_05", ROOT / "scripts" / "05_select.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    original = built["art"] / "tokenizers" / "original" / "tokenizer.json"
+    merged = module.merged_at_once(original)
+    data = json.loads(original.read_text(encoding="utf-8"))
+    ids = data["model"]["vocab"]
+    assert merged[ids["ĠTheNitrome"]] == "ĠTheNitromeFan"
+    data["model"]["merges"] = [m if isinstance(m, str) else " ".join(m) for m in data["model"]["merges"]]
+    (tmp_path / "strings.json").write_text(json.dumps(data), encoding="utf-8")
+    assert module.merged_at_once(tmp_path / "strings.json") == merged
+    unigram = built["art"] / "tokenizers" / "distilled_unigram" / "tokenizer.json"
+    log.handlers.clear()
+    with pytest.raises(SystemExit) as e:
+        module.merged_at_once(unigram)
+    assert "no BPE vocab and merges" in str(e.value) and "make init" in str(e.value)
+
+
+def test_contained_finds_every_occurrence():
+    rng = random.Random(3)
+    strings = {"".join(rng.choice("ab ") for _ in range(rng.randint(1, 4))) for _ in range(30)}
+    texts = ["".join(rng.choice("abc ") for _ in range(rng.randint(0, 30))) for _ in range(300)]
+    for text, found in zip(texts, ivr.contained(texts, strings)):
+        assert found == {s for s in strings if s in text}
+
+
 # -----------------------------------------------------------------------------
 # 06 remap
 
@@ -281,6 +388,8 @@ def test_remap_unchanged_without_new_strings(built):
 
 
 def test_remap_emits_new_tokens_and_compresses(built):
+    from tokenizers import Tokenizer
+
     rules, distilled, remapped = load(built)
     report = json.loads((built["art"] / "analysis" / "reports" / "remap_report.json").read_text(encoding="utf-8"))
     heldout = [json.loads(line)["text"] for line in open(built["art"] / "corpora" / "cleaned" / "heldout.jsonl", encoding="utf-8")]
@@ -292,6 +401,9 @@ def test_remap_emits_new_tokens_and_compresses(built):
     n_d = sum(len(distilled.encode(t, add_special_tokens=False).ids) for t in heldout)
     n_r = sum(emitted.values())
     assert report["heldout"]["tokens"]["remapped"] == n_r and report["heldout"]["tokens"]["distilled"] == n_d
+    bpe = Tokenizer.from_file(str(built["art"] / "tokenizers" / "original" / "tokenizer.json"))
+    assert report["heldout"]["tokens"]["gpt2_bpe"] == sum(len(bpe.encode(t, add_special_tokens=False).ids) for t in heldout)
+    assert report["heldout"]["bytes"] == sum(len(t.encode("utf-8")) for t in heldout)
     assert n_r < 0.75 * n_d  # code indentation: IVR saves a lot even with 60 ids
     # indentation inside a pre-token becomes one token
     ids = remapped.encode("\n" + " " * 17 + "return", add_special_tokens=False).ids
@@ -299,6 +411,18 @@ def test_remap_emits_new_tokens_and_compresses(built):
     assert [c["reassigned_ids"] for c in report["curve"]] == [10, 30, len(rules)]
     savings = [c["saving_vs_distilled"] for c in report["curve"]]
     assert savings == sorted(savings) and savings[0] > 0
+
+
+def test_remap_streams_heldout_in_batches(built, tmp_path):
+    """06 reads the held-out split in batches: tiny batches give the same report as one batch."""
+    art = tmp_path / "art"
+    shutil.copytree(built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs"))
+    assert run_step("06_remap", art, built["configs"], patch={"BATCH_CHARS": 5000}) == 0
+    report, want = (json.loads((a / "analysis" / "reports" / "remap_report.json").read_text(encoding="utf-8"))
+                    for a in (art, built["art"]))
+    assert report["heldout"] == want["heldout"] and report["curve"] == want["curve"]
+    assert report["checks"]["emitted_on_heldout"] == want["checks"]["emitted_on_heldout"]
+    assert "held-out split" in (art / "logs" / "06_remap.log").read_text(encoding="utf-8")  # the phase is logged
 
 
 # -----------------------------------------------------------------------------
