@@ -116,12 +116,11 @@ class Encoder:
         return flat, lengths
 
     def chars_read_apart(self):
-        """A regex of the characters that gigatoken's pre-token counter classes otherwise than tokenizers' regex:
+        """The characters that gigatoken's pre-token counter classes otherwise than tokenizers' regex:
         characters newer than this Python's Unicode tables (U+A7CF, U+16EBB, ...), which one library reads as
         letters and the other not (its encode agrees with tokenizers). Found by pre-tokenizing "q<c>1" with both
         for every unassigned character of planes 0-3; a text holding one is pre-tokenized by tokenizers."""
         import itertools
-        import re
         import unicodedata
 
         from gigatoken.gigatoken_rs import pretokenizer
@@ -136,11 +135,11 @@ class Encoder:
         finally:
             os.dup2(stderr, 2)
         apart = sorted({chars[(end - 1) // 4] for end in ends ^ ends_here})
-        return re.compile("[" + "".join(f"\\U{ord(c):08x}" for c in apart) + "]") if apart else None
+        return frozenset(apart)
 
     def pretokens(self, text):
         """[(raw pre-token bytes, count)] of a text without the special token; each pre-token once."""
-        if self.name == "gigatoken" and not (self.read_apart and not text.isascii() and self.read_apart.search(text)):
+        if self.name == "gigatoken" and (text.isascii() or self.read_apart.isdisjoint(text)):
             return self.pretokenized_counts(text.encode("utf-8"))
         words = collections.Counter(w for w, _ in self.byte_level.pre_tokenize_str(text))
         return [(piece_bytes(w), n) for w, n in words.items()]
