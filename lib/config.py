@@ -157,8 +157,10 @@ def add_step_flags(parser, step, skip=()):
     from lib.schema import STEPS
 
     group = parser.add_argument_group(f"configs/{step}.yaml keys (override the file and the profile)")
+    import typing
+
     for key, field in STEPS[step].model_fields.items():
-        if key not in skip:
+        if key not in skip and typing.get_origin(field.annotation) is not dict:  # mappings stay in the YAML
             group.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=field.description,
                                **_flag_kwargs(field.annotation))
     parser.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")

@@ -1,24 +1,26 @@
 """
 04 distill: a Unigram tokenizer that reproduces GPT-2's byte-level BPE, learned from BPE's own output.
 
-    .venv/bin/python scripts/04_distill.py [--max-rounds 10] [--no-run-split] [--decode-samples 100000]
+    .venv/bin/python scripts/04_distill.py [--max-rounds 10] [--no-run-split] [--train-doc-sample 2000]
     make artifacts/tokenizers/distilled_unigram/tokenizer.json        (alias: make distill)
 
-Reads artifacts/analysis/reports/bpe_token_id_sequences.txt (the labels: GPT-2's ids of every train
-document), artifacts/tokenizers/original/ (GPT-2's vocab and merges) and the held-out split.
-Writes artifacts/tokenizers/distilled_unigram/ (tokenizer.json + HF files: same 50,257 ids and strings,
-same byte-level pipeline, a Unigram model, no merges) and artifacts/analysis/reports/
-distill_validation.{md,json} (agreement on train, held-out and out-of-domain text, mismatch classes,
-decode identity, throughput).
+Reads artifacts/analysis/reports/pretoken_table.parquet (the labels: every distinct train pre-token with
+its count and GPT-2's ids; lib/pretokens.py), bpe_token_id_sequences.txt (streamed, for an evenly spaced
+sample of whole train documents), artifacts/tokenizers/original/ (GPT-2's vocab and merges) and the
+held-out split (streamed). Writes artifacts/tokenizers/distilled_unigram/ (tokenizer.json + HF files: same
+50,257 ids and strings, same byte-level pipeline, a Unigram model, no merges) and artifacts/analysis/
+reports/distill_validation.{md,json} (agreement on train, held-out and out-of-domain text, mismatch
+classes, decode identity, throughput). Memory and learning time follow the distinct pre-tokens.
 
 How:
   1. Scores start from merge trees: score(token) = sum over the merges in its tree of
      (5e4 / (rank + 1)) ** power; the 256 byte tokens score 0.
-  2. Labelled examples: every train pre-token with GPT-2's segmentation of it (from the id sequences),
+  2. Labelled examples: every distinct train pre-token with GPT-2's segmentation of it (the table),
      plus every vocab string (BPE encodes each to itself).
   3. Greedy repair: for each example whose Viterbi output differs from BPE's, try raising one token of
      BPE's segmentation or lowering one token of the Viterbi output just enough; keep the change that
-     fixes the most example occurrences net, checked on every example whose lattice holds that token.
+     fixes the most example occurrences net, checked on every example whose output the change can alter
+     (lib/unigram.py: RepairIndex proves the others keep theirs, so the result is that of checking all).
   4. Ties no score can break (a run like '#####': BPE '####,#', Unigram's Viterbi '#,####') are cut the
      way BPE cuts them by a Split pre-tokenizer stage: runs of one character anywhere in a pre-token,
      where tracing BPE on the run proves that no merge can cross the run's edges for that neighbour and
@@ -41,18 +43,21 @@ import sys
 import sysconfig
 import time
 import unicodedata
+import warnings
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import load_config, save_config
+from lib.config import add_step_flags, save_config, step_config
 from lib.files import atomic_path, iter_docs, require, write_json, write_text
 from lib.ivr import piece_bytes
 from lib.log import die, log, setup_logging
-from lib.paths import DEFAULT_ARTIFACTS, Artifacts
+from lib.paths import Artifacts
+from lib.pretokens import read_pretoken_table
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_level_pipeline, load_gpt2_tokenizer, save_hf_tokenizer
+from lib.unigram import RepairIndex, is_right, lattice, path_score, viterbi
 
 STEP = "04_distill"
 N_MERGES = 50000
@@ -60,14 +65,7 @@ N_MERGES = 50000
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--power", type=float, help="exponent of the merge-tree init")
-    p.add_argument("--max-rounds", type=int, help="rounds of greedy repair (0: the closed-form init only)")
-    p.add_argument("--run-split", action=argparse.BooleanOptionalAction, default=None,
-                   help="add the Split stage that cuts character runs the way BPE does")
-    p.add_argument("--decode-samples", type=int, help="random id sequences for the decode identity check")
-    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
-    p.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
-    p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
+    add_step_flags(p, "distill")
     return p.parse_args()
 
 
@@ -447,79 +445,39 @@ def pre_tokenizer_gpt2():
 
 
 # -----------------------------------------------------------------------------
-# labelled examples
+# labelled examples: the pre-token table (03) and a deterministic sample of whole train documents
 
 
-def read_sequences(path, id_bytes):
-    """Yield (line number, ids, text) for each document of bpe_token_id_sequences.txt; die on a bad line."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if not data.strip():
-        die(f"{path}: empty; re-run `make analyze`")
-    lines = data.split(b"\n")
-    if lines[-1] != b"":
-        die(f"{path}:{len(lines):,}: last line has no newline (file truncated?); re-run `make analyze`")
-    for line_no, line in enumerate(lines[:-1], 1):
-        try:
-            ids = [int(x) for x in line.split()]
-        except ValueError:
-            die(f"{path}:{line_no:,}: not a line of space-separated token ids; re-run `make analyze`")
-        if not ids:
-            die(f"{path}:{line_no:,}: empty line (no document has zero tokens); re-run `make analyze`")
-        if min(ids) < 0 or max(ids) >= VOCAB_SIZE:
-            die(f"{path}:{line_no:,}: id out of range 0..{VOCAB_SIZE - 1:,}; re-run `make analyze`")
-        segments = []  # the parts between <|endoftext|> ids: BPE never sees across one
-        for part in " ".join(map(str, ids)).split(str(EOT_ID)):
-            seg = [int(x) for x in part.split()]
-            try:
-                segments.append((seg, b"".join(id_bytes[i] for i in seg).decode("utf-8")))
-            except UnicodeDecodeError:
-                die(f"{path}:{line_no:,}: ids do not decode to UTF-8 text (truncated line?); re-run `make analyze`")
-        text = EOT.join(t for _, t in segments)
-        yield line_no, ids, text, segments
+def read_table(art):
+    """The pre-token table, checked to be complete and made by this run's original tokenizer."""
+    log.info(f"reading {art.pretoken_table}")
+    table = read_pretoken_table(art.pretoken_table, tokenizer_json=art.original_tokenizer / "tokenizer.json")
+    if not len(table):
+        die(f"{art.pretoken_table}: no pre-tokens (empty train split?); re-run `make analyze`")
+    if table.ids_flat.size and (table.ids_flat.min() < 0 or table.ids_flat.max() >= VOCAB_SIZE):
+        die(f"{art.pretoken_table}: BPE id out of range 0..{VOCAB_SIZE - 1:,}; re-run `make analyze`")
+    return table
 
 
-def pretoken_labels(docs, token_strings, pre_tokenizer, path):
-    """Counter {(byte-level pre-token, BPE ids)} over documents given as (line, ids, text)."""
-    counts = collections.Counter()
-    for line_no, _, _, segments in docs:
-        for ids, text in segments:
-            count_segment(counts, line_no, ids, text, token_strings, pre_tokenizer, path)
-    return counts
-
-
-def count_segment(counts, line_no, ids, text, token_strings, pre_tokenizer, path):
-    words = [w for w, _ in pre_tokenizer.pre_tokenize_str(text)]
-    j = 0
-    for w in words:
-        start, got = j, ""
-        while len(got) < len(w) and j < len(ids):
-            got += token_strings[ids[j]]
-            j += 1
-        if got != w:
-            die(f"{path}:{line_no:,}: ids do not follow GPT-2's pre-tokenization (not GPT-2 BPE output?)")
-        counts[(w, tuple(ids[start:j]))] += 1
-    if j != len(ids):
-        die(f"{path}:{line_no:,}: ids do not follow GPT-2's pre-tokenization (not GPT-2 BPE output?)")
-
-
-def split_examples(labelled, splitter, token_strings):
-    """Cut each labelled pre-token with the run split: ({(piece, ids): count}, cut-inside-a-token count)."""
+def split_examples(words, ids, counts, splitter, token_strings):
+    """Cut each labelled pre-token with the run split: ({(piece, ids): count}, cut-inside-a-token count).
+    A pre-token whose ids do not spell it is a table that is not GPT-2's output: counted as a conflict."""
     examples = collections.Counter()
     bad = 0
-    for (w, ids), n in labelled.items():
+    for w, y, n in tqdm(zip(words, ids, counts), total=len(words), desc="run split of pre-tokens", unit="pt",
+                        mininterval=1, leave=False):
         pieces = [p for p, _ in splitter.pre_tokenize_str(w)] if splitter else [w]
         j, ok, out = 0, True, []
         for p in pieces:
             start, got = j, ""
-            while len(got) < len(p) and j < len(ids):
-                got += token_strings[ids[j]]
+            while len(got) < len(p) and j < len(y):
+                got += token_strings[y[j]]
                 j += 1
             if got != p:
                 ok = False
                 break
-            out.append((p, ids[start:j]))
-        if not ok:
+            out.append((p, y[start:j]))
+        if not ok or j != len(y):
             bad += n
             continue
         for p, pids in out:
@@ -527,39 +485,98 @@ def split_examples(labelled, splitter, token_strings):
     return examples, bad
 
 
+def labelled_examples(table, vocab, splitter, token_strings, cfg):
+    """The learning's examples [(piece, BPE ids, weight)]: the train pieces (pre-tokens cut by the run split),
+    plus vocab strings (BPE encodes each to itself); pieces over learn_max_piece_chars are left out (a
+    lattice costs its length times the longest token). Returns (examples, their statistics)."""
+    counts = table.counts.tolist()
+    pieces, conflicts = split_examples(table.pretokens, table.all_ids(), counts, splitter, token_strings)
+    vocab_items = sorted(vocab.items(), key=lambda kv: kv[1])
+    if cfg["vocab_example_limit"] and cfg["vocab_example_limit"] < len(vocab_items):
+        step = len(vocab_items) / cfg["vocab_example_limit"]
+        vocab_items = [vocab_items[int(k * step)] for k in range(cfg["vocab_example_limit"])]
+    vocab_pieces, vocab_conflicts = split_examples([s for s, _ in vocab_items], [(i,) for _, i in vocab_items],
+                                                   [1] * len(vocab_items), splitter, token_strings)
+    if conflicts + vocab_conflicts:
+        log.warning(f"the run split cut inside a BPE token {conflicts + vocab_conflicts:,} times")
+    examples = collections.Counter(pieces)
+    for key, n in vocab_pieces.items():
+        examples[key] += n * cfg["vocab_weight"]
+    long = {key for key in examples if len(key[0]) > cfg["learn_max_piece_chars"]}
+    examples = [(p, y, n) for (p, y), n in sorted(examples.items()) if (p, y) not in long]
+    stats = {"pieces": len(pieces), "piece_occurrences": sum(pieces.values()), "vocab_strings": len(vocab_pieces),
+             "left_out_long": len(long), "split_conflicts": conflicts + vocab_conflicts}
+    log.info(f"{table.meta.get('documents', 0):,} train documents -> {int(table.counts.sum()):,} pre-tokens "
+             f"({len(table):,} distinct) -> {len(pieces):,} distinct pieces, + {len(vocab_pieces):,} vocab strings"
+             + (f"; {len(long):,} pieces over {cfg['learn_max_piece_chars']:,} characters left out" if long else ""))
+    return examples, stats
+
+
+def parse_id_line(line):
+    """The ids of one line of bpe_token_id_sequences.txt as int64, or None unless it is space-separated ints."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy only warns when it stops at a character that is no number
+        try:
+            ids = np.fromstring(line, dtype=np.int64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            return None
+    return ids if ids.size == line.count(b" ") + 1 else None
+
+
+def sample_lines(n_docs, size):
+    """Line numbers (0-based) of the document sample: evenly spaced over the split, all when size >= n_docs."""
+    if size >= n_docs:
+        return list(range(n_docs))
+    return sorted({k * n_docs // size for k in range(size)})
+
+
+def sample_documents(path, n_docs, size, max_bytes, id_bytes):
+    """Stream bpe_token_id_sequences.txt and keep the sampled documents: (texts, ids as int32 arrays, facts).
+    A sampled line longer than max_bytes is left out (counted), so a huge document costs one line of bytes."""
+    wanted = sample_lines(n_docs, size)
+    texts, ids_list, too_long, want, line_no = [], [], 0, iter(wanted), -1
+    nxt = next(want, None)
+    with open(path, "rb") as f, tqdm(total=n_docs, desc="train document sample", unit="doc", mininterval=1, leave=False) as bar:
+        for line_no, line in enumerate(f):
+            bar.update()
+            if not line.endswith(b"\n"):
+                bar.close()  # the error line must not share a line with the bar
+                die(f"{path}:{line_no + 1:,}: last line has no newline (file truncated?); re-run `make analyze`")
+            if line_no != nxt:
+                continue
+            nxt = next(want, None)
+            if len(line) > max_bytes:
+                too_long += 1
+                continue
+            ids, problem = parse_document(line, id_bytes)
+            if problem:
+                bar.close()  # the error line must not share a line with the bar
+                die(f"{path}:{line_no + 1:,}: {problem}; re-run `make analyze`")
+            texts.append(ids[1])
+            ids_list.append(ids[0])
+    if line_no + 1 != n_docs:
+        die(f"{path}: {line_no + 1:,} documents, the pre-token table counts {n_docs:,}; re-run `make analyze`")
+    return texts, ids_list, {"documents_in_split": n_docs, "sampled": len(wanted), "left_out_too_long": too_long}
+
+
+def parse_document(line, id_bytes):
+    """((ids as int32, text), None) for one line of bpe_token_id_sequences.txt, or (None, what is wrong)."""
+    if line == b"\n":
+        return None, "empty line (no document has zero tokens)"
+    ids = parse_id_line(line[:-1])
+    if ids is None:
+        return None, "not a line of space-separated token ids"
+    if ids.min() < 0 or ids.max() >= VOCAB_SIZE:
+        return None, f"id out of range 0..{VOCAB_SIZE - 1:,}"
+    try:
+        text = b"".join([id_bytes[i] for i in ids.tolist()]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "ids do not decode to UTF-8 text (truncated line?)"
+    return (ids.astype(np.int32), text), None
+
+
 # -----------------------------------------------------------------------------
-# Viterbi exactly as tokenizers' Unigram does it (earliest start wins a tie: the longest last piece)
-
-
-def lattice(word, vocab, max_len):
-    return [[(e, vocab[word[s:e]]) for e in range(s + 1, min(len(word), s + max_len) + 1) if word[s:e] in vocab]
-            for s in range(len(word))]
-
-
-def viterbi(lat, scores):
-    n = len(lat)
-    best = [0.0] + [None] * n
-    back = [None] * (n + 1)
-    for s in range(n):
-        b = best[s]
-        for e, i in lat[s]:
-            c = scores[i] + b
-            if best[e] is None or c > best[e]:
-                best[e] = c
-                back[e] = (s, i)
-    out, e = [], n
-    while e > 0:
-        s, i = back[e]
-        out.append(i)
-        e = s
-    return out[::-1]
-
-
-def path_score(ids, scores):
-    total = 0.0
-    for i in ids:
-        total = scores[i] + total
-    return total
+# learning: greedy repair of the closed-form scores (Viterbi and the skip index: lib/unigram.py)
 
 
 def as_loaded(scores, vocab):
@@ -580,80 +597,106 @@ def as_loaded(scores, vocab):
     return scores
 
 
-def learn(examples, vocab, merges, scores, max_rounds, margin_rel, max_tree=64):
-    """Greedy repair of the scores on the examples [(piece, ids, weight)]; returns (scores, history).
-
-    A candidate change moves one token's score; a raise may also move every token built on it by the
-    same amount (as if its merge weighed more), which keeps ties that float64 cannot resolve in order."""
-    up = collections.defaultdict(list)  # token id -> tokens merged directly from it
+def merged_from(vocab, merges):
+    """{token id: the tokens merged directly from it}."""
+    up = collections.defaultdict(list)
     for a, b in merges:
         up[vocab[a]].append(vocab[a + b])
         up[vocab[b]].append(vocab[a + b])
+    return up
 
-    def built_on(i):
-        seen, todo = {i}, [i]
-        while todo and len(seen) <= max_tree:
-            for j in up[todo.pop()]:
-                if j not in seen:
-                    seen.add(j)
-                    todo.append(j)
-        return sorted(seen) if len(seen) <= max_tree else None
 
+def built_on(i, up, max_tree):
+    """Token i and every token built on it (sorted), or None when that is more than max_tree tokens."""
+    seen, todo = {i}, [i]
+    while todo and len(seen) <= max_tree:
+        for j in up[todo.pop()]:
+            if j not in seen:
+                seen.add(j)
+                todo.append(j)
+    return sorted(seen) if len(seen) <= max_tree else None
+
+
+def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel):
+    """Greedy repair of the scores on the examples [(piece, ids, weight)]; returns (scores, history)."""
+    up = merged_from(vocab, merges)
     max_len = max(map(len, vocab))
-    lats = [lattice(p, vocab, max_len) for p, _, _ in tqdm(examples, desc="lattices", unit="ex", leave=False)]
-    labels = [y for _, y, _ in examples]
-    weights = [w for _, _, w in examples]
-    holders = collections.defaultdict(list)  # token id -> examples whose lattice holds it
-    for k, lat in enumerate(lats):
-        for i in {i for row in lat for _, i in row}:
-            holders[i].append(k)
-
-    def ok(k):  # right, or a permutation of BPE's (a tie no score can break)
-        y = viterbi(lats[k], scores)
-        return tuple(y) == labels[k] or sorted(y) == sorted(labels[k])
-
+    lats = [lattice(p, vocab, max_len) for p, _, _ in tqdm(examples, desc="lattices", unit="ex", mininterval=1, leave=False)]
+    index = RepairIndex(lats, [y for _, y, _ in examples], [w for _, _, w in examples], [len(p) for p, _, _ in examples], token_len)
     scores[:] = as_loaded(scores, vocab)
-    state = [ok(k) for k in range(len(examples))]
-    history = [sum(w for w, s in zip(weights, state) if not s)]
+    index.refresh_all(scores, progress="Viterbi of every example")
+    history = [index.wrong_weight()]
     for rnd in range(max_rounds):
-        wrong = sorted((k for k in range(len(examples)) if not state[k]), key=lambda k: (-weights[k], examples[k][0]))
+        wrong = sorted((k for k, r in enumerate(index.right) if not r), key=lambda k: (-examples[k][2], examples[k][0]))
         applied = 0
-        for k in tqdm(wrong, desc=f"repair round {rnd + 1}", unit="ex", leave=False):
-            if state[k]:
-                continue
-            y, y_hat = labels[k], viterbi(lats[k], scores)
-            diff = collections.Counter(y)
-            diff.subtract(y_hat)
-            s_y, s_hat = path_score(y, scores), path_score(y_hat, scores)
-            # the margin must outgrow float64 rounding of every score it touches
-            need = s_hat - s_y + margin_rel * max(abs(s_y), abs(s_hat), *(abs(scores[i]) for i in diff), 1.0)
-            candidates = [[i] for i, v in sorted(diff.items()) if v]
-            candidates += [t for i, v in sorted(diff.items()) if v > 0 and (t := built_on(i)) and len(t) > 1]
-            best = None
-            for group in candidates:
-                delta = need / diff[group[0]]  # > 0 raises a BPE token, < 0 lowers a Viterbi one
-                old = {i: scores[i] for i in group}
-                for i in group:
-                    scores[i] = old[i] + delta
-                new = {h: ok(h) for i in group for h in holders[i]}
-                gain = sum(weights[h] * (new[h] - state[h]) for h in new)
-                for i in group:
-                    scores[i] = old[i]
-                if best is None or gain > best[0]:
-                    best = (gain, group, delta, new)
-            if best and best[0] > 0:
-                for i in best[1]:
-                    scores[i] += best[2]
-                for h, s in best[3].items():
-                    state[h] = s
-                applied += 1
+        for k in tqdm(wrong, desc=f"repair round {rnd + 1}", unit="ex", mininterval=1, leave=False):
+            if not index.right[k]:
+                applied += repair_example(k, index, scores, up, margin_rel)
+        before = list(scores)
         scores[:] = as_loaded(scores, vocab)
-        state = [ok(k) for k in range(len(examples))]
-        history.append(sum(w for w, s in zip(weights, state) if not s))
+        index.refresh_touched([i for i, (x, y) in enumerate(zip(before, scores)) if x != y], scores,
+                              progress=f"round {rnd + 1}: Viterbi of the examples touched")
+        history.append(index.wrong_weight())
         log.info(f"repair round {rnd + 1}: {applied:,} changes, wrong example weight {history[-1]:,}")
         if not applied:
             break
     return scores, history
+
+
+def repair_example(k, index, scores, up, margin_rel, max_tree=64):
+    """Try raising one token of BPE's segmentation of example k, or lowering one token of its Viterbi output,
+    just enough; a raise may also move every token built on it by the same amount (as if its merge weighed
+    more), which keeps ties that float64 cannot resolve in order. Keep the change that fixes the most example
+    weight net, counted on the examples it can affect (RepairIndex.affected); True if one was kept."""
+    y, y_hat = index.labels[k], viterbi(index.lats[k], scores)
+    diff = collections.Counter(y)
+    diff.subtract(y_hat)
+    s_y, s_hat = path_score(y, scores), path_score(y_hat, scores)
+    # the margin must outgrow float64 rounding of every score it touches
+    need = s_hat - s_y + margin_rel * max(abs(s_y), abs(s_hat), *(abs(scores[i]) for i in diff), 1.0)
+    candidates = [[i] for i, v in sorted(diff.items()) if v]
+    candidates += [t for i, v in sorted(diff.items()) if v > 0 and (t := built_on(i, up, max_tree)) and len(t) > 1]
+    best = None
+    for group in candidates:
+        delta = need / diff[group[0]]  # > 0 raises a BPE token, < 0 lowers a Viterbi one
+        affected = index.affected(group, delta, scores)
+        # the first best candidate wins, and only a gain > 0 is kept: a candidate that cannot beat both is
+        # dropped as soon as that is certain
+        gain = change_gain(index, group, delta, scores, affected, best[0] if best else 0)
+        if gain is not None:
+            best = (gain, group, delta, affected)
+    if best:
+        index.apply(best[1], best[2], scores, best[3])
+        return True
+    return False
+
+
+def change_gain(index, group, delta, scores, affected, beat):
+    """Net example weight fixed by moving the tokens of group by delta, or None once it cannot exceed beat
+    (the scores are restored). The wrong examples go first (each can only add), then the right ones
+    (each can only subtract)."""
+    old = [scores[i] for i in group]
+    for i in group:
+        scores[i] += delta
+    affected = affected.tolist()
+    wrong = [h for h in affected if not index.right[h]]
+    todo = wrong + [h for h in affected if index.right[h]]
+    gain, chance = 0, sum(index.weights[h] for h in wrong)
+    for h in todo:
+        if gain + chance <= beat:
+            gain = None
+            break
+        now = is_right(viterbi(index.lats[h], scores), index.labels[h])
+        if index.right[h]:
+            gain -= index.weights[h] * (not now)
+        else:
+            chance -= index.weights[h]
+            gain += index.weights[h] * now
+    if gain is not None and gain <= beat:
+        gain = None
+    for i, x in zip(group, old):
+        scores[i] = x
+    return gain
 
 
 # -----------------------------------------------------------------------------
@@ -674,38 +717,50 @@ def classify(word, bpe, got, token_strings):
     return "score order (left by the greedy repair)"
 
 
-def agreement(labelled, distilled_bare, token_strings, n_examples):
-    """Per pre-token occurrence / distinct pre-token agreement, and the mismatches grouped by class."""
-    items = sorted(labelled.items())
-    words = [w for (w, _), _ in items]
-    got = [tuple(e.ids) for e in distilled_bare.encode_batch(words)] if words else []
-    occ = sum(n for _, n in items)
-    ok_occ = ok_distinct = 0
+def agreement(words, bpe, counts, distilled_bare, token_strings, n_examples, batch=50_000, desc=None):
+    """Per pre-token occurrence / distinct pre-token agreement, and the mismatches grouped by class.
+    words: distinct byte-level pre-tokens; bpe: GPT-2's ids of each (tuples); counts: their occurrences."""
+    occ = ok_occ = ok_distinct = 0
     classes = collections.defaultdict(lambda: {"occurrences": 0, "distinct": 0, "examples": []})
-    for ((w, bpe), n), g in zip(items, got):
-        if g == bpe:
-            ok_occ += n
-            ok_distinct += 1
-            continue
-        c = classes[classify(w, bpe, g, token_strings)]
-        c["occurrences"] += n
-        c["distinct"] += 1
-        c["examples"].append((n, w, [token_strings[i] for i in bpe], [token_strings[i] for i in g]))
+    starts = range(0, len(words), batch)
+    for a in tqdm(starts, desc=desc, unit="batch", mininterval=1, leave=False) if desc and len(starts) > 1 else starts:
+        got = distilled_bare.encode_batch(words[a:a + batch])
+        for w, y, n, e in zip(words[a:a + batch], bpe[a:a + batch], counts[a:a + batch], got):
+            occ += n
+            g = tuple(e.ids)
+            if g == y:
+                ok_occ += n
+                ok_distinct += 1
+                continue
+            c = classes[classify(w, y, g, token_strings)]
+            c["occurrences"] += n
+            c["distinct"] += 1
+            c["examples"].append((n, w, [token_strings[i] for i in y], [token_strings[i] for i in g]))
     for c in classes.values():
         c["examples"] = [{"count": n, "pretoken": w, "bpe": b, "distilled": g}
                          for n, w, b, g in sorted(c["examples"], key=lambda x: (-x[0], x[1]))[:n_examples]]
     return {
         "pretoken_occurrences": occ, "pretoken_occurrence_agreement": ok_occ / max(occ, 1),
-        "distinct_pretokens": len(items), "distinct_pretoken_agreement": ok_distinct / max(len(items), 1),
+        "distinct_pretokens": len(words), "distinct_pretoken_agreement": ok_distinct / max(len(words), 1),
         "mismatches": dict(sorted(classes.items())),
     }
 
 
-def doc_agreement(texts, reference_ids, distilled):
-    got = distilled.encode_batch(texts, add_special_tokens=False) if texts else []
-    same = sum(list(ref) == e.ids for ref, e in zip(reference_ids, got))
-    return {"documents": len(texts), "document_agreement": same / max(len(texts), 1),
-            "ids_compared": sum(map(len, reference_ids))}
+def text_batches(texts, batch_bytes, max_doc_bytes):
+    """Yield (texts of about batch_bytes, documents over max_doc_bytes left out of this batch)."""
+    batch, size, skipped = [], 0, 0
+    for text in texts:
+        n = len(text.encode("utf-8"))
+        if n > max_doc_bytes:
+            skipped += 1
+            continue
+        batch.append(text)
+        size += n
+        if size >= batch_bytes:
+            yield batch, skipped
+            batch, size, skipped = [], 0, 0
+    if batch or skipped:
+        yield batch, skipped
 
 
 # -----------------------------------------------------------------------------
@@ -835,36 +890,85 @@ def throughput(original, distilled, texts, repeats):
             "ratio": round(best["distilled"] / max(best["gpt2_bpe"], 1e-9), 3)}
 
 
-def labelled_pretokens(texts, bpe_bare):
-    """Counter {(byte-level pre-token, GPT-2 BPE ids)} over texts."""
-    counts = collections.Counter()
+def evaluate_texts(texts, models, token_strings, cfg, desc, n_bench=0, check_pieces=False):
+    """Agreement per pre-token occurrence, distinct pre-token and whole document, with mismatch classes, on
+    texts streamed in batches of eval_batch_bytes (memory holds one batch and the distinct pre-tokens).
+    models: (original, distilled, distilled_bare, run split pattern). Returns (result, the first n_bench
+    bytes of texts, for the throughput). check_pieces: count documents_pieces_differ (held-out)."""
+    from tokenizers import Regex, pre_tokenizers
+
+    original, distilled, distilled_bare, pattern = models
     gpt2_pt = pre_tokenizer_gpt2()
-    for text in texts:
-        counts.update(w for w, _ in gpt2_pt.pre_tokenize_str(text))
+    view = (pre_tokenizers.Sequence([gpt2_pt, pre_tokenizers.Split(Regex(pattern), behavior="isolated")])
+            if pattern and check_pieces else None)
+    counts = collections.Counter()
+    docs = same = ids_compared = differ = left_out = bench_bytes = 0
+    bench = []
+    bar = tqdm(desc=desc, unit="B", unit_scale=True, mininterval=1, leave=False)
+    for batch, skipped in text_batches(texts, cfg["eval_batch_bytes"], cfg["doc_max_bytes"]):
+        left_out += skipped
+        for text in batch:
+            counts.update(w for w, _ in gpt2_pt.pre_tokenize_str(text))
+        reference = original.encode_batch(batch, add_special_tokens=False)
+        got = distilled.encode_batch(batch, add_special_tokens=False)
+        docs += len(batch)
+        same += sum(r.ids == g.ids for r, g in zip(reference, got))
+        ids_compared += sum(len(r.ids) for r in reference)
+        differ += pieces_differ(batch, distilled, view)
+        for text in batch:
+            if bench_bytes < n_bench:
+                bench.append(text)
+                bench_bytes += len(text.encode("utf-8"))
+        bar.update(sum(len(t.encode("utf-8")) for t in batch))
+    bar.close()
     words = sorted(counts)
-    ids = [tuple(e.ids) for e in bpe_bare.encode_batch(words)] if words else []
-    return collections.Counter({(w, y): counts[w] for w, y in zip(words, ids)})
+    bpe = [tuple(e.ids) for e in bare(original).encode_batch(words)] if words else []
+    result = agreement(words, bpe, [counts[w] for w in words], distilled_bare, token_strings, cfg["report_examples"])
+    result.update({"documents": docs, "document_agreement": same / max(docs, 1), "ids_compared": ids_compared,
+                   "documents_pieces_differ": differ, "documents_left_out_too_long": left_out})
+    return result, bench
 
 
-def pieces_differ(texts, distilled, pattern):
+def pieces_differ(texts, distilled, view):
     """Documents whose pieces under the shipped pre-tokenizer (run split on raw text, then ByteLevel) differ
     from the learning's view (ByteLevel, then the run split inside each pre-token). The raw split leaves a
     run whole where it cannot see its pre-token (after whitespace + a space, after a non-ASCII character)."""
-    from tokenizers import Regex, pre_tokenizers
-
-    if not pattern:
+    if view is None:
         return 0
-    view = pre_tokenizers.Sequence([pre_tokenizer_gpt2(), pre_tokenizers.Split(Regex(pattern), behavior="isolated")])
     pieces = lambda pt, t: [w for w, _ in pt.pre_tokenize_str(t)]
     return sum(pieces(view, t) != pieces(distilled.pre_tokenizer, t) for t in texts)
 
 
-def evaluate_texts(texts, original, distilled, distilled_bare, token_strings, n_examples):
-    """Agreement per pre-token occurrence, distinct pre-token and whole document, with mismatch classes."""
-    result = agreement(labelled_pretokens(texts, bare(original)), distilled_bare, token_strings, n_examples)
-    reference = [e.ids for e in original.encode_batch(texts, add_special_tokens=False)] if texts else []
-    result.update(doc_agreement(texts, reference, distilled))
+def train_agreement(table, sample, models, token_strings, cfg):
+    """Train agreement: per occurrence and per distinct pre-token over the whole table; per document on the
+    document sample (texts, GPT-2 ids, facts), encoded in batches."""
+    _, distilled, distilled_bare, _ = models
+    result = agreement(table.pretokens, table.all_ids(), table.counts.tolist(), distilled_bare, token_strings,
+                       cfg["report_examples"], desc="train agreement (pre-token table)")
+    texts, ids_list, facts = sample
+    same = start = 0
+    for batch, _ in tqdm(text_batches(texts, cfg["eval_batch_bytes"], float("inf")), desc="train agreement (document sample)",
+                         unit="batch", mininterval=1, leave=False):
+        got = distilled.encode_batch(batch, add_special_tokens=False)
+        same += sum(np.array_equal(ref, e.ids) for ref, e in zip(ids_list[start:start + len(batch)], got))
+        start += len(batch)
+    result.update({"documents": len(texts), "document_agreement": same / max(len(texts), 1),
+                   "ids_compared": int(sum(len(x) for x in ids_list)), "document_sample": facts})
     return result
+
+
+def coverage_note(r):
+    """Report lines: which figures cover everything and which come from the document sample."""
+    smp, held, ex = r["train"]["document_sample"], r["heldout"], r["examples"]
+    lines = ["", f"Train: the pre-token figures cover every pre-token of the train split (the pre-token table); the "
+             f"document figures come from a **sample** of {smp['sampled']:,} of its {smp['documents_in_split']:,} documents "
+             f"(evenly spaced; `train_doc_sample`)" + (f", {smp['left_out_too_long']:,} of them left out as over "
+             f"`doc_max_bytes`" if smp["left_out_too_long"] else "") + ". Held-out and out-of-domain figures cover every "
+             "document" + (f" but {held['documents_left_out_too_long']:,} held-out ones over `doc_max_bytes`"
+                           if held["documents_left_out_too_long"] else "") + "."]
+    if ex.get("left_out_long"):
+        lines += ["", f"{ex['left_out_long']:,} train pieces over `learn_max_piece_chars` were left out of the learning."]
+    return lines
 
 
 def report_md(r):
@@ -890,6 +994,7 @@ def report_md(r):
     for kind, a in ood.items():
         if a.get("pretoken_occurrences"):
             lines.append(row(f"out of domain: {kind}", a))
+    lines += coverage_note(r)
     skipped = [f"{kind} ({a['note']})" for kind, a in ood.items() if not a.get("pretoken_occurrences")]
     if skipped:
         lines += ["", "Out-of-domain types skipped on this machine: " + "; ".join(skipped) + "."]
@@ -936,104 +1041,107 @@ def report_md(r):
     return "\n".join(lines)
 
 
-def main():
-    args = parse_args()
-    art = Artifacts(args.artifacts)
-    cfg = load_config("distill", args.profile, args.configs, {
-        "power": args.power, "max_rounds": args.max_rounds, "run_split": args.run_split,
-        "decode_samples": args.decode_samples})
-    setup_logging(STEP, art.log_file(STEP))
-    for key in ("run_split_max_len", "vocab_example_limit", "ood_max_bytes", "ood_emoji_docs", "throughput_repeats"):
-        least = 64 if key == "run_split_max_len" else 0
-        if cfg[key] < least:
-            die(f"configs/distill.yaml: {key} must be at least {least}, got {cfg[key]}")
+class Phases:
+    """Names each phase in the log as it starts, and keeps the seconds of each for the report."""
+
+    def __init__(self):
+        self.seconds, self.name, self.t0 = {}, None, None
+
+    def start(self, name):
+        self.stop()
+        log.info(f"phase: {name}")
+        self.name, self.t0 = name, time.perf_counter()
+
+    def stop(self):
+        if self.name:
+            self.seconds[self.name] = round(self.seconds.get(self.name, 0) + time.perf_counter() - self.t0, 1)
+        self.name = None
+
+
+def read_config(args):
+    """The resolved config, with the checks the YAML cannot make."""
+    cfg = step_config("distill", args)
+    least = {"run_split_max_len": 64, "vocab_example_limit": 0, "ood_max_bytes": 0, "ood_emoji_docs": 0,
+             "throughput_repeats": 0, "train_doc_sample": 1, "doc_max_bytes": 1, "eval_batch_bytes": 1,
+             "learn_max_piece_chars": 1}
+    for key, lo in least.items():
+        if cfg[key] < lo:
+            die(f"configs/distill.yaml: {key} must be at least {lo}, got {cfg[key]}")
     if not isinstance(cfg["ood_sources"], dict):
         die(f"configs/distill.yaml: ood_sources must be a mapping of text type: [file globs], got {cfg['ood_sources']!r}")
-    t_start = time.perf_counter()
-    seq_path = require(art.bpe_sequences, "analyze")
-    heldout_path = require(art.heldout_docs, "corpus")
-    original, vocab, merges = read_original(art.original_tokenizer)
-    token_strings = [None] * VOCAB_SIZE
-    for s, i in vocab.items():
-        token_strings[i] = s
-    token_strings[EOT_ID] = EOT
-    id_bytes = [None] * VOCAB_SIZE
-    for s, i in vocab.items():
-        id_bytes[i] = piece_bytes(s)
-    id_bytes[EOT_ID] = EOT.encode()
-    docs = list(read_sequences(seq_path, id_bytes))
-    heldout_texts = list(iter_docs(heldout_path))
-    train_labelled = pretoken_labels(docs, token_strings, pre_tokenizer_gpt2(), seq_path)
-    original_bare = bare(original)
+    return cfg
 
-    # --- the run split and the labelled examples
-    pattern, raw_pattern, units = (run_split_pattern(original_bare, vocab, merges, cfg["run_split_max_len"])
-                                   if cfg["run_split"] else (None, None, []))
+
+def token_tables(vocab):
+    """(token string of each id, its bytes), EOT included."""
+    token_strings, id_bytes = [None] * VOCAB_SIZE, [None] * VOCAB_SIZE
+    for s, i in vocab.items():
+        token_strings[i], id_bytes[i] = s, piece_bytes(s)
+    token_strings[EOT_ID], id_bytes[EOT_ID] = EOT, EOT.encode()
+    return token_strings, id_bytes
+
+
+def make_run_split(original, vocab, merges, cfg):
+    """(regex on byte-level pre-tokens, the same on raw text, run units, a Split pre-tokenizer of the first)."""
     from tokenizers import Regex, pre_tokenizers
+
+    pattern, raw_pattern, units = (run_split_pattern(bare(original), vocab, merges, cfg["run_split_max_len"])
+                                   if cfg["run_split"] else (None, None, []))
     splitter = pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False) if pattern else None
     log.info(f"run split: {f'on, {len(units)} run characters, {len(pattern):,} regex chars' if pattern else 'off'}")
-    pieces, split_conflicts = split_examples(train_labelled, splitter, token_strings)
-    vocab_items = sorted(vocab.items(), key=lambda kv: kv[1])
-    if cfg["vocab_example_limit"] and cfg["vocab_example_limit"] < len(vocab_items):
-        step = len(vocab_items) / cfg["vocab_example_limit"]
-        vocab_items = [vocab_items[int(k * step)] for k in range(cfg["vocab_example_limit"])]
-    vocab_pieces, vocab_conflicts = split_examples({(s, (i,)): 1 for s, i in vocab_items}, splitter, token_strings)
-    split_conflicts += vocab_conflicts
-    if split_conflicts:
-        log.warning(f"the run split cut inside a BPE token {split_conflicts:,} times")
-    examples = collections.Counter(pieces)
-    for key, n in vocab_pieces.items():
-        examples[key] += n * cfg["vocab_weight"]
-    examples = [(p, y, n) for (p, y), n in sorted(examples.items())]
-    log.info(f"{len(docs):,} train documents -> {sum(train_labelled.values()):,} pre-tokens "
-             f"({len(train_labelled):,} distinct) -> {len(pieces):,} distinct pieces, + {len(vocab_pieces):,} vocab strings")
+    return pattern, raw_pattern, units, splitter
 
-    # --- learn the scores
-    t0 = time.perf_counter()
-    scores = merge_tree_scores(vocab, merges, cfg["power"])
-    scores, history = learn(examples, vocab, merges, scores, cfg["max_rounds"], cfg["margin_rel"])
-    seconds_learning = time.perf_counter() - t0
-    distilled = build_unigram(vocab, scores, raw_pattern)
 
-    # --- validate: agreement on train, held-out and out-of-domain text, decode identity, throughput
-    distilled_bare = bare(distilled, pattern)
-    n_ex = cfg["report_examples"]
-    report = {"run_split": bool(pattern), "run_units": len(units), "split_conflicts": split_conflicts,
-              "repair_history": history, "seconds_learning": round(seconds_learning, 1),
-              "examples": {"pieces": len(pieces), "piece_occurrences": sum(pieces.values()), "vocab_strings": len(vocab_pieces)}}
-    report["train"] = agreement(train_labelled, distilled_bare, token_strings, n_ex)
-    report["train"].update(doc_agreement([d[2] for d in docs], [d[1] for d in docs], distilled))
-    report["heldout"] = evaluate_texts(heldout_texts, original, distilled, distilled_bare, token_strings, n_ex)
-    report["heldout"]["documents_pieces_differ"] = pieces_differ(heldout_texts, distilled, pattern)
-    report["out_of_domain"] = {}
+def validate(table, sample, models, token_strings, art, cfg, phases):
+    """Agreement on train (the table; documents: the sample), held-out (streamed), out-of-domain text, and
+    decode identity. Returns (report parts, texts for the throughput)."""
+    original, distilled, _, _ = models
+    out = {}
+    phases.start("validation: train")
+    out["train"] = train_agreement(table, sample, models, token_strings, cfg)
+    phases.start("validation: held-out")
+    out["heldout"], bench = evaluate_texts(iter_docs(require(art.heldout_docs, "corpus")), models, token_strings, cfg,
+                                           "held-out agreement", n_bench=cfg["throughput_bytes"], check_pieces=True)
+    phases.start("validation: out of domain")
+    out["out_of_domain"] = {}
     for kind, src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["seed"]).items():
-        result = evaluate_texts(src["docs"], original, distilled, distilled_bare, token_strings, n_ex) if src["docs"] else {}
-        report["out_of_domain"][kind] = {**result, "patterns": src["patterns"], "files": src["files"], "note": src["note"]}
+        result = evaluate_texts(src["docs"], models, token_strings, cfg, f"out of domain: {kind}")[0] if src["docs"] else {}
+        for key in ("documents_pieces_differ", "documents_left_out_too_long"):
+            result.pop(key, None)
+        out["out_of_domain"][kind] = {**result, "patterns": src["patterns"], "files": src["files"], "note": src["note"]}
         if not src["docs"]:
             log.warning(f"out of domain: {kind}: {src['note']} ({', '.join(src['patterns'])})")
-    report["decode_identity"] = decode_identity(original, distilled, cfg["decode_samples"], cfg["decode_max_len"], cfg["seed"])
-    bench, size = [], 0
-    for text in heldout_texts + [d[2] for d in docs]:
+    phases.start("validation: decode identity")
+    out["decode_identity"] = decode_identity(original, distilled, cfg["decode_samples"], cfg["decode_max_len"], cfg["seed"])
+    size = sum(len(t.encode("utf-8")) for t in bench)
+    for text in sample[0]:  # held-out first, then train documents, up to throughput_bytes
         if size >= cfg["throughput_bytes"]:
             break
         bench.append(text)
         size += len(text.encode("utf-8"))
+    return out, bench
 
-    # --- write the tokenizer (temp dir + rename), check that it loads back, time it as loaded
+
+def write_outputs(art, cfg, profile, distilled, original, bench, report, t_start):
+    """The tokenizer (temp dir + rename) checked to load back and timed as loaded, then the reports."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
     with atomic_path(art.distilled_tokenizer) as tmp:
         save_hf_tokenizer(distilled, tmp)
-        from tokenizers import Tokenizer
         report["throughput"] = throughput(Tokenizer.from_file(str(art.original_tokenizer / "tokenizer.json")),
                                           Tokenizer.from_file(str(tmp / "tokenizer.json")), bench, cfg["throughput_repeats"])
-        from transformers import AutoTokenizer
         hf = AutoTokenizer.from_pretrained(str(tmp))
         probe = "def f(x):\n    return x  # ====\n\n\n<|endoftext|> 안녕 😀 ㅋㅋㅋ ————"
         report["loads_with_autotokenizer"] = hf(probe)["input_ids"] == original.encode(probe).ids
-        save_config(cfg, tmp / f"{STEP}.config.yaml", STEP, args.profile)
+        save_config(cfg, tmp / f"{STEP}.config.yaml", STEP, profile)
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     write_json(art.reports / "distill_validation.json", report)
     write_text(art.reports / "distill_validation.md", report_md(report))
+
+
+def log_summary(report):
     results = [("train", report["train"]), ("heldout", report["heldout"])]
     results += [(f"out of domain: {k}", a) for k, a in report["out_of_domain"].items() if a.get("pretoken_occurrences")]
     for name, a in results:
@@ -1042,6 +1150,45 @@ def main():
                  f"{100 * a['document_agreement']:.2f}% of {a['documents']:,} documents exact")
     log.info(f"decode identity: {report['decode_identity']['mismatches']:,} mismatches; throughput ratio "
              f"{report['throughput']['ratio']}; {report['seconds']} s, peak RSS {report['peak_rss_mb']:,.0f} MB")
+
+
+def main():
+    args = parse_args()
+    art = Artifacts(args.artifacts)
+    cfg = read_config(args)
+    setup_logging(STEP, art.log_file(STEP))
+    t_start, phases = time.perf_counter(), Phases()
+
+    phases.start("reading")
+    original, vocab, merges = read_original(art.original_tokenizer)
+    token_strings, id_bytes = token_tables(vocab)
+    table = read_table(art)
+    sample = sample_documents(require(art.bpe_sequences, "analyze"), table.meta.get("documents", 0),
+                              cfg["train_doc_sample"], cfg["doc_max_bytes"], id_bytes)
+
+    phases.start("run split")
+    pattern, raw_pattern, units, splitter = make_run_split(original, vocab, merges, cfg)
+    phases.start("labelled examples")
+    examples, stats = labelled_examples(table, vocab, splitter, token_strings, cfg)
+
+    phases.start("learning")
+    scores = merge_tree_scores(vocab, merges, cfg["power"])
+    scores, history = learn(examples, vocab, merges, scores, [len(s) for s in token_strings], cfg["max_rounds"], cfg["margin_rel"])
+    del examples
+    phases.stop()
+    distilled = build_unigram(vocab, scores, raw_pattern)
+    models = (original, distilled, bare(distilled, pattern), pattern)
+
+    report = {"run_split": bool(pattern), "run_units": len(units), "split_conflicts": stats.pop("split_conflicts"),
+              "repair_history": history, "seconds_learning": phases.seconds["learning"], "examples": stats}
+    parts, bench = validate(table, sample, models, token_strings, art, cfg, phases)
+    report.update(parts)
+    phases.start("writing (and throughput)")
+    report["phases_seconds"] = phases.seconds  # up to here; the log has the writing too
+    write_outputs(art, cfg, args.profile, distilled, original, bench, report, t_start)
+    phases.stop()
+    log.info("phases: " + ", ".join(f"{k} {v} s" for k, v in phases.seconds.items()))
+    log_summary(report)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """04 distill: a Unigram tokenizer (no merges) that reproduces GPT-2's BPE on its training pre-tokens,
 with the same vocab, special token and decode; the run split cuts only where BPE cuts; the report covers
-out-of-domain text; deterministic; bad inputs fail with one line.
+out-of-domain text; deterministic (the document sample too); the repair skips only examples a change cannot
+affect; bad inputs (id lines, a truncated or foreign pre-token table) fail with one line.
 
 The step runs once on a tiny corpus with a quick profile (few vocab examples, short run traces, small
 checks) and once more for determinism; everything else reads its outputs or runs in process."""
@@ -15,6 +16,7 @@ import struct
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -52,7 +54,8 @@ def load_distill():
 
 
 def make_inputs(art, gpt2_bpe):
-    """What 01, 02 and 03 would leave: the original tokenizer, the corpus split, the BPE id sequences."""
+    """What 01, 02 and 03 would leave: the original tokenizer, the corpus split, the BPE id sequences and the
+    pre-token table (each distinct pre-token of the train split with its count and GPT-2's ids)."""
     from lib.tokenizer import save_hf_tokenizer
 
     save_hf_tokenizer(gpt2_bpe, art / "tokenizers" / "original")
@@ -66,6 +69,30 @@ def make_inputs(art, gpt2_bpe):
     reports.mkdir(parents=True)
     lines = [" ".join(map(str, gpt2_bpe.encode(d).ids)) for d in FIXTURE_DOCS]
     (reports / "bpe_token_id_sequences.txt").write_text("\n".join(lines) + "\n", encoding="ascii")
+    write_table(reports / "pretoken_table.parquet", gpt2_bpe, FIXTURE_DOCS, art / "tokenizers" / "original" / "tokenizer.json")
+
+
+def write_table(path, gpt2_bpe, docs, tokenizer_json):
+    """The pre-token table of docs, as 03 writes it (lib/pretokens.py)."""
+    from tokenizers import pre_tokenizers
+    from lib.files import sha256_file
+    from lib.pretokens import write_pretoken_table
+
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    counts, doc_counts = collections.Counter(), collections.Counter()
+    for d in docs:
+        words = [w for w, _ in byte_level.pre_tokenize_str(d)]
+        counts.update(words)
+        doc_counts.update(set(words))
+    rows = sorted(counts, key=lambda w: (-counts[w], w))
+    bare = gpt2_bpe.__class__.from_str(gpt2_bpe.to_str())
+    bare.pre_tokenizer = None
+    ids = [e.ids for e in bare.encode_batch(rows, add_special_tokens=False)]
+    offsets = list(itertools.accumulate([0] + [len(x) for x in ids]))
+    meta = {"tokenizer_sha256": sha256_file(tokenizer_json), "documents": len(docs),
+            "occurrences": sum(counts.values()), "tokens": offsets[-1], "endoftext": 0}
+    write_pretoken_table(path, rows, [counts[w] for w in rows], [doc_counts[w] for w in rows],
+                         [i for x in ids for i in x], offsets, meta)
 
 
 def write_mo(path, pairs):
@@ -152,6 +179,11 @@ def test_report_agreement_decode_throughput(distilled):
     assert report["train"]["pretoken_occurrence_agreement"] == 1.0
     assert report["train"]["document_agreement"] == 1.0
     assert report["train"]["ids_compared"] > 100 and report["heldout"]["documents"] == len(HELDOUT_DOCS)
+    assert report["train"]["documents"] == len(FIXTURE_DOCS) and report["train"]["pretoken_occurrences"] > 100
+    assert report["train"]["document_sample"] == {"documents_in_split": len(FIXTURE_DOCS), "sampled": len(FIXTURE_DOCS),
+                                                  "left_out_too_long": 0}
+    assert report["heldout"]["documents_left_out_too_long"] == 0
+    assert set(report["phases_seconds"]) >= {"reading", "learning", "validation: train", "validation: held-out"}
     assert report["decode_identity"]["sequences"] == 3000 and report["decode_identity"]["mismatches"] == 0
     assert report["throughput"]["ratio"] > 0 and report["throughput"]["threads"] == 1
     assert report["split_conflicts"] == 0 and report["run_units"] > 100
@@ -159,6 +191,7 @@ def test_report_agreement_decode_throughput(distilled):
     assert report["loads_with_autotokenizer"] is True
     md = (distilled[0] / "analysis" / "reports" / "distill_validation.md").read_text(encoding="utf-8")
     assert "Decode identity" in md and "| heldout |" in md and "Mismatches by class" in md
+    assert f"a **sample** of {len(FIXTURE_DOCS)} of its {len(FIXTURE_DOCS)} documents" in md
 
 
 def test_report_out_of_domain(distilled):
@@ -307,22 +340,45 @@ def test_deterministic(distilled, tmp_path, gpt2_bpe):
     assert a == b
 
 
-@pytest.mark.parametrize("content, expect", [
-    ("", "empty"),
-    ("1 2 3\n\n", ":2: empty line"),
-    ("1 2 3\n4 5", ":2: last line has no newline"),
-    ("1 2 x\n", ":1: not a line of space-separated token ids"),
-    ("99999\n", ":1: id out of range"),
-    ("31373 50256 227\n", ":1: ids do not decode to UTF-8"),
+@pytest.mark.parametrize("content, n_docs, expect", [
+    ("", 1, ": 0 documents, the pre-token table counts 1"),
+    ("1 2 3\n\n", 2, ":2: empty line"),
+    ("1 2 3\n4 5", 2, ":2: last line has no newline"),
+    ("1 2 x\n", 1, ":1: not a line of space-separated token ids"),
+    ("1 2  3\n", 1, ":1: not a line of space-separated token ids"),
+    ("99999\n", 1, ":1: id out of range"),
+    ("31373 50256 227\n", 1, ":1: ids do not decode to UTF-8"),
+    ("1 2 3\n4 5\n", 1, ": 2 documents, the pre-token table counts 1"),
 ])
-def test_bad_sequences_are_refused(tmp_path, content, expect, gpt2_bpe):
+def test_bad_sequences_are_refused(tmp_path, content, n_docs, expect, gpt2_bpe):
     distill = load_distill()
-    id_bytes = [piece_bytes(s) if s != EOT else EOT.encode() for s, _ in sorted(gpt2_bpe.get_vocab().items(), key=lambda x: x[1])]
     path = tmp_path / "bpe_token_id_sequences.txt"
     path.write_text(content)
     with pytest.raises(SystemExit) as e:
-        list(distill.read_sequences(path, id_bytes))
+        distill.sample_documents(path, n_docs, 100, 10**6, id_bytes_of(gpt2_bpe))
     assert str(e.value).startswith("error: ") and expect in str(e.value)
+
+
+def id_bytes_of(gpt2_bpe):
+    return [piece_bytes(s) if s != EOT else EOT.encode() for s, _ in sorted(gpt2_bpe.get_vocab().items(), key=lambda x: x[1])]
+
+
+def test_document_sample_is_deterministic_and_capped(tmp_path, gpt2_bpe):
+    """Evenly spaced lines, the same on every call; a sampled line over the byte cap is left out and counted
+    (a huge document costs one line read, never its ids as Python ints); texts are decoded from the ids."""
+    distill = load_distill()
+    assert distill.sample_lines(10, 3) == [0, 3, 6] and distill.sample_lines(4, 9) == [0, 1, 2, 3]
+    assert distill.sample_lines(1000, 7) == distill.sample_lines(1000, 7) == [0, 142, 285, 428, 571, 714, 857]
+    docs = [f"doc {k}: x = {k} * 2\n" for k in range(10)]
+    lines = [" ".join(map(str, gpt2_bpe.encode(d).ids)) for d in docs]
+    lines[6] = " ".join(["220"] * 5000)  # a long document among the sampled ones
+    path = tmp_path / "seq.txt"
+    path.write_text("\n".join(lines) + "\n")
+    a = distill.sample_documents(path, 10, 3, 1000, id_bytes_of(gpt2_bpe))
+    b = distill.sample_documents(path, 10, 3, 1000, id_bytes_of(gpt2_bpe))
+    assert a[0] == b[0] == [docs[0], docs[3]]
+    assert [x.tolist() for x in a[1]] == [gpt2_bpe.encode(docs[0]).ids, gpt2_bpe.encode(docs[3]).ids]
+    assert a[2] == {"documents_in_split": 10, "sampled": 3, "left_out_too_long": 1}
 
 
 def test_bad_input_stops_the_step_with_one_line(distilled, tmp_path):
@@ -330,12 +386,43 @@ def test_bad_input_stops_the_step_with_one_line(distilled, tmp_path):
     shutil.copytree(distilled[0] / "tokenizers" / "original", art / "tokenizers" / "original")
     shutil.copytree(distilled[0] / "corpora", art / "corpora")
     (art / "analysis" / "reports").mkdir(parents=True)
+    shutil.copy(distilled[0] / "analysis" / "reports" / "pretoken_table.parquet", art / "analysis" / "reports")
     (art / "analysis" / "reports" / "bpe_token_id_sequences.txt").write_text("1 2 x\n")
+    last = failed_step(art)
+    assert ":1: not a line of space-separated token ids" in last
+
+
+def failed_step(art):
+    """Run 04 on art, expect a one-line error and no tokenizer; return that line."""
     proc = run_script("04_distill.py", "--artifacts", art, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and ":1: not a line of space-separated token ids" in last, proc.stderr[-500:]
+    assert last.startswith("error: "), proc.stderr[-500:]
     assert not (art / "tokenizers" / "distilled_unigram").exists()
+    return last
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign parquet", "other tokenizer", "missing"])
+def test_bad_pretoken_table_stops_the_step_with_one_line(distilled, tmp_path, damage):
+    """A truncated, foreign, mismatched or missing table: one line naming the file and `make analyze`."""
+    import pandas as pd
+
+    art = tmp_path / "art"
+    shutil.copytree(distilled[0] / "tokenizers" / "original", art / "tokenizers" / "original")
+    shutil.copytree(distilled[0] / "corpora", art / "corpora")
+    shutil.copytree(distilled[0] / "analysis" / "reports", art / "analysis" / "reports")
+    table = art / "analysis" / "reports" / "pretoken_table.parquet"
+    if damage == "truncated":
+        table.write_bytes(table.read_bytes()[: table.stat().st_size // 2])
+    elif damage == "foreign parquet":
+        pd.DataFrame({"pretoken": ["a"], "count": [1]}).to_parquet(table)
+    elif damage == "other tokenizer":
+        tok = art / "tokenizers" / "original" / "tokenizer.json"
+        tok.write_text(tok.read_text(encoding="utf-8").replace('"Ġthe"', '"Ġthe" ', 1), encoding="utf-8")
+    else:
+        table.unlink()
+    last = failed_step(art)
+    assert "pretoken_table.parquet" in last and "make analyze" in last, last
 
 
 def test_not_gpt2_tokenizer_is_refused(distilled, tmp_path):
@@ -354,3 +441,56 @@ def test_not_gpt2_tokenizer_is_refused(distilled, tmp_path):
     with pytest.raises(SystemExit) as e:
         load_distill().read_original(art / "tokenizers" / "original")
     assert str(e.value).startswith("error: ") and "not a readable tokenizers file" in str(e.value)
+
+
+def test_repair_index_skips_only_examples_that_cannot_change(gpt2_bpe):
+    """The exactness of the repair's skip (lib/unigram.py): under random raises and lowerings, some just
+    enough to flip a near tie, every example left out of affected() keeps its Viterbi path; kept changes
+    charge the skipped examples (drift) and the bound stays sound over a sequence of them."""
+    import random
+    from lib.unigram import RepairIndex, lattice, viterbi
+
+    distill = load_distill()
+    vocab = {s: i for s, i in gpt2_bpe.get_vocab().items() if s != EOT}
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+              for m in json.loads(gpt2_bpe.to_str())["model"]["merges"]]
+    scores = distill.merge_tree_scores(vocab, merges, 4.0)
+    rng = random.Random(0)
+    pool = sorted(s for s in vocab if len(s) > 1)
+    words = sorted({rng.choice(pool) + rng.choice(pool) for _ in range(400)}) + ["ĠIEEEFloat", "Ġtoknum", "########"]
+    lats = [lattice(w, vocab, 64) for w in words]
+    index = RepairIndex(lats, [tuple(gpt2_bpe.encode(w).ids) for w in words], [1] * len(words), [len(w) for w in words],
+                        [len(s) for s, _ in sorted(vocab.items(), key=lambda x: x[1])] + [len(EOT)])
+    index.refresh_all(scores)
+    skipped = kept = changed = 0
+    for trial in range(300):
+        k = rng.randrange(len(words))
+        toks = index.tokens[k]
+        gaps = index.gap[index.pos[index.ex_ptr[k]:index.ex_ptr[k + 1]]]
+        runner = max(float(index.runner[k]), 1.0) if np.isfinite(index.runner[k]) else 1.0
+        near = rng.choice([0.5, 1 - 1e-12, 1.0, 1 + 1e-12, 2.0])  # just short of a flip, at it, past it
+        kind = rng.randrange(3)
+        if kind == 0 and np.isfinite(gaps).any():  # raise a token with an edge off the path by its gap
+            j = rng.choice([j for j in range(len(toks)) if np.isfinite(gaps[j])])
+            group, delta = [toks[j]], max(float(gaps[j]), 1.0) * near
+        elif kind == 1:  # raise a token of the path, and maybe every token built on it
+            group = sorted({rng.choice(index.paths[k])} | set(rng.sample(toks, min(3, len(toks)))))
+            delta = runner * near
+        else:  # lower a token of the path by about the runner-up gap
+            group, delta = [rng.choice(index.paths[k])], -runner * near
+        affected = set(index.affected(group, delta, scores).tolist())
+        old = [scores[i] for i in group]
+        for i in group:
+            scores[i] += delta
+        for h in range(len(words)):
+            if h not in affected:
+                skipped += 1
+                assert tuple(viterbi(lats[h], scores)) == index.paths[h], (words[h], group, delta)
+            else:
+                changed += tuple(viterbi(lats[h], scores)) != index.paths[h]
+        for i, x in zip(group, old):
+            scores[i] = x
+        if trial % 3 == 0:
+            index.apply(group, delta, scores, np.array(sorted(affected), dtype=np.int64))
+            kept += 1
+    assert skipped > 50 * 300 and changed > 10 and kept == 100  # it skips most, and the changes it keeps are real
