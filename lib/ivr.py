@@ -13,8 +13,7 @@ import yaml
 
 from lib.files import atomic_path
 from lib.log import die
-from lib.tokenizer import (EOT, EOT_ID, VOCAB_SIZE, byte_alphabet, is_byte_level, load_gpt2_tokenizer,  # noqa: F401
-                           piece_bytes, to_byte_level)
+from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, is_byte_level, load_gpt2_tokenizer, piece_bytes, to_byte_level
 
 RULE_KEYS = ("id", "old", "new", "text")
 

@@ -22,12 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import add_step_flags, save_config, step_config
 from lib.files import atomic_path, write_json
 from lib.log import die, log, setup_logging
-from lib.paths import Artifacts
+from lib.paths import WEIGHT_FILES, Artifacts
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, build_gpt2_bpe, gpt2_packaged_files, load_gpt2_tokenizer, save_hf_tokenizer
 
 STEP = "01_init"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def parse_args():

@@ -52,11 +52,10 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import add_step_flags, save_config, step_config
 from lib.files import atomic_path, iter_docs, require, write_json, write_text
-from lib.ivr import piece_bytes
 from lib.log import die, log, setup_logging
 from lib.paths import Artifacts
 from lib.pretokens import read_pretoken_table
-from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_level_pipeline, load_gpt2_tokenizer, save_hf_tokenizer
+from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_level_pipeline, load_gpt2_tokenizer, piece_bytes, save_hf_tokenizer
 from lib.unigram import RepairIndex, is_right, lattice, path_score, viterbi
 
 STEP = "04_distill"

@@ -53,11 +53,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import add_step_flags, save_config, step_config
 from lib.files import atomic_path, require, sha256_file, write_text
 from lib.ivr import (as_tokenizers_reads, contained, new_string_problem, piece_text, pre_tokens, protected_ids,
-                     read_unigram, to_byte_level, write_rules)
+                     read_unigram, write_rules)
 from lib.log import die, log, setup_logging
 from lib.paths import Artifacts
 from lib.pretokens import MAKE_TARGET as TABLE_STEP, read_pretoken_table
-from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_alphabet
+from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_alphabet, to_byte_level
 
 STEP = "05_select"
 WHERE = "configs/select.yaml"

@@ -38,12 +38,11 @@ from lib.config import add_step_flags, load_config, save_config, step_config
 from lib.files import atomic_path, first_docs, iter_docs, require, sha256_file, write_json
 from lib.ivr import id_to_piece, load_rules, protected_ids, read_unigram
 from lib.log import die, log, setup_logging
-from lib.paths import Artifacts
+from lib.paths import WEIGHT_FILES, Artifacts
 from lib.tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
 
 STEP = "07_align"
 STRATEGIES = ("subword-mean", "mean", "random", "zeros")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def parse_args():

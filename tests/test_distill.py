@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_script
-from lib.ivr import piece_bytes, to_byte_level
+from lib.tokenizer import piece_bytes, to_byte_level
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE
 
 FIXTURE_DOCS = [
