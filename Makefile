@@ -151,11 +151,11 @@ lock:
 	$(VENV).lock/bin/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/' > requirements.lock.partial
 	mv requirements.lock.partial requirements.lock && rm -rf $(VENV).lock
 
-#> test             run the test suite (offline, CPU, about 13 minutes on 2 cores)
+#> test             run the test suite (offline, CPU, about 10-12 minutes on 2 cores)
 test: $(VENV_STAMP)
 	$(PY) -m pytest -q tests
 
-#> bench            measure what a run costs -> artifacts/bench/bench.md (offline, ~45 min; BENCH_ARGS="--help")
+#> bench            measure what a run costs -> artifacts/bench/bench.md (offline, about 1.5 h with the scaling section; BENCH_ARGS="--help")
 BENCH_ARGS ?=
 bench: $(VENV_STAMP)
 	$(PY) scripts/bench.py --artifacts $(ARTIFACTS) --configs $(CONFIGS) $(BENCH_ARGS)
