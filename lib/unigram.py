@@ -37,8 +37,9 @@ def lattice(word, vocab, max_len):
             for s in range(len(word))]
 
 
-def viterbi(lat, scores):
-    """HF's Unigram Viterbi: the best-scoring path; of equal ones, the first met (earliest start of the last piece)."""
+def forward(lat, scores):
+    """(best score to each position, the (start, id) of the last piece there): HF's Unigram order, where of
+    equal scores the first met wins (earliest start of the last piece)."""
     n = len(lat)
     best = [0.0] + [None] * n
     back = [None] * (n + 1)
@@ -49,6 +50,13 @@ def viterbi(lat, scores):
             if best[e] is None or c > best[e]:
                 best[e] = c
                 back[e] = (s, i)
+    return best, back
+
+
+def viterbi(lat, scores):
+    """HF's Unigram Viterbi: the best-scoring path; of equal ones, the first met (earliest start of the last piece)."""
+    n = len(lat)
+    best, back = forward(lat, scores)
     out, e = [], n
     while e > 0:
         s, i = back[e]
@@ -62,15 +70,7 @@ def forward_backward(lat, scores):
     off the path}, the smallest gap of any edge off the path). The gap of an edge: the best score minus that of the best
     path through the edge; every other path uses some edge off the path, so it is at least this far below."""
     n = len(lat)
-    best = [0.0] + [None] * n
-    back = [None] * (n + 1)
-    for s in range(n):
-        b = best[s]
-        for e, i in lat[s]:
-            c = scores[i] + b
-            if best[e] is None or c > best[e]:
-                best[e] = c
-                back[e] = (s, i)
+    best, back = forward(lat, scores)
     path, on, e = [], set(), n
     while e > 0:
         s, i = back[e]
