@@ -28,7 +28,7 @@ cfg = $(CONFIGS)/$(1).yaml $(wildcard $(CONFIGS)/$(PROFILE)/$(1).yaml)
 
 LIB := lib/__init__.py lib/paths.py lib/config.py lib/schema.py lib/files.py lib/log.py
 LIB_TOK := $(LIB) lib/tokenizer.py
-LIB_IVR := $(LIB_TOK) lib/ivr.py
+LIB_IVR := $(LIB_TOK) lib/ivr.py lib/unigram.py
 
 ORIG := $(ARTIFACTS)/tokenizers/original
 CLEANED := $(ARTIFACTS)/corpora/cleaned
@@ -70,12 +70,12 @@ $(ANALYZE_OUT) &: scripts/03_analyze.py $(call cfg,analyze) $(LIB_TOK) lib/preto
 
 # --- 04 distill: a Unigram tokenizer that reproduces GPT-2's BPE, and its validation report
 DISTILL_OUT := $(DISTILLED)/tokenizer.json $(REPORTS)/distill_validation.md $(REPORTS)/distill_validation.json
-$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_TOK) lib/pretokens.py lib/unigram.py $(REPORTS)/pretoken_table.parquet $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
+$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_TOK) lib/pretokens.py lib/unigram.py lib/oodtext.py lib/tokenizer_compare.py lib/distill_report.py $(REPORTS)/pretoken_table.parquet $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
-# --- 05 select: which ids to give away, and to which domain strings
+# --- 05 select: which ids to give away, and to which domain strings (measured on held-out and ood_sources code)
 SELECT_OUT := $(REPORTS)/replacement_candidates.csv $(REPORTS)/selection_log.md $(REPORTS)/remap_rules.yaml
-$(SELECT_OUT) &: scripts/05_select.py $(call cfg,select) $(LIB_IVR) lib/pretokens.py $(REPORTS)/pretoken_table.parquet $(ORIG)/tokenizer.json $(DISTILLED)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
+$(SELECT_OUT) &: scripts/05_select.py $(call cfg,select) $(call cfg,distill) $(LIB_IVR) lib/pretokens.py lib/oodtext.py $(REPORTS)/pretoken_table.parquet $(ORIG)/tokenizer.json $(DISTILLED)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 06 remap: the IVR tokenizer (distilled Unigram with reassigned ids)
@@ -85,7 +85,7 @@ $(REMAP_OUT) &: scripts/06_remap.py $(call cfg,remap) $(call cfg,select) $(LIB_I
 
 # --- 07 align: embedding rows moved per the rules, new rows initialised
 ALIGN_OUT := $(EMB)/original_wte.pt $(EMB)/original_wpe.pt $(EMB)/aligned_wte.pt $(EMB)/final_wte.pt $(EMB)/init_comparison.json
-$(ALIGN_OUT) &: scripts/07_align.py $(call cfg,align) $(call cfg,select) $(LIB_IVR) lib/evaluate.py $(ORIG)/model_source.json $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(REMAPPED)/tokenizer.json $(REPORTS)/remap_rules.yaml $(PROFILE_STAMP) | $(VENV_STAMP)
+$(ALIGN_OUT) &: scripts/07_align.py $(call cfg,align) $(call cfg,select) $(LIB_IVR) lib/model.py lib/evaluate.py $(ORIG)/model_source.json $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(REMAPPED)/tokenizer.json $(REPORTS)/remap_rules.yaml $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 08 train: fine-tune GPT-2 + IVR through accelerate. The GPU when nvidia-smi sees one, else the CPU.
@@ -95,7 +95,7 @@ ACCELERATE_CONFIG ?= $(if $(shell nvidia-smi -L 2>/dev/null),configs/accelerate/
 ACCELERATE_ARGS ?=
 # --quiet: without it accelerate's launcher prints a traceback under our one-line errors
 LAUNCH = $(VENV)/bin/accelerate launch --quiet --config_file $(ACCELERATE_CONFIG) $(ACCELERATE_ARGS) $< --artifacts $(ARTIFACTS) --profile $(PROFILE) --configs $(CONFIGS)
-TRAIN_DEPS := $(call cfg,train) $(LIB_TOK) lib/evaluate.py lib/flops.py $(ORIG)/model_source.json $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(PROFILE_STAMP)
+TRAIN_DEPS := $(call cfg,train) $(LIB_TOK) lib/model.py lib/evaluate.py lib/flops.py $(ORIG)/model_source.json $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(PROFILE_STAMP)
 $(TRAINING)/summary.json: scripts/08_train.py $(TRAIN_DEPS) $(EMB)/final_wte.pt $(REMAPPED)/tokenizer.json | $(VENV_STAMP)
 	$(LAUNCH)
 

@@ -169,6 +169,21 @@ def add_step_flags(parser, step, skip=()):
     return parser
 
 
+def parse_step_args(step, doc, extra=(), argv=None):
+    """The command line of a step script: its docstring as --help, the flags of add_step_flags, and the
+    script's own flags, each (flag, argparse keywords) in `extra`, listed before the config keys.
+
+        >>> args = parse_step_args("corpus", __doc__, [("--raw-dir", {"help": "your corpus files"})])
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag, kwargs in extra:
+        parser.add_argument(flag, **kwargs)
+    add_step_flags(parser, step)
+    return parser.parse_args(argv)
+
+
 def step_config(step, args):
     """load_config for a step, with the flags that add_step_flags made as the last layer."""
     from lib.schema import STEPS

@@ -14,6 +14,7 @@ import yaml
 from lib.files import atomic_path
 from lib.log import die
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, is_byte_level, load_gpt2_tokenizer, piece_bytes, to_byte_level
+from lib.unigram import lattice, path_score, viterbi
 
 RULE_KEYS = ("id", "old", "new", "text")
 
@@ -50,18 +51,67 @@ def read_unigram(tokenizer_dir):
     return tokenizer, data, pieces, scores
 
 
-def as_tokenizers_reads(values):
-    """The float64s tokenizers ends up with when these values are written into a tokenizer.json."""
-    from tokenizers import Tokenizer
+# -----------------------------------------------------------------------------
+# the score of a new piece: one definition, so 05's prediction is what 06's tokenizer does
 
-    vocab = [[f"{i}", float(v)] for i, v in enumerate(values)]
-    blob = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
-            "pre_tokenizer": None, "post_processor": None, "decoder": None,
-            "model": {"type": "Unigram", "unk_id": None, "vocab": vocab, "byte_fallback": False}}
-    if not vocab:
-        return []
-    back = json.loads(Tokenizer.from_str(json.dumps(blob)).to_str())["model"]["vocab"]
-    return [float(s) for _, s in back]
+
+def kept_vocab(pieces, removed):
+    """{piece: id} of the old pieces that stay beside the new ones: all but the ids given away and
+    <|endoftext|> (an added token, never part of a pre-token)."""
+    removed = set(removed)
+    return {p: i for i, p in enumerate(pieces) if i not in removed and i != EOT_ID}
+
+
+def bonus_per_saved_token(scores, new_piece_bonus):
+    """(B, the largest |old score|): B = new_piece_bonus x the largest |score| of a token other than <|endoftext|>."""
+    max_abs = max(abs(s) for i, s in enumerate(scores) if i != EOT_ID) or 1.0
+    return new_piece_bonus * max_abs, max_abs
+
+
+def new_piece_scores(strings, vocab, scores, bonus):
+    """The score of each new string c: V(c) + B (k(c) - 1), where the old pieces `vocab` ({piece: id}, see
+    kept_vocab) cut c into k(c) pieces of total score V(c) (Unigram's Viterbi, lib/unigram), B = bonus.
+    So c beats its own old pieces by B per token saved wherever they occur together, and no other cut changes
+    while B stays below the score gaps of the old vocabulary. These are the values 06 writes into tokenizer.json.
+
+        >>> new_piece_scores(["ab"], {"a": 0, "b": 1}, [-1.0, -2.0], 1e-9)
+        [-2.999999999]
+    """
+    max_len = max(map(len, vocab))
+    out = []
+    for c in strings:
+        ids = viterbi(lattice(c, vocab, max_len), scores)
+        out.append(path_score(ids, scores) + bonus * (len(ids) - 1))
+    return out
+
+
+def with_rules(data, rules, scores):
+    """A copy of a Unigram tokenizer.json (as a dict) whose rule ids carry the new pieces and their scores."""
+    import copy
+
+    out = copy.deepcopy(data)
+    vocab = out["model"]["vocab"]
+    for rule, score in zip(rules, scores):
+        vocab[rule["id"]] = [rule["new"], score]
+    return out
+
+
+def count_pretokens(tokenizer, texts, counts):
+    """Add the texts' pre-tokens to counts (a Counter), as the model sees them (<|endoftext|> cuts first);
+    return the number of <|endoftext|>s (one token each)."""
+    n_eot = 0
+    for text in texts:
+        parts = text.split(EOT)
+        n_eot += len(parts) - 1
+        for part in parts:
+            counts.update(pre_tokens(tokenizer, part))
+    return n_eot
+
+
+def tokens_from_counts(model, counts, n_eot=0):
+    """Tokens a tokenizer's model gives text whose distinct pre-tokens are counts ({pre-token: occurrences}):
+    what encoding every document gives, since the model sees one pre-token at a time."""
+    return sum(f * len(model.tokenize(p)) for p, f in counts.items()) + n_eot
 
 
 def id_to_piece(tokenizer):

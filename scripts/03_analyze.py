@@ -18,7 +18,6 @@ README), checked on every run against `tokenizers`' own encode on the first docu
 the pre-token table is checked against the id stream (the same tokens, in total and on those documents).
 """
 
-import argparse
 import collections
 import ctypes
 import json
@@ -35,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import add_step_flags, save_config, step_config
+from lib.config import parse_step_args, save_config, step_config
 from lib.files import atomic_path, first_docs, iter_docs, require, sha256_file, write_json
 from lib.log import die, log, setup_logging
 from lib.paths import Artifacts
@@ -44,12 +43,6 @@ from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, load_gpt2_tokenizer, piece_by
 
 STEP = "03_analyze"
 ENCODERS = ("gigatoken", "tokenizers")
-
-
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_step_flags(p, "analyze")
-    return p.parse_args()
 
 
 def batches(path, batch_docs, batch_bytes, workers=1, smallest=64_000):
@@ -353,7 +346,7 @@ def frequency_table(tokenizer, counts, doc_counts, n_tokens):
 
 
 def main():
-    args = parse_args()
+    args = parse_step_args("analyze", __doc__)
     art = Artifacts(args.artifacts)
     cfg = step_config("analyze", args)
     setup_logging(STEP, art.log_file(STEP))

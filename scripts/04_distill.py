@@ -33,16 +33,11 @@ How:
 
 import argparse
 import collections
-import glob
 import json
-import random
 import re
 import resource
-import struct
 import sys
-import sysconfig
 import time
-import unicodedata
 import warnings
 from pathlib import Path
 
@@ -51,12 +46,15 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import add_step_flags, save_config, step_config
+from lib.distill_report import report_md
 from lib.files import atomic_path, iter_docs, require, write_json, write_text
 from lib.log import die, log, setup_logging
+from lib.oodtext import ood_documents
 from lib.paths import Artifacts
 from lib.pretokens import read_pretoken_table
+from lib.tokenizer_compare import decode_identity, throughput
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_level_pipeline, load_gpt2_tokenizer, piece_bytes, save_hf_tokenizer
-from lib.unigram import RepairIndex, is_right, lattice, path_score, viterbi
+from lib.unigram import RepairIndex, as_tokenizers_reads, is_right, lattice, path_score, viterbi
 
 STEP = "04_distill"
 N_MERGES = 50000
@@ -578,24 +576,6 @@ def parse_document(line, id_bytes):
 # learning: greedy repair of the closed-form scores (Viterbi and the skip index: lib/unigram.py)
 
 
-def as_loaded(scores, vocab):
-    """The scores as tokenizers holds them after reading tokenizer.json: its JSON float parser can be
-    one ulp off, which flips exact ties. Written and read back until stable."""
-    from tokenizers import Tokenizer, models
-
-    pieces = sorted(((s, i) for s, i in vocab.items()), key=lambda x: x[1])
-    for _ in range(5):
-        text = Tokenizer(models.Unigram([(s, float(scores[i])) for s, i in pieces], unk_id=None, byte_fallback=False)).to_str()
-        loaded = [x for _, x in json.loads(Tokenizer.from_str(text).to_str())["model"]["vocab"]]
-        new = list(scores)
-        for (_, i), x in zip(pieces, loaded):
-            new[i] = x
-        if new == scores:
-            break
-        scores = new
-    return scores
-
-
 def merged_from(vocab, merges):
     """{token id: the tokens merged directly from it}."""
     up = collections.defaultdict(list)
@@ -622,7 +602,7 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel):
     max_len = max(map(len, vocab))
     lats = [lattice(p, vocab, max_len) for p, _, _ in tqdm(examples, desc="lattices", unit="ex", mininterval=1, leave=False)]
     index = RepairIndex(lats, [y for _, y, _ in examples], [w for _, _, w in examples], [len(p) for p, _, _ in examples], token_len)
-    scores[:] = as_loaded(scores, vocab)
+    scores[:] = as_tokenizers_reads(scores, until_stable=True)
     index.refresh_all(scores, progress="Viterbi of every example")
     history = [index.wrong_weight()]
     for rnd in range(max_rounds):
@@ -632,7 +612,7 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel):
             if not index.right[k]:
                 applied += repair_example(k, index, scores, up, margin_rel)
         before = list(scores)
-        scores[:] = as_loaded(scores, vocab)
+        scores[:] = as_tokenizers_reads(scores, until_stable=True)
         index.refresh_touched([i for i, (x, y) in enumerate(zip(before, scores)) if x != y], scores,
                               progress=f"round {rnd + 1}: Viterbi of the examples touched")
         history.append(index.wrong_weight())
@@ -762,133 +742,6 @@ def text_batches(texts, batch_bytes, max_doc_bytes):
         yield batch, skipped
 
 
-# -----------------------------------------------------------------------------
-# out-of-domain text: files of other kinds that the distillation never saw, and a generated emoji text
-
-EMOJI_RANGES = [(0x1F300, 0x1F5FF), (0x1F600, 0x1F64F), (0x1F680, 0x1F6FF), (0x1F900, 0x1F9FF), (0x2600, 0x27BF)]
-
-
-def read_mo(path):
-    """The translated strings of a gettext .mo catalog, one per line; None unless it is a UTF-8 catalog."""
-    data = Path(path).read_bytes()
-    if len(data) < 20 or data[:4] not in (b"\xde\x12\x04\x95", b"\x95\x04\x12\xde"):
-        return None
-    end = "<" if data[:4] == b"\xde\x12\x04\x95" else ">"
-    _, n, orig, trans = struct.unpack(end + "4I", data[4:20])
-    out = []
-    try:
-        for k in range(n):
-            (n_orig,) = struct.unpack(end + "I", data[orig + 8 * k: orig + 8 * k + 4])
-            length, offset = struct.unpack(end + "2I", data[trans + 8 * k: trans + 8 * k + 8])
-            if n_orig:  # the entry with an empty msgid is the catalog header
-                out.extend(data[offset: offset + length].decode("utf-8").split("\x00"))
-    except (struct.error, UnicodeDecodeError):
-        return None
-    return "\n".join(out) + "\n" if out else None
-
-
-def emoji_docs(n_docs, lines_per_doc, seed):
-    """Deterministic emoji text: Unicode names as words, emoji alone, with VS16, skin tones, ZWJ, flags, runs."""
-    rng = random.Random(seed)
-    emoji = [chr(c) for lo, hi in EMOJI_RANGES for c in range(lo, hi + 1) if unicodedata.name(chr(c), "")]
-    tones = [chr(c) for c in range(0x1F3FB, 0x1F400)]
-    flag = lambda: chr(0x1F1E6 + rng.randrange(26)) + chr(0x1F1E6 + rng.randrange(26))
-    docs = []
-    for _ in range(n_docs):
-        lines = []
-        for _ in range(lines_per_doc):
-            parts = []
-            for _ in range(rng.randint(2, 8)):
-                c, r = rng.choice(emoji), rng.random()
-                parts.append(unicodedata.name(c).lower() if r < 0.35 else c if r < 0.55 else c + "\ufe0f" if r < 0.65
-                             else c + rng.choice(tones) if r < 0.72 else c + "\u200d" + rng.choice(emoji) if r < 0.8
-                             else flag() if r < 0.86 else c * rng.randint(2, 5) if r < 0.93
-                             else rng.choice(["!!", ":)", "#" + unicodedata.name(c).split()[0].lower(), "...", "?!"]) + c)
-            lines.append(" ".join(parts))
-        docs.append("\n".join(lines) + "\n")
-    return docs
-
-
-def ood_documents(sources, max_bytes, emoji_n_docs, seed):
-    """{type: {"files": [[path, bytes]], "docs": [text], "note": why it is short or absent}}. Each file is one
-    document (a .mo catalog: its translations); files are read in sorted order until max_bytes per type;
-    unreadable or duplicate files are left out."""
-    stdlib = sysconfig.get_paths()["stdlib"]
-    out = {}
-    for kind, patterns in sources.items():
-        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-            die(f"configs/distill.yaml: ood_sources.{kind} must be a list of file globs, got {patterns!r}")
-        files, docs, seen, size, unreadable = [], [], set(), 0, 0
-        for pattern in patterns:
-            if pattern == "generated:emoji":
-                paths = [f"generated:emoji/{k}" for k in range(emoji_n_docs)]
-                generated = emoji_docs(emoji_n_docs, 50, seed)
-            else:
-                paths = sorted(p for p in glob.glob(pattern.replace("{stdlib}", stdlib), recursive=True) if Path(p).is_file())
-            for k, path in enumerate(paths):
-                if size >= max_bytes:
-                    break
-                if path.startswith("generated:"):
-                    text = generated[k]
-                elif path.endswith(".mo"):
-                    text = read_mo(path)
-                else:
-                    try:
-                        text = Path(path).read_bytes().decode("utf-8")
-                    except (OSError, UnicodeDecodeError):
-                        text = None
-                if not text or text in seen:
-                    unreadable += not text
-                    continue
-                seen.add(text)
-                n = len(text.encode("utf-8"))
-                files.append([path, n])
-                docs.append(text)
-                size += n
-        note = "" if docs else "no readable file here: skipped"
-        if docs and unreadable:
-            note = f"{unreadable} file(s) not UTF-8 left out"
-        out[kind] = {"patterns": patterns, "files": files, "docs": docs, "note": note}
-    return out
-
-
-def decode_identity(original, distilled, n, max_len, seed):
-    rng = np.random.default_rng(seed)
-    seqs = [rng.integers(0, VOCAB_SIZE, size=int(k)).tolist() for k in rng.integers(1, max_len + 1, size=n)]
-    seqs[: min(n, 1000)] = [s + [EOT_ID] + s[:1] for s in seqs[: min(n, 1000)]]  # the special token inside too
-    bad = 0
-    for skip in (False, True):
-        a = original.decode_batch(seqs, skip_special_tokens=skip)
-        b = distilled.decode_batch(seqs, skip_special_tokens=skip)
-        bad += sum(x != y for x, y in zip(a, b))
-    return {"sequences": n, "max_len": max_len, "seed": seed, "mismatches": bad}
-
-
-def throughput(original, distilled, texts, repeats):
-    """Encode the same texts with both on one thread, alternating; the best of `repeats` runs of each, in
-    CPU seconds of this process (on a shared machine, wall time also counts the waits for a core)."""
-    import os
-
-    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    best = {"gpt2_bpe": 0.0, "distilled": 0.0}
-    saved = os.environ.get("TOKENIZERS_PARALLELISM")
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # tokenizers reads it on every batch call
-    try:
-        for _ in range(repeats):
-            for name, tok in (("gpt2_bpe", original), ("distilled", distilled)):
-                t0 = time.process_time()
-                tok.encode_batch(texts, add_special_tokens=False)
-                best[name] = max(best[name], n_bytes / 1e6 / max(time.process_time() - t0, 1e-9))
-    finally:
-        if saved is None:
-            del os.environ["TOKENIZERS_PARALLELISM"]
-        else:
-            os.environ["TOKENIZERS_PARALLELISM"] = saved
-    return {"bytes": n_bytes, "repeats": repeats, "threads": 1, "clock": "process CPU time",
-            "gpt2_bpe_mb_per_s": round(best["gpt2_bpe"], 3), "distilled_mb_per_s": round(best["distilled"], 3),
-            "ratio": round(best["distilled"] / max(best["gpt2_bpe"], 1e-9), 3)}
-
-
 def evaluate_texts(texts, models, token_strings, cfg, desc, n_bench=0, check_pieces=False):
     """Agreement per pre-token occurrence, distinct pre-token and whole document, with mismatch classes, on
     texts streamed in batches of eval_batch_bytes (memory holds one batch and the distinct pre-tokens).
@@ -956,90 +809,6 @@ def train_agreement(table, sample, models, token_strings, cfg):
     return result
 
 
-def coverage_note(r):
-    """Report lines: which figures cover everything and which come from the document sample."""
-    smp, held, ex = r["train"]["document_sample"], r["heldout"], r["examples"]
-    lines = ["", f"Train: the pre-token figures cover every pre-token of the train split (the pre-token table); the "
-             f"document figures come from a **sample** of {smp['sampled']:,} of its {smp['documents_in_split']:,} documents "
-             f"(evenly spaced; `train_doc_sample`)" + (f", {smp['left_out_too_long']:,} of them left out as over "
-             f"`doc_max_bytes`" if smp["left_out_too_long"] else "") + ". Held-out and out-of-domain figures cover every "
-             "document" + (f" but {held['documents_left_out_too_long']:,} held-out ones over `doc_max_bytes`"
-                           if held["documents_left_out_too_long"] else "") + "."]
-    if ex.get("left_out_long"):
-        lines += ["", f"{ex['left_out_long']:,} train pieces over `learn_max_piece_chars` were left out of the learning."]
-    return lines
-
-
-def report_md(r):
-    pct = lambda x: f"{100 * x:.4f}%"
-    show = lambda x: "`" + json.dumps(x, ensure_ascii=False).replace("|", "\\|").replace("`", "'") + "`"
-    row = lambda name, a, extra="": (f"| {name} |{extra} {a['pretoken_occurrences']:,} | {pct(a['pretoken_occurrence_agreement'])} | "
-                                     f"{a['distinct_pretokens']:,} | {pct(a['distinct_pretoken_agreement'])} | {a['documents']:,} | "
-                                     f"{pct(a['document_agreement'])} | {a['ids_compared']:,} |")
-    ex = r["examples"]
-    lines = ["# 04 distill: validation of the distilled Unigram tokenizer", "",
-             f"Run split stage: {'on (' + format(r['run_units'], ',') + ' run characters; a Split on the raw text before ByteLevel, which cuts as the split of each pre-token that the learning used in all but ' + format(r['heldout']['documents_pieces_differ'], ',') + ' held-out documents, where it leaves a run whole)' if r['run_split'] else 'off'}. "
-             f"Learned on {ex['pieces']:,} distinct train pieces ({ex['piece_occurrences']:,} occurrences) and "
-             f"{ex['vocab_strings']:,} vocab strings in {r['seconds_learning']:.1f} s; wrong example weight by round: "
-             f"{', '.join(f'{h:,}' for h in r['repair_history'])}.", "",
-             "## Agreement with GPT-2's BPE", "",
-             "Per pre-token occurrence (GPT-2's pre-tokenizer; frequency-weighted), per distinct pre-token, and per "
-             "whole document (every id equal). Held-out and out-of-domain text was never seen by the distillation.", "",
-             "| text | pre-token occurrences | agreement | distinct pre-tokens | agreement | documents | exact | ids compared |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for split in ("train", "heldout"):
-        lines.append(row(split, r[split]))
-    ood = r["out_of_domain"]
-    for kind, a in ood.items():
-        if a.get("pretoken_occurrences"):
-            lines.append(row(f"out of domain: {kind}", a))
-    lines += coverage_note(r)
-    skipped = [f"{kind} ({a['note']})" for kind, a in ood.items() if not a.get("pretoken_occurrences")]
-    if skipped:
-        lines += ["", "Out-of-domain types skipped on this machine: " + "; ".join(skipped) + "."]
-    lines += ["", "## Mismatches by class", "",
-              "Classes: *permutation tie*: the same tokens in another order, which no scores can break (a run the "
-              "split leaves whole because a neighbour could merge with it); *run in context*: a differing cut in or "
-              "at a run of 3+ of one character; *score order*: the rest, left by the greedy repair.", ""]
-    texts = ["train", "heldout"] + [k for k, a in ood.items() if a.get("pretoken_occurrences")]
-    classes = sorted({c for t in texts for c in (r[t] if t in r else ood[t])["mismatches"]})
-    lines += ["| text | " + " | ".join(c.split(" (")[0] for c in classes) + " |", "|---|" + "---:|" * len(classes)]
-    for t in texts:
-        m = (r[t] if t in r else ood[t])["mismatches"]
-        lines.append(f"| {t} | " + " | ".join(f"{m[c]['occurrences']:,} ({m[c]['distinct']:,})" if c in m else "0" for c in classes) + " |")
-    lines += ["", "Occurrences (distinct pre-tokens).", ""]
-    for t in texts:
-        m = (r[t] if t in r else ood[t])["mismatches"]
-        if not m:
-            continue
-        lines += [f"### {t}", "", "| class | count | pre-token | GPT-2 BPE | distilled |", "|---|---:|---|---|---|"]
-        for c, v in m.items():
-            for e in v["examples"]:
-                lines.append(f"| {c.split(' (')[0]} | {e['count']:,} | {show(e['pretoken'])} | {show(e['bpe'])} | {show(e['distilled'])} |")
-        lines.append("")
-    d, t = r["decode_identity"], r["throughput"]
-    lines += ["## Decode identity", "",
-              f"{d['sequences']:,} random id sequences (1-{d['max_len']} ids, seed {d['seed']}, some with {EOT}), decoded "
-              f"with and without skip_special_tokens: **{d['mismatches']:,} mismatches**.", "",
-              "## Encode throughput (same texts, one thread, alternating, best run of each, CPU time)", "",
-              f"GPT-2 BPE {t['gpt2_bpe_mb_per_s']} MB/s, distilled {t['distilled_mb_per_s']} MB/s: "
-              f"ratio **{t['ratio']}** on {t['bytes']:,} bytes.", "",
-              f"Split cuts inside a BPE token: {r['split_conflicts']:,} (must be 0). "
-              f"Loads with transformers.AutoTokenizer: {r['loads_with_autotokenizer']}. "
-              f"{r['seconds']} s, peak RSS {r['peak_rss_mb']:,.0f} MB.", "",
-              "## Out-of-domain sources", "",
-              "Each file is one document (a gettext .mo catalog: its translated strings); files are read in sorted "
-              "order up to the byte cap per type; duplicates and files that are not UTF-8 are left out.", ""]
-    for kind, a in ood.items():
-        lines.append(f"- **{kind}** ({', '.join(a['patterns'])}): {len(a['files']):,} files, {sum(b for _, b in a['files']):,} bytes"
-                     + (f"; {a['note']}" if a["note"] else ""))
-    lines += ["", "<details><summary>Files used, with their bytes</summary>", ""]
-    for kind, a in ood.items():
-        lines += [f"{kind}:", ""] + [f"- `{path}` {n:,}" for path, n in a["files"]] + [""]
-    lines += ["</details>", ""]
-    return "\n".join(lines)
-
-
 class Phases:
     """Names each phase in the log as it starts, and keeps the seconds of each for the report."""
 
@@ -1058,17 +827,8 @@ class Phases:
 
 
 def read_config(args):
-    """The resolved config, with the checks the YAML cannot make."""
-    cfg = step_config("distill", args)
-    least = {"run_split_max_len": 64, "vocab_example_limit": 0, "ood_max_bytes": 0, "ood_emoji_docs": 0,
-             "throughput_repeats": 0, "train_doc_sample": 1, "doc_max_bytes": 1, "eval_batch_bytes": 1,
-             "learn_max_piece_chars": 1}
-    for key, lo in least.items():
-        if cfg[key] < lo:
-            die(f"configs/distill.yaml: {key} must be at least {lo}, got {cfg[key]}")
-    if not isinstance(cfg["ood_sources"], dict):
-        die(f"configs/distill.yaml: ood_sources must be a mapping of text type: [file globs], got {cfg['ood_sources']!r}")
-    return cfg
+    """The resolved config (lib/schema.py checks every key)."""
+    return step_config("distill", args)
 
 
 def token_tables(vocab):

@@ -6,14 +6,17 @@
 
 Reads the pre-token table of the train split (03: analysis/reports/pretoken_table.parquet, every distinct
 GPT-2 pre-token with its count and BPE ids), GPT-2's tokenizer.json (01: its merges, and the table's
-provenance) and the distilled Unigram (04: artifacts/tokenizers/distilled_unigram/). It never reads the
-corpus itself: everything below works on distinct pre-tokens weighted by their counts. Writes to
+provenance) and the distilled Unigram (04: artifacts/tokenizers/distilled_unigram/). It never selects on
+the corpus itself: everything below works on distinct pre-tokens weighted by their counts. Then it measures
+the selection on text it never selects on: the held-out split (02) and out-of-domain code (measure_ood_types
+of configs/distill.yaml's ood_sources, and measure_sources; lib/oodtext.py). Writes to
 artifacts/analysis/reports/:
   remap_rules.yaml            what 06 and 07 read: id, its old token, its new string (you may edit it)
   replacement_candidates.csv  one row per reassigned id: old token, its train count and why it was free;
                               new string, its train count, how GPT-2 splits it, estimated token saving
   selection_log.md            the research record: config, corpus statistics, top candidates, predicted
-                              tokens per byte before / after on the train split, what was rejected and why
+                              tokens per byte before / after on the train split, beside the measured saving
+                              on held-out and out-of-domain text, what was rejected and why
   05_select.config.yaml
 
 Pre-tokens. The distilled tokenizer cuts text with GPT-2's regex plus a run split (`#####` -> `####`,
@@ -22,11 +25,13 @@ pre-token of the table, once, weighted by its count.
 New strings. Unigram only ever sees one pre-token at a time, so a new string must lie inside one.
 Candidates are runs of >= 2 consecutive tokens of a train pre-token's distilled segmentation (whole
 pre-tokens included; whitespace runs such as newline + indentation count). They are taken greedily by
-estimated saving = occurrences x (pieces - 1), re-estimated lazily after each pick on the same lattice
-that 06 builds (a replica of tokenizers' Unigram Viterbi): a new piece c scores V(c) + B (k(c) - 1),
-where the old vocabulary cuts c into k(c) pieces of total score V(c) and B = new_piece_bonus x the
-largest |old score|. So c replaces its old pieces wherever they appear together, gaining B per token
-saved; a small B keeps every other cut of GPT-2's (see configs/select.yaml).
+estimated worth = occurrences x (pieces - 1), re-estimated lazily after each pick on the lattice of
+tokenizers' Unigram (lib/unigram.py) with the scores 06 gives: a new piece c scores V(c) + B (k(c) - 1)
+(lib/ivr.new_piece_scores, shared with 06), where the old vocabulary cuts c into k(c) pieces of total
+score V(c) and B = new_piece_bonus x the largest |old score|. So c replaces its old pieces wherever they
+appear together, gaining B per token saved; a small B keeps every other cut of GPT-2's (see
+configs/select.yaml). With per_document_cap, a pre-token's occurrences count at most that many times per
+train document that holds it, so a string frequent in one file ranks below one spread over many.
 Ids to give away. Lowest train count first; among equals, ids the tokenizer can never emit (their string
 spans pre-tokens), then under-trained ones (GPT-2 merged them into a longer token at once, so they were
 hardly ever a final BPE output: ` TheNitrome`, `rawdownload`), then ids that are not their own encoding
@@ -34,9 +39,10 @@ in the distilled tokenizer, then the latest GPT-2 merges (the rarest in GPT-2's 
 the 256 byte tokens, <|endoftext|>, ids used more than max_old_count times, configs/select.yaml's protect.
 """
 
-import argparse
+import bisect
 import csv
 import heapq
+import itertools
 import json
 import sys
 import time
@@ -50,24 +56,20 @@ import yaml
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import add_step_flags, save_config, step_config
-from lib.files import atomic_path, require, sha256_file, write_text
-from lib.ivr import (as_tokenizers_reads, contained, new_string_problem, piece_text, pre_tokens, protected_ids,
-                     read_unigram, write_rules)
+from lib.config import load_config, parse_step_args, save_config, step_config
+from lib.files import atomic_path, iter_docs, require, sha256_file, write_text
+from lib.ivr import (bonus_per_saved_token, contained, count_pretokens, kept_vocab, new_piece_scores, new_string_problem,
+                     piece_text, pre_tokens, protected_ids, read_unigram, tokens_from_counts, with_rules, write_rules)
 from lib.log import die, log, setup_logging
+from lib.oodtext import ood_documents
 from lib.paths import Artifacts
 from lib.pretokens import MAKE_TARGET as TABLE_STEP, read_pretoken_table
-from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_alphabet, to_byte_level
+from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_alphabet, load_gpt2_tokenizer, to_byte_level
+from lib.unigram import as_tokenizers_reads, lattice, viterbi
 
 STEP = "05_select"
 WHERE = "configs/select.yaml"
 INTERMEDIATE_GAP = 2  # a token GPT-2 merged into a longer one within this many merges was hardly ever final
-
-
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_step_flags(p, "select")
-    return p.parse_args()
 
 
 def phase(name):
@@ -79,62 +81,49 @@ def phase(name):
 # the lattice: the estimator of what the remapped tokenizer will emit
 
 
-class Lattice:
-    """Viterbi over one pre-token, as the tokenizers Unigram does it, with the scores 06 gives.
+class Lattices:
+    """The Unigram lattice of each train pre-token (lib/unigram's lattice and Viterbi, as tokenizers runs
+    them) under the scores 06 gives: the old pieces less the ids given away, and the new pieces accepted so far.
 
-    Old pieces keep their scores; a new piece c scores V(c) + B (k(c) - 1), where k(c) pieces of total
-    score V(c) is how the old vocabulary cuts c, and B = new_piece_bonus x max |old score|. Paths add
-    scores left to right in float64 and, at equal score, the one whose last piece starts earliest wins,
-    as in tokenizers' Unigram, so the estimate is what 06's tokenizer emits.
+    Candidate new string j has the provisional id VOCAB_SIZE + j, so its edges can join any lattice; `scores`
+    holds the old scores, then the candidates' (lib/ivr.new_piece_scores, as tokenizers reads them back).
+    A lattice is built on first use and kept: accepted new pieces are added to it.
     """
 
-    def __init__(self, pieces, scores, removed):
-        self.value = {p: s for i, (p, s) in enumerate(zip(pieces, scores)) if i not in removed and i != EOT_ID}
-        self.max_len = max(len(p) for p in self.value)
-        self._edges = {}
+    def __init__(self, vocab, scores, strings, new_scores):
+        self.vocab, self.max_len = vocab, max(map(len, vocab))
+        self.scores = list(scores) + list(new_scores)
+        self.strings = list(strings)  # provisional id - VOCAB_SIZE -> string
+        self.new_id = {c: VOCAB_SIZE + j for j, c in enumerate(self.strings)}
+        self._lats = {}
 
-    def build(self, text):
-        """edges[end] = [(start, score, piece)] by start: the old pieces inside `text`."""
-        e = [[] for _ in range(len(text) + 1)]
-        value, max_len = self.value, self.max_len
-        for end in range(1, len(text) + 1):
-            for start in range(max(0, end - max_len), end):
-                v = value.get(text[start:end])
-                if v is not None:
-                    e[end].append((start, v, text[start:end]))
-        return e
+    def of(self, k, text):
+        lat = self._lats.get(k)
+        if lat is None:
+            lat = self._lats[k] = lattice(text, self.vocab, self.max_len)
+        return lat
 
-    def edges(self, k, text):
-        """The edges of train pre-token k, built once and kept (accepted new pieces are added to them)."""
-        e = self._edges.get(k)
-        if e is None:
-            e = self._edges[k] = self.build(text)
-        return e
+    def tokens(self, k, text, c=None, starts=()):
+        """Tokens of train pre-token k on its best path; with the new piece c at `starts` for this call only."""
+        lat = self.of(k, text)
+        edges = [(a, (a + len(c), self.new_id[c])) for a in starts]
+        for a, edge in edges:
+            bisect.insort(lat[a], edge)
+        n = len(viterbi(lat, self.scores))
+        for a, edge in edges:
+            lat[a].remove(edge)
+        return n
 
-    @staticmethod
-    def best(edges, extra=None, path=False):
-        """(tokens, score[, pieces]) of the best path; `extra` adds edges {end: [edge]} for this call only."""
-        n = len(edges) - 1
-        best_s, best_n, back = [0.0] * (n + 1), [0] * (n + 1), [None] * (n + 1)
-        for end in range(1, n + 1):
-            cands = edges[end] if not extra or end not in extra else sorted(edges[end] + extra[end], key=_start)
-            bs = bk = None
-            for edge in cands:
-                score = best_s[edge[0]] + edge[1]
-                if bk is None or score > bs:
-                    bs, bk = score, edge
-            best_s[end], best_n[end], back[end] = bs, best_n[bk[0]] + 1, bk
-        if not path:
-            return best_n[n], best_s[n]
-        out, end = [], n
-        while end > 0:
-            out.append(back[end][2])
-            end = back[end][0]
-        return best_n[n], best_s[n], out[::-1]
+    def add(self, k, text, c, starts):
+        """The new piece c joins pre-token k's lattice for good, at `starts`."""
+        lat, i = self.of(k, text), self.new_id[c]
+        for a in starts:
+            bisect.insort(lat[a], (a + len(c), i))
 
-
-def _start(edge):
-    return edge[0]
+    def best(self, k, text):
+        """(tokens on the best path of pre-token k, the new strings on it)."""
+        ids = viterbi(self.of(k, text), self.scores)
+        return len(ids), [self.strings[i - VOCAB_SIZE] for i in ids if i >= VOCAB_SIZE]
 
 
 def occurrences(text, sub):
@@ -167,11 +156,11 @@ def read_inputs(art):
     """GPT-2's tokenizer.json, the pre-token table it made (checked: truncated, foreign, stale), the distilled Unigram."""
     phase("reading the pre-token table and the tokenizers")
     original_json = require(art.original_tokenizer / "tokenizer.json", "init")
-    table = read_pretoken_table(art.pretoken_table, tokenizer_json=original_json, columns=("pretoken", "count", "bpe_ids"))
+    table = read_pretoken_table(art.pretoken_table, tokenizer_json=original_json, columns=("pretoken", "count", "doc_count", "bpe_ids"))
     if not len(table):
         die(f"{art.pretoken_table}: no pre-tokens (an empty train split?); re-run `make corpus {TABLE_STEP}`")
-    tokenizer, _, pieces, scores = read_unigram(require(art.distilled_tokenizer / "tokenizer.json", "distill").parent)
-    return original_json, table, tokenizer, pieces, scores
+    tokenizer, data, pieces, scores = read_unigram(require(art.distilled_tokenizer / "tokenizer.json", "distill").parent)
+    return original_json, table, tokenizer, data, pieces, scores
 
 
 def forced_strings(cfg, tokenizer, piece_to_id):
@@ -200,9 +189,12 @@ class Corpus:
 
     ptoks: list  # distinct distilled pre-tokens (byte-level)
     pfreq: list  # occurrences of each in the train split
+    pdocs: list  # train documents holding each (a GPT-2 pre-token's doc_count; summed, at most n_docs, where the run split joins several)
     n_docs: int
     n_bytes: int
     n_gpt2_distinct: int  # distinct GPT-2 pre-tokens in the table
+    gpt2_tokens: int  # GPT-2 BPE tokens of the train split (<|endoftext|> included)
+    n_eot: int  # <|endoftext|> tokens between and inside documents
     run_cut: tuple  # (occurrences, distinct) of GPT-2 pre-tokens the run split cuts further
     seg: list = field(default_factory=list)  # the distilled tokenizer's ids of each pre-token
     seg_len: list = field(default_factory=list)
@@ -219,8 +211,9 @@ def distilled_pretokens(table, tokenizer, path):
     """
     phase("distilled pre-tokens of the table's GPT-2 pre-tokens")
     to_raw = {ord(c): chr(b) for b, c in byte_alphabet().items()}  # byte-level char -> the latin-1 char of its byte
-    counts, cut, cut_distinct = {}, 0, 0
-    for p, c in zip(tqdm(table.pretokens, desc="distilled pre-tokens", unit="pre-token"), table.counts.tolist()):
+    counts, docs, cut, cut_distinct = {}, {}, 0, 0
+    rows = zip(table.pretokens, table.counts.tolist(), table.doc_counts.tolist())
+    for p, c, d in tqdm(rows, total=len(table), desc="distilled pre-tokens", unit="pre-token"):
         try:
             text = p.translate(to_raw).encode("latin-1").decode("utf-8")
         except UnicodeError:
@@ -230,11 +223,14 @@ def distilled_pretokens(table, tokenizer, path):
             cut, cut_distinct = cut + c, cut_distinct + 1
         for q in parts:
             counts[q] = counts.get(q, 0) + c
+            docs[q] = docs.get(q, 0) + d
     meta = table.meta
     n_bytes = sum(len(p) * c for p, c in zip(table.pretokens, table.counts.tolist()))  # one char per byte
     n_bytes += len(EOT.encode()) * int(meta.get("endoftext", 0))
-    return Corpus(ptoks=list(counts), pfreq=list(counts.values()), n_docs=int(meta.get("documents", 0)),
-                  n_bytes=n_bytes, n_gpt2_distinct=len(table), run_cut=(cut, cut_distinct))
+    n_docs = int(meta.get("documents", 0))
+    return Corpus(ptoks=list(counts), pfreq=list(counts.values()), pdocs=[min(d, n_docs) for d in docs.values()], n_docs=n_docs,
+                  n_bytes=n_bytes, n_gpt2_distinct=len(table), gpt2_tokens=int(meta.get("tokens", 0)),
+                  n_eot=int(meta.get("endoftext", 0)), run_cut=(cut, cut_distinct))
 
 
 def segment(corpus, model):
@@ -334,11 +330,24 @@ class Candidates:
     examples: dict
 
 
-def candidate_runs(corpus, pieces, max_bytes):
-    """Runs of >= 2 consecutive tokens inside a pre-token: occurrences (once per pre-token) and saving estimate."""
+def rank_weights(corpus, cap):
+    """What the occurrences of each pre-token are worth when candidates are ranked: at most `cap` per train
+    document that holds it (configs/select.yaml: per_document_cap; 0 = every occurrence counts).
+
+    A string frequent in one file (a data table, a test's fixture) is worth less to text the selection never
+    saw than one spread over many files: with cap 2, 500 occurrences in one document weigh 2, and 50 in 50
+    documents weigh 50. The pre-token table gives each pre-token's document count.
+    """
+    if not cap:
+        return list(corpus.pfreq)
+    return [min(f, cap * d) for f, d in zip(corpus.pfreq, corpus.pdocs)]
+
+
+def candidate_runs(corpus, pieces, max_bytes, weights):
+    """Runs of >= 2 consecutive tokens inside a pre-token: occurrences (once per pre-token) and worth estimate."""
     phase("candidate strings")
     cand_freq, cand_est = Counter(), Counter()
-    for s, f in zip(tqdm(corpus.seg, desc="candidates", unit="pre-token"), corpus.pfreq):
+    for s, f, w in zip(tqdm(corpus.seg, desc="candidates", unit="pre-token"), corpus.pfreq, weights):
         if len(s) < 2:
             continue
         parts = [pieces[i] for i in s]
@@ -348,16 +357,16 @@ def candidate_runs(corpus, pieces, max_bytes):
                 acc += parts[b]
                 if len(acc) > max_bytes:
                     break
-                cand_est[acc] += f * (b - a)
+                cand_est[acc] += w * (b - a)
                 if acc not in seen:
                     seen.add(acc)
                     cand_freq[acc] += f
     return cand_freq, cand_est
 
 
-def candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg):
+def candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg, weights):
     """The runs that may become new pieces: frequent enough, not a token, one pre-token on their own."""
-    cand_freq, cand_est = candidate_runs(corpus, pieces, cfg["max_new_bytes"])
+    cand_freq, cand_est = candidate_runs(corpus, pieces, cfg["max_new_bytes"], weights)
     rejected, examples, estimate = Counter(), defaultdict(list), {}
     for c, f in tqdm(cand_freq.items(), total=len(cand_freq), desc="check candidates", unit="string"):
         if c in piece_to_id:
@@ -380,16 +389,11 @@ def candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg):
     return Candidates(estimate, len(cand_freq), rejected, examples)
 
 
-def new_piece_values(strings, lattice, scores, new_piece_bonus):
-    """The score 06 gives each new string, as tokenizers reads it back from tokenizer.json."""
+def new_piece_values(strings, vocab, scores, new_piece_bonus):
+    """The score 06 gives each new string (lib/ivr.new_piece_scores), as tokenizers reads it back from tokenizer.json."""
     phase("new piece scores")
-    max_abs = max(abs(v) for i, v in enumerate(scores) if i != EOT_ID) or 1.0
-    bonus = new_piece_bonus * max_abs
-    values = []
-    for c in tqdm(strings, desc="new scores", unit="string"):
-        n, score = Lattice.best(lattice.build(c))
-        values.append(score + bonus * (n - 1))
-    return dict(zip(strings, as_tokenizers_reads(values)))
+    bonus, _ = bonus_per_saved_token(scores, new_piece_bonus)
+    return as_tokenizers_reads(new_piece_scores(strings, vocab, scores, bonus))
 
 
 def contains_index(ptoks, strings):
@@ -409,46 +413,46 @@ def contains_index(ptoks, strings):
 class Greedy:
     """The state of the greedy selection: each train pre-token's lattice (with the new pieces accepted so
     far), its current token count, and when it last changed, so an estimate whose pre-tokens all stayed
-    the same is known to be exact without a new Viterbi."""
+    the same is known to be exact without a new Viterbi. Candidates are ranked by their worth: the saving
+    with each pre-token's occurrences weighted by `weights` (rank_weights); a pick records its real saving."""
 
-    def __init__(self, lattice, corpus, index, new_value):
-        self.lattice, self.corpus, self.index, self.new_value = lattice, corpus, index, new_value
+    def __init__(self, lattices, corpus, index, weights):
+        self.lattices, self.corpus, self.index, self.weights = lattices, corpus, index, weights
         self.cur_len = {}  # k -> tokens of pre-token k with the pieces accepted so far
         self.changed_at = {}  # k -> the version whose pick last changed pre-token k
         self.version = 0  # number of accepted strings
-        self.evaluated = {}  # string -> (gain, lens) at the current version
+        self.evaluated = {}  # string -> (worth, gain, lens) at the current version
         self.drift = Counter()  # occurrences where the estimator's old path differs in length from 04's
         self.n_evaluated = self.n_exact = 0
 
     def current(self, k):
         if k not in self.cur_len:  # first visit: the lattice of k has no new piece yet
-            n = self.cur_len[k] = Lattice.best(self.lattice.edges(k, self.corpus.ptoks[k]))[0]
+            n = self.cur_len[k] = self.lattices.tokens(k, self.corpus.ptoks[k])
             self.drift["checked"] += self.corpus.pfreq[k]
             self.drift["differ"] += self.corpus.pfreq[k] * (n != self.corpus.seg_len[k])
         return self.cur_len[k]
 
     def evaluate(self, c):
-        """(saving of c now, {k: (tokens with c, its extra edges)})."""
+        """(worth of c now, its saving on train now, {k: (tokens with c, where c starts in pre-token k)})."""
         if c in self.evaluated:
             return self.evaluated[c]
-        value, ptoks, pfreq = self.new_value[c], self.corpus.ptoks, self.corpus.pfreq
-        gain, lens = 0, {}
+        ptoks, pfreq, weights = self.corpus.ptoks, self.corpus.pfreq, self.weights
+        worth, gain, lens = 0, 0, {}
         for k in self.index.get(c, ()):
-            p, extra = ptoks[k], {}
-            for a in occurrences(p, c):
-                extra.setdefault(a + len(c), []).append((a, value, c))
-            n = Lattice.best(self.lattice.edges(k, p), extra)[0]
-            gain += pfreq[k] * (self.current(k) - n)
-            lens[k] = (n, extra)
-        self.evaluated[c] = (gain, lens)
-        return gain, lens
+            p = ptoks[k]
+            starts = occurrences(p, c)
+            current = self.current(k)
+            n = self.lattices.tokens(k, p, c, starts)
+            gain += pfreq[k] * (current - n)
+            worth += weights[k] * (current - n)
+            lens[k] = (n, starts)
+        self.evaluated[c] = (worth, gain, lens)
+        return worth, gain, lens
 
     def accept(self, c, lens):
         self.version += 1
-        for k, (n, extra) in lens.items():
-            edges = self.lattice.edges(k, self.corpus.ptoks[k])
-            for end, more in extra.items():
-                edges[end] = sorted(edges[end] + more, key=_start)
+        for k, (n, starts) in lens.items():
+            self.lattices.add(k, self.corpus.ptoks[k], c, starts)
             self.cur_len[k] = n
             self.changed_at[k] = self.version
         self.evaluated.clear()
@@ -459,11 +463,11 @@ class Greedy:
         return seen_at >= 0 and all(changed_at.get(k, 0) <= seen_at for k in self.index.get(c, ()))
 
     def run(self, forced, estimate, n_target):
-        """Forced strings first, then the best marginal saving each time; returns the picks and the leftovers."""
+        """Forced strings first, then the best marginal worth each time; returns the picks and the leftovers."""
         phase("greedy selection")
         picks, not_positive = [], []  # picks: (string, marginal saving at pick time, "force" | "greedy")
         for c in forced:
-            gain, lens = self.evaluate(c)
+            _, gain, lens = self.evaluate(c)
             self.accept(c, lens)
             picks.append((c, gain, "force"))
         heap = [(-est, c, -1) for c, est in estimate.items() if c not in forced]
@@ -472,8 +476,8 @@ class Greedy:
         while heap and len(picks) < n_target:
             neg, c, seen_at = heapq.heappop(heap)
             if seen_at == self.version:  # fresh: nothing was picked since it was estimated
-                gain, lens = self.evaluate(c)
-                if gain <= 0:
+                worth, gain, lens = self.evaluate(c)
+                if worth <= 0:
                     not_positive.append(c)
                     continue
                 self.accept(c, lens)
@@ -484,12 +488,12 @@ class Greedy:
                 self.n_exact += 1
                 heapq.heappush(heap, (neg, c, self.version))
                 continue
-            gain, _ = self.evaluate(c)
+            worth = self.evaluate(c)[0]
             self.n_evaluated += 1
-            if gain <= 0:
+            if worth <= 0:
                 not_positive.append(c)
                 continue
-            heapq.heappush(heap, (-gain, c, self.version))
+            heapq.heappush(heap, (-worth, c, self.version))
         bar.close()
         if len(picks) < n_target:
             log.warning(f"warning: only {len(picks):,} strings save anything; {n_target - len(picks):,} ids stay as they "
@@ -502,12 +506,71 @@ class Greedy:
         emitted, tokens_after = Counter(), self.corpus.tokens_before
         touched = sorted({k for c in new_set for k in self.index.get(c, ())})
         for k in tqdm(touched, desc="predict", unit="pre-token"):
-            n, _, path = Lattice.best(self.lattice.edges(k, self.corpus.ptoks[k]), path=True)
+            n, new_pieces = self.lattices.best(k, self.corpus.ptoks[k])
             tokens_after += self.corpus.pfreq[k] * (n - self.corpus.seg_len[k])
-            for piece in path:
-                if piece in new_set:
-                    emitted[piece] += self.corpus.pfreq[k]
+            for piece in new_pieces:
+                emitted[piece] += self.corpus.pfreq[k]
         return tokens_after, emitted
+
+
+# -----------------------------------------------------------------------------
+# measured saving on text the selection never reads
+
+
+def measured_texts(art, cfg, profile, configs):
+    """[(name, documents, where from)]: the held-out split, then measure_ood_types (configs/distill.yaml's
+    ood_sources) and measure_sources, measure_max_bytes of each. None of it is ever selected on."""
+    if not cfg["measure_max_bytes"]:
+        return []
+    out = [("held-out", iter_docs(art.heldout_docs), f"{art.heldout_docs}")]  # streamed: it can be GBs
+    ood = load_config("distill", profile, configs)["ood_sources"]
+    sources = []
+    for kind in cfg["measure_ood_types"]:
+        if kind not in ood:
+            die(f"{WHERE}: measure_ood_types: {kind!r} is not a type of ood_sources in configs/distill.yaml "
+                f"({', '.join(ood)}); remove it or add it there")
+        sources.append((kind, ood[kind]))
+    sources.extend(cfg["measure_sources"].items())
+    for name, src in ood_documents(dict(sources), cfg["measure_max_bytes"], even=True).items():
+        out.append((name, src["docs"], src["note"] or f"{len(src['files']):,} files from {', '.join(src['patterns'])}"))
+    return out
+
+
+def remapped_models(data, pieces, scores, rules, new_piece_bonus, points):
+    """{n: the Unigram model of the remapped tokenizer with the first n rules}, built as 06 builds it."""
+    from tokenizers import Tokenizer
+
+    phase("remapped tokenizers at the curve points")
+    bonus, _ = bonus_per_saved_token(scores, new_piece_bonus)
+    new = new_piece_scores([r["new"] for r in rules], kept_vocab(pieces, {r["id"] for r in rules}), scores, bonus)
+    return {n: Tokenizer.from_str(json.dumps(with_rules(data, rules[:n], new[:n]))).model for n in points}
+
+
+def measure(texts, original, tokenizer, models, batch_docs=256):
+    """For each text type: documents, bytes, GPT-2 BPE tokens (encoding every document) and {n: remapped
+    tokens} (from its distinct pre-tokens: the model sees one pre-token at a time). Documents are read in
+    batches, one pass, so a held-out split of GBs holds one batch and the distinct pre-tokens."""
+    phase("measured saving on held-out and out-of-domain text")
+    out = []
+    for name, docs, source in tqdm(texts, desc="measure", unit="type"):
+        counts, gpt2, n_docs, n_bytes, n_eot, docs = Counter(), 0, 0, 0, 0, iter(docs)
+        while batch := list(itertools.islice(docs, batch_docs)):
+            gpt2 += sum(len(e.ids) for e in original.encode_batch(batch, add_special_tokens=False))
+            n_eot += count_pretokens(tokenizer, batch, counts)
+            n_docs, n_bytes = n_docs + len(batch), n_bytes + sum(len(t.encode("utf-8")) for t in batch)
+        out.append({"name": name, "source": source, "documents": n_docs, "gpt2": gpt2, "bytes": n_bytes,
+                    "tokens": {n: tokens_from_counts(m, counts, n_eot) for n, m in models.items()}})
+    return out
+
+
+def saving_table(corpus, rows, measured, points):
+    """[(n, train predicted saving, [measured saving of each type or None])], all against GPT-2's BPE tokens."""
+    out = []
+    for n in points:
+        after = corpus.tokens_before + corpus.n_eot - rows[n - 1]["cumulative_saving"]
+        train = 1 - after / corpus.gpt2_tokens if corpus.gpt2_tokens else None
+        out.append((n, train, [1 - m["tokens"][n] / m["gpt2"] if m["gpt2"] else None for m in measured]))
+    return out
 
 
 # -----------------------------------------------------------------------------
@@ -612,19 +675,44 @@ def log_rejected(md, cfg, cands, not_positive, heap, n_target):
               f"{', '.join(f'{piece_text(c)!r} (<= {-g:,})' for g, c, _ in next_best)} |")
 
 
+def curve_points(cfg, rows):
+    """The config's curve points that the picks reach, and the number of picks."""
+    return [n for n in sorted(set(cfg["curve_points"]) | {len(rows)}) if 0 < n <= len(rows)]
+
+
 def saving_curve(cfg, rows, tokens_before):
     """(reassigned ids, predicted saving) at the config's curve points and at the end."""
-    return [(n, rows[n - 1]["cumulative_saving"] / tokens_before)
-            for n in sorted(set(cfg["curve_points"]) | {len(rows)}) if 0 < n <= len(rows)]
+    return [(n, rows[n - 1]["cumulative_saving"] / tokens_before) for n in curve_points(cfg, rows)]
 
 
-def write_selection_log(art, cfg, corpus, cands, greedy, selection, give_away, rejected_ids, rows, tokens_after, seconds):
+def percent(x):
+    return "-" if x is None else f"{x:.1%}"
+
+
+def log_measured(md, table, measured):
+    """Train (predicted) beside held-out and out-of-domain (measured), against GPT-2, side by side."""
+    if not measured or not table:
+        return
+    md.append("\n## Saving against GPT-2: train (predicted) and text never selected on (measured)\n")
+    md.append("Fewer tokens than GPT-2's BPE with the first N reassigned ids. Train: the lattice estimator on the "
+              "split the selection learns from. The other columns encode text the selection never reads with the "
+              "remapped tokenizer as 06 builds it: the held-out split, and out-of-domain text.\n")
+    md.append("| reassigned ids | train (predicted) | " + " | ".join(m["name"] for m in measured) + " |")
+    md.append("|---:|---:|" + "---:|" * len(measured))
+    md.extend(f"| {n:,} | {percent(train)} | " + " | ".join(map(percent, others)) + " |" for n, train, others in table)
+    md.append("\n| text | documents | bytes | GPT-2 tokens | source |\n|---|---:|---:|---:|---|")
+    md.extend(f"| {m['name']} | {m['documents']:,} | {m['bytes']:,} | {m['gpt2']:,} | {m['source']} |" for m in measured)
+
+
+def write_selection_log(art, cfg, corpus, cands, greedy, selection, give_away, rejected_ids, rows, tokens_after, table,
+                        measured, seconds):
     picks, not_positive, heap = selection
     md = [f"# IVR selection log\n\nWritten by `{STEP}` ({' '.join(sys.argv[1:])}). The research record of which ids were "
           f"given away and which strings took them. Prediction = the lattice estimator on the train split; "
           f"06_remap measures the real tokenizer on the held-out split.\n"]
     log_corpus(md, cfg, corpus)
     log_prediction(md, cfg, corpus, rows, tokens_after)
+    log_measured(md, table, measured)
     log_ids(md, rows, give_away, rejected_ids)
     log_rejected(md, cfg, cands, not_positive, heap, len(give_away))
     superseded = [r for r in rows if r["new_domain_count"] == 0]
@@ -639,13 +727,16 @@ def write_selection_log(art, cfg, corpus, cands, greedy, selection, give_away, r
     write_text(art.selection_log, "\n".join(md) + "\n")
 
 
-def log_summary(art, cfg, corpus, rows, n_forced, tokens_after, seconds):
+def log_summary(art, cfg, corpus, rows, n_forced, tokens_after, table, measured, seconds):
     before, n_bytes = corpus.tokens_before, max(corpus.n_bytes, 1)
     log.info(f"picked {len(rows):,} strings ({n_forced:,} forced); predicted on train: tokens/byte "
              f"{before / n_bytes:.4f} -> {tokens_after / n_bytes:.4f} ({1 - tokens_after / before:.1%} fewer tokens)")
     log.info("curve: " + ", ".join(f"{n:,} ids {s:.1%}" for n, s in saving_curve(cfg, rows, before)))
     if rows:
         log.info("top: " + ", ".join(f"{r['new_text']!r} {r['estimated_saving']:,}" for r in rows[:8]))
+    for n, train, others in table if measured else ():
+        log.info(f"saving against GPT-2 with {n:,} ids: train (predicted) {train:.1%}, " +
+                 ", ".join(f"{m['name']} {x:.1%}" for m, x in zip(measured, others) if x is not None))
     log.info(f"wrote {art.remap_rules}, {art.replacement_candidates}, {art.selection_log} ({seconds:,.1f} s)")
 
 
@@ -653,32 +744,39 @@ def log_summary(art, cfg, corpus, rows, n_forced, tokens_after, seconds):
 
 
 def main():
-    args = parse_args()
+    args = parse_step_args("select", __doc__)
     art, cfg = settings(args)
     t_start = time.perf_counter()
-    original_json, table, tokenizer, pieces, scores = read_inputs(art)
+    original_json, table, tokenizer, data, pieces, scores = read_inputs(art)
     piece_to_id = {p: i for i, p in enumerate(pieces)}
     forced = forced_strings(cfg, tokenizer, piece_to_id)
     corpus = distilled_pretokens(table, tokenizer, art.pretoken_table)
     segment(corpus, tokenizer.model)
     give_away, rejected_ids = ids_to_give_away(pieces, cfg, gpt2_counts(table), tokenizer, merged_at_once(original_json))
     del table
-    cands = candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg)
+    weights = rank_weights(corpus, cfg["per_document_cap"])
+    cands = candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg, weights)
     cands.estimate.update({c: max(cands.estimate.get(c, 0), 1) for c in forced})
-    lattice = Lattice(pieces, scores, {g[3] for g in give_away})
-    new_value = new_piece_values(list(cands.estimate), lattice, scores, cfg["new_piece_bonus"])
-    index = contains_index(corpus.ptoks, new_value)
-    greedy = Greedy(lattice, corpus, index, new_value)
+    vocab = kept_vocab(pieces, {g[3] for g in give_away})
+    strings = list(cands.estimate)
+    lattices = Lattices(vocab, scores, strings, new_piece_values(strings, vocab, scores, cfg["new_piece_bonus"]))
+    index = contains_index(corpus.ptoks, strings)
+    greedy = Greedy(lattices, corpus, index, weights)
     selection = greedy.run(forced, cands.estimate, len(give_away))
     tokens_after, emitted = greedy.predict({c for c, _, _ in selection[0]})
     rules, rows = assign(selection[0], give_away, pieces, tokenizer.model, emitted)
+    points = curve_points(cfg, rows)
+    models = remapped_models(data, pieces, scores, rules, cfg["new_piece_bonus"], points)
+    measured = measure(measured_texts(art, cfg, args.profile, args.configs), load_gpt2_tokenizer(original_json.parent),
+                       tokenizer, models)
 
     phase("writing")
     write_rules_and_csv(art, rules, rows)
     write_selection_log(art, cfg, corpus, cands, greedy, selection, give_away, rejected_ids, rows, tokens_after,
-                        time.perf_counter() - t_start)
+                        saving_table(corpus, rows, measured, points), measured, time.perf_counter() - t_start)
     save_config(cfg, art.reports / f"{STEP}.config.yaml", STEP, args.profile)
-    log_summary(art, cfg, corpus, rows, len(forced), tokens_after, time.perf_counter() - t_start)
+    log_summary(art, cfg, corpus, rows, len(forced), tokens_after, saving_table(corpus, rows, measured, points), measured,
+                time.perf_counter() - t_start)
 
 if __name__ == "__main__":
     main()

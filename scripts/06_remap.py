@@ -23,8 +23,6 @@ distilled count and the curve come from the distinct held-out pre-tokens with th
 sees one pre-token at a time), checked to give the remapped count exactly.
 """
 
-import argparse
-import copy
 import json
 import random
 import sys
@@ -39,23 +37,17 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import add_step_flags, load_config, save_config, step_config
+from lib.config import load_config, parse_step_args, save_config, step_config
 from lib.files import atomic_path, iter_docs, require, sha256_file, write_json
-from lib.ivr import contained, load_rules, piece_text, pre_tokens, protected_ids, read_unigram
+from lib.ivr import (bonus_per_saved_token, contained, count_pretokens, kept_vocab, load_rules, new_piece_scores,
+                     piece_text, pre_tokens, protected_ids, read_unigram, tokens_from_counts, with_rules)
 from lib.log import die, log, setup_logging
 from lib.paths import Artifacts
-from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
+from lib.tokenizer import EOT, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
 
 STEP = "06_remap"
-FREE = "\u2400"  # not in the byte-level alphabet: a piece made with it can never match a pre-token
 BATCH_CHARS = 2_000_000  # held-out text per encode_batch: keeps the Encoding objects of one batch small
 SAMPLE_DOCS, SAMPLE_CHARS = 256, 4096  # held-out windows kept for the fuzz texts' slices
-
-
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_step_flags(p, "remap")
-    return p.parse_args()
 
 
 def phase(name):
@@ -67,30 +59,12 @@ def phase(name):
 # the remapped tokenizer.json
 
 
-def with_rules(data, rules, scores):
-    """A copy of a Unigram tokenizer.json (as a dict) whose rule ids carry the new pieces and scores."""
-    out = copy.deepcopy(data)
-    vocab = out["model"]["vocab"]
-    for rule, score in zip(rules, scores):
-        vocab[rule["id"]] = [rule["new"], score]
-    return out
-
-
-def new_scores(data, rules, old_scores, new_piece_bonus):
-    """V(c) + B (k(c) - 1) for each rule's new string c; B; and the largest |old score|."""
-    from tokenizers import Tokenizer
-
-    reduced = copy.deepcopy(data)
-    for rule in rules:  # the ids given away are gone: pieces that can never match anything
-        reduced["model"]["vocab"][rule["id"]] = [f"{FREE}{rule['id']}", 0.0]
-    reduced = Tokenizer.from_str(json.dumps(reduced))
-    max_abs = max(abs(s) for i, s in enumerate(old_scores) if i != EOT_ID) or 1.0
-    bonus = new_piece_bonus * max_abs
-    out = []
-    for rule in rules:
-        ids = [t.id for t in reduced.model.tokenize(rule["new"])]
-        out.append(sum(old_scores[i] for i in ids) + bonus * (len(ids) - 1))
-    return out, bonus, max_abs
+def new_scores(pieces, rules, old_scores, new_piece_bonus):
+    """V(c) + B (k(c) - 1) for each rule's new string c (lib/ivr.new_piece_scores, as 05 predicts with); B;
+    and the largest |old score|. The old pieces that cut c are the distilled vocabulary less the ids given away."""
+    bonus, max_abs = bonus_per_saved_token(old_scores, new_piece_bonus)
+    vocab = kept_vocab(pieces, {rule["id"] for rule in rules})
+    return new_piece_scores([rule["new"] for rule in rules], vocab, old_scores, bonus), bonus, max_abs
 
 
 def save_remapped(tmp, remapped_data, data, cfg, profile, distilled_dir):
@@ -158,17 +132,6 @@ def batches(path):
                 batch, size, read = [], 0, 0
     if batch:
         yield batch, read
-
-
-def count_pretokens(tokenizer, texts, counts):
-    """Add the texts' pre-tokens to counts, as the model sees them (<|endoftext|> cuts first); return EOTs."""
-    n_eot = 0
-    for text in texts:
-        parts = text.split(EOT)
-        n_eot += len(parts) - 1
-        for part in parts:
-            counts.update(pre_tokens(tokenizer, part))
-    return n_eot
 
 
 def count_words(encodings, out):
@@ -325,9 +288,9 @@ def check_unchanged(distilled, remapped, rules, held, fuzz):
     return unchanged, found
 
 
-def tokens_from_counts(model, held):
+def held_tokens(model, held):
     """Held-out tokens of a model from the distinct pre-tokens: what encoding every document gives."""
-    return sum(f * len(model.tokenize(p)) for p, f in held.pre_counts.items()) + held.endoftext
+    return tokens_from_counts(model, held.pre_counts, held.endoftext)
 
 
 def heldout_curve(data, rules, new_score, held, distilled, remapped, points):
@@ -335,17 +298,17 @@ def heldout_curve(data, rules, new_score, held, distilled, remapped, points):
     from tokenizers import Tokenizer
 
     phase("held-out curve")
-    if tokens_from_counts(remapped.model, held) != held.remapped:  # the counts method, against real encoding
+    if held_tokens(remapped.model, held) != held.remapped:  # the counts method, against real encoding
         die(f"held-out tokens from pre-token counts differ from encoding the documents ({held.remapped:,}); "
             f"this is a bug in {STEP}")
-    n_distilled = tokens_from_counts(distilled.model, held)
+    n_distilled = held_tokens(distilled.model, held)
     curve = []
     for point in tqdm(sorted({p for p in points if 0 < p < len(rules)} | {len(rules)}), desc="curve", unit="point"):
         if point == len(rules):
             n = held.remapped
         else:
             tok = Tokenizer.from_str(json.dumps(with_rules(data, rules[:point], new_score[:point])))
-            n = tokens_from_counts(tok.model, held)
+            n = held_tokens(tok.model, held)
         curve.append({"reassigned_ids": point, "tokens": n, "tokens_per_byte": round(n / held.bytes, 5),
                       "saving_vs_gpt2": round(1 - n / held.gpt2, 5), "saving_vs_distilled": round(1 - n / n_distilled, 5)})
     return n_distilled, curve
@@ -423,15 +386,15 @@ def read_inputs(art, select_cfg):
     original = load_gpt2_tokenizer(require(art.original_tokenizer / "tokenizer.json", "init").parent)
     heldout = require(art.heldout_docs, "corpus")
     first = next(iter_docs(heldout), "")
-    return distilled, data, scores, rules, original, first
+    return distilled, data, pieces, scores, rules, original, first
 
 
 def main():
-    args = parse_args()
+    args = parse_step_args("remap", __doc__)
     art, cfg, select_cfg = settings(args)
     t_start = time.perf_counter()
-    distilled, data, scores, rules, original, first_doc = read_inputs(art, select_cfg)
-    new_score, bonus, max_abs = new_scores(data, rules, scores, select_cfg["new_piece_bonus"])
+    distilled, data, pieces, scores, rules, original, first_doc = read_inputs(art, select_cfg)
+    new_score, bonus, max_abs = new_scores(pieces, rules, scores, select_cfg["new_piece_bonus"])
     remapped_data = with_rules(data, rules, new_score)
     with atomic_path(art.remapped_tokenizer) as tmp:  # every check passes before the tokenizer appears
         phase("writing the remapped tokenizer")

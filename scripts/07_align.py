@@ -26,74 +26,30 @@ final_wte copies it into that Parameter in place (wte.weight.data.copy_(final)),
 Weights are never made up: if the model's weights are missing, 07 stops and says how to provide them.
 """
 
-import argparse
 import hashlib
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import add_step_flags, load_config, save_config, step_config
-from lib.files import atomic_path, first_docs, iter_docs, require, sha256_file, write_json
+from lib.config import load_config, parse_step_args, save_config, step_config
+from lib.files import atomic_path, first_docs, iter_docs, sha256_file, write_json
 from lib.ivr import id_to_piece, load_rules, protected_ids, read_unigram
 from lib.log import die, log, setup_logging
-from lib.paths import WEIGHT_FILES, Artifacts
+from lib.model import is_tied, load_gpt2, model_source
+from lib.paths import Artifacts
 from lib.tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
 
 STEP = "07_align"
 STRATEGIES = ("subword-mean", "mean", "random", "zeros")
 
 
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--original-tokenizer-dir", help="GPT-2's tokenizer (default: <artifacts>/tokenizers/original)")
-    p.add_argument("--remapped-tokenizer-dir", help="the IVR tokenizer (default: <artifacts>/tokenizers/remapped)")
-    p.add_argument("--remap-rules-path", help="the rules (default: <artifacts>/analysis/reports/remap_rules.yaml)")
-    p.add_argument("--embeddings-output-dir", help="where the .pt files go (default: <artifacts>/embeddings)")
-    add_step_flags(p, "align")
-    return p.parse_args()
-
-
-# -----------------------------------------------------------------------------
-# the model
-
-
-def load_model(name, source):
-    """GPT-2 from a save_pretrained dir or the hub / HF cache. Dies with the fix when weights are missing."""
-    from transformers import AutoModelForCausalLM
-
-    local = Path(name).expanduser()
-    how = (f"save a GPT-2 with save_pretrained into a directory and pass --model-name DIR (or set model_name in "
-           f"configs/align.yaml); 07 never falls back to random weights")
-    if local.is_dir():
-        if not any((local / f).exists() for f in WEIGHT_FILES):
-            die(f"{local}: no weights ({', '.join(WEIGHT_FILES[:2])}): {how}")
-        kwargs = {}
-    elif name.startswith((".", "/", "~")):
-        die(f"--model-name {name}: no such directory: {how}")
-    else:
-        kwargs = {"local_files_only": not source.get("hub_reachable", False)}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(local) if local.is_dir() else name, **kwargs)
-    except (OSError, ValueError) as e:
-        if local.is_dir():
-            die(f"{local}: not a loadable model ({str(e).splitlines()[0][:120]}): {how}")
-        where = "in the HF cache, and the hub was not reachable at 01" if kwargs["local_files_only"] else "loadable from the hub"
-        die(f"weights of {name} are not {where}: fetch them where there is network (`hf download {name}`, then copy "
-            f"the HF cache here), or {how}; to try the whole pipeline offline: make all PROFILE=smoke")
-    vocab = getattr(model.config, "vocab_size", None)
-    if vocab != VOCAB_SIZE or model.get_input_embeddings().weight.shape[0] != VOCAB_SIZE:
-        die(f"{name}: vocab size {vocab} is not GPT-2's {VOCAB_SIZE:,}; IVR keeps GPT-2's 50,257 ids, give a GPT-2 model")
-    if not hasattr(model, "transformer") or not hasattr(model.transformer, "wpe"):
-        die(f"{name}: not a GPT-2 model (no transformer.wpe); give a GPT-2 model")
-    return model
-
-
-def tie_kept(model):
-    """True if lm_head.weight is wte.weight (one Parameter)."""
-    head = model.get_output_embeddings()
-    return head is not None and head.weight is model.get_input_embeddings().weight
+FLAGS = [  # the step's own flags (the config keys' flags come from lib/schema.py)
+    ("--original-tokenizer-dir", {"help": "GPT-2's tokenizer (default: <artifacts>/tokenizers/original)"}),
+    ("--remapped-tokenizer-dir", {"help": "the IVR tokenizer (default: <artifacts>/tokenizers/remapped)"}),
+    ("--remap-rules-path", {"help": "the rules (default: <artifacts>/analysis/reports/remap_rules.yaml)"}),
+    ("--embeddings-output-dir", {"help": "where the .pt files go (default: <artifacts>/embeddings)"}),
+]
 
 
 # -----------------------------------------------------------------------------
@@ -163,18 +119,13 @@ def checked_rules(art, args, select_cfg):
 
 
 def the_model(art, cfg):
-    """(model in eval mode, its name, whether it is the smoke profile's tiny random one)."""
-    source_path = require(art.model_source, "init")
-    source = json.loads(source_path.read_text(encoding="utf-8"))
-    name = cfg["model_name"] or source.get("model_name")
-    if not name:
-        die(f"{source_path}: no model_name; re-run `make init` or pass --model-name")
-    smoke = bool(source.get("smoke_tiny_random_model") and not cfg["model_name"])
-    if smoke:
+    """(model in eval mode, its name, whether it is the smoke profile's tiny random one): lib/model.py."""
+    source = model_source(art, cfg["model_name"])
+    if source.smoke:
         log.warning("*** SMOKE PROFILE: the model is a TINY RANDOM GPT-2, not GPT-2: the comparison below is a machinery check only. ***")
-    model = load_model(name, source)
+    model = load_gpt2(source)
     model.eval()
-    return model, name, smoke
+    return model, source.name, source.smoke
 
 
 def final_rows(wte, reassigned, original, cfg):
@@ -207,7 +158,7 @@ def compare_strategies(model, wte, finals, original, remapped, art, cfg):
     block = min(cfg["block_size"], model.config.n_positions)
     result = {"heldout_documents": len(texts), "bytes": sum(len(t.encode("utf-8")) for t in texts), "block_size": block,
               "strategies": {}}
-    emb, tied = model.get_input_embeddings().weight, tie_kept(model)
+    emb, tied = model.get_input_embeddings().weight, is_tied(model)
     candidates = {"gpt2 as is (original tokenizer)": (wte, original), "old rows kept (no init)": (wte, remapped),
                   **{s: (finals[s], remapped) for s in cfg["compare_strategies"]}}
     with torch.no_grad():
@@ -248,7 +199,7 @@ def write_embeddings(out_dir, model, name, wte, wpe, aligned, final, reassigned,
     ids = torch.tensor(sorted(reassigned), dtype=torch.long)
     norms = wte.float().norm(dim=1)
     tie = ("lm_head.weight is wte.weight (one Parameter): load final_wte with wte.weight.data.copy_(final) "
-           "and lm_head follows" if tie_kept(model) else "lm_head is NOT tied in this model: copy final_wte into lm_head too")
+           "and lm_head follows" if is_tied(model) else "lm_head is NOT tied in this model: copy final_wte into lm_head too")
     common = {"model": name, "tie": tie}
     save_tensor(wte, out_dir / "original_wte.pt", **common, rows_changed=0)
     save_tensor(wpe, out_dir / "original_wpe.pt", **common, rows_changed=0, note="unchanged by IVR")
@@ -261,7 +212,7 @@ def write_embeddings(out_dir, model, name, wte, wpe, aligned, final, reassigned,
 
 
 def main():
-    args = parse_args()
+    args = parse_step_args("align", __doc__, FLAGS)
     art = Artifacts(args.artifacts)
     cfg = step_config("align", args)
     select_cfg = load_config("select", args.profile, args.configs)
@@ -274,7 +225,7 @@ def main():
     model, name, smoke = the_model(art, cfg)
     wte = model.get_input_embeddings().weight.detach().clone()
     wpe = model.transformer.wpe.weight.detach().clone()
-    log.info(f"model {name}: wte {tuple(wte.shape)} {wte.dtype}, wpe {tuple(wpe.shape)}, lm_head tied to wte: {tie_kept(model)}")
+    log.info(f"model {name}: wte {tuple(wte.shape)} {wte.dtype}, wpe {tuple(wpe.shape)}, lm_head tied to wte: {is_tied(model)}")
 
     # 2. the aligned and final rows, compared on held-out text before any training
     aligned, finals = final_rows(wte, reassigned, original, cfg)

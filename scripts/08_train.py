@@ -39,11 +39,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import add_step_flags, save_config, step_config
+from lib.config import parse_step_args, save_config, step_config
 from lib.evaluate import bits_per_byte, pack_documents
 from lib.flops import flops_per_token, peak_flops
 from lib.files import PARTIAL, atomic_path, first_docs, iter_docs, require, sha256_file, write_json
 from lib.log import die, log, setup_logging
+from lib.model import is_tied, load_gpt2, model_source
 from lib.paths import Artifacts
 from lib.tokenizer import EOT_ID, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
 
@@ -52,39 +53,21 @@ STEP = "08_train"
 NOT_IN_FINGERPRINT = {"eval_interval", "eval_batch_size", "checkpoint_interval", "keep_checkpoints", "log_interval"}
 
 
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokenizer-dir", help="tokenizer to train with (default: <artifacts>/tokenizers/remapped)")
-    p.add_argument("--wte", help="embedding matrix [50257, n_embd] saved with torch.save (default: "
-                                 "<artifacts>/embeddings/final_wte.pt), or 'model' to keep the model's own")
-    p.add_argument("--output-dir", help="run directory (default: <artifacts>/training)")
-    p.add_argument("--run-name", default="ivr", help="label of the run in logs and summary (log: logs/08_train[_NAME].log)")
-    p.add_argument("--fresh", action="store_true", help="ignore and remove existing checkpoints; start from step 0")
+FLAGS = [  # the step's own flags (the config keys' flags come from lib/schema.py)
+    ("--tokenizer-dir", {"help": "tokenizer to train with (default: <artifacts>/tokenizers/remapped)"}),
+    ("--wte", {"help": "embedding matrix [50257, n_embd] saved with torch.save (default: "
+                       "<artifacts>/embeddings/final_wte.pt), or 'model' to keep the model's own"}),
+    ("--output-dir", {"help": "run directory (default: <artifacts>/training)"}),
+    ("--run-name", {"default": "ivr", "help": "label of the run in logs and summary (log: logs/08_train[_NAME].log)"}),
+    ("--fresh", {"action": "store_true", "help": "ignore and remove existing checkpoints; start from step 0"}),
     # For the tests: die by SIGKILL right after step N (as `kill -9` would), or make the loss NaN at step N.
-    p.add_argument("--debug-kill-after-step", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--debug-nan-at-step", type=int, help=argparse.SUPPRESS)
-    add_step_flags(p, "train")
-    return p.parse_args()
+    ("--debug-kill-after-step", {"type": int, "help": argparse.SUPPRESS}),
+    ("--debug-nan-at-step", {"type": int, "help": argparse.SUPPRESS}),
+]
 
 
 # -----------------------------------------------------------------------------
 # inputs
-
-
-def model_source(art, model_name):
-    """The model to load: --model-name / config, else what 01 recorded. Dies if its weights are known missing."""
-    source_path = require(art.model_source, "init")
-    source = json.loads(source_path.read_text(encoding="utf-8"))
-    name = model_name or source["model_name"]
-    is_local = Path(name).expanduser().is_dir()
-    if not model_name and source.get("weights") == "missing":
-        die(f"{source_path}: the weights of {name} are not available here; run `make init` with network once, "
-            f"or re-run 01 with --model-name DIR of a save_pretrained GPT-2")
-    if not is_local and name.startswith((".", "/", "~")):
-        die(f"--model-name {name}: no such directory; give a hub id or a save_pretrained dir")
-    if not is_local and not source.get("hub_reachable", True):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # 01 found no hub: use the HF cache, without retries
-    return str(Path(name).expanduser()) if is_local else name, source
 
 
 def token_stream(tokenizer, texts, batch_docs=256):
@@ -117,22 +100,13 @@ def load_wte(path, n_embd):
     return wte.float()
 
 
-def load_model(name, wte, attn_implementation="default"):
-    """GPT-2 from `name` with `wte` put in and lm_head tied to it. Never random weights: missing keys are fatal."""
+def load_model(source, wte, attn_implementation="default"):
+    """GPT-2 of `source` (lib/model.py: never random weights) in float32, with `wte` put in and lm_head tied to it."""
     import torch
-    from transformers import AutoModelForCausalLM
 
-    attn = {} if attn_implementation == "default" else {"attn_implementation": attn_implementation}
-    try:
-        model, info = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32, output_loading_info=True, **attn)
-    except Exception as e:  # OSError, ValueError, ...: the first line says what is missing
-        die(f"{name}: cannot load the model ({str(e).splitlines()[0][:160]}); check --model-name / model_source.json")
-    missing = [k for k in info.get("missing_keys", []) if not k.startswith("lm_head.")]
-    if missing:
-        die(f"{name}: weights missing for {', '.join(sorted(missing)[:3])}{' ...' if len(missing) > 3 else ''}; "
-            f"they would be random. Point --model-name to a complete GPT-2")
-    if model.get_output_embeddings().weight is not model.get_input_embeddings().weight:
-        die(f"{name}: lm_head is not tied to wte (tie_word_embeddings false); 08 trains GPT-2's tied head only")
+    model = load_gpt2(source, dtype=torch.float32, attn_implementation=attn_implementation)
+    if not is_tied(model):
+        die(f"{source.name}: lm_head is not tied to wte (tie_word_embeddings false); 08 trains GPT-2's tied head only")
     if wte is not None:
         with torch.no_grad():
             model.get_input_embeddings().weight.copy_(wte)
@@ -285,8 +259,8 @@ class Data:
     """What the run trains and evaluates on, all checked before any weight is loaded."""
 
     def __init__(self, art, cfg, args):
-        self.model_name, source = model_source(art, cfg["model_name"])  # before transformers: it may set HF_HUB_OFFLINE
-        self.smoke = bool(source.get("smoke_tiny_random_model")) and not cfg["model_name"]
+        self.source = model_source(art, cfg["model_name"])  # before transformers: it may set HF_HUB_OFFLINE
+        self.model_name, self.smoke = self.source.name, self.source.smoke
         self.model_config = gpt2_config(self.model_name, cfg)
         self.tokenizer_dir = Path(args.tokenizer_dir) if args.tokenizer_dir else art.remapped_tokenizer
         self.tokenizer = load_gpt2_tokenizer(self.tokenizer_dir)
@@ -377,7 +351,7 @@ def build_model(data, cfg, steps, accelerator):
     """(model, optimizer, scheduler, steps of the embeddings-only phase), prepared by accelerate."""
     import torch
 
-    model = load_model(data.model_name, data.wte, cfg["attn_implementation"])
+    model = load_model(data.source, data.wte, cfg["attn_implementation"])
     model.train()
     log.info(f"attention: {model.config._attn_implementation}")
     groups, lambdas, phase1 = param_groups(model, cfg, steps)
@@ -645,7 +619,7 @@ class Run:
 
 def main():
     # 1. config and logging (only the main process of the launchers' global rank logs)
-    args = parse_args()
+    args = parse_step_args("train", __doc__, FLAGS)
     art = Artifacts(args.artifacts)
     cfg = step_config("train", args)
     log_name = STEP if args.run_name == "ivr" else f"{STEP}_{args.run_name}"

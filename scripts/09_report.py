@@ -14,13 +14,12 @@ own tokenizer, scored by the same function on the same held-out text. Writes to 
   ivr_report.json          the table as data
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import add_step_flags, save_config, step_config
+from lib.config import parse_step_args, save_config, step_config
 from lib.files import atomic_path, require, write_json, write_text
 from lib.log import die, log, setup_logging
 from lib.paths import Artifacts
@@ -29,12 +28,10 @@ STEP = "09_report"
 PLOT = "ivr_bits_per_byte.png"
 
 
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ivr-dir", help="run directory of GPT-2 + IVR (default: <artifacts>/training)")
-    p.add_argument("--baseline-dir", help="run directory of the baseline (default: <artifacts>/training/baseline)")
-    add_step_flags(p, "report")
-    return p.parse_args()
+FLAGS = [  # the step's own flags (the config keys' flags come from lib/schema.py)
+    ("--ivr-dir", {"help": "run directory of GPT-2 + IVR (default: <artifacts>/training)"}),
+    ("--baseline-dir", {"help": "run directory of the baseline (default: <artifacts>/training/baseline)"}),
+]
 
 
 # -----------------------------------------------------------------------------
@@ -172,7 +169,7 @@ def report_md(rows, ivr, base, gap, smoke):
         "tokenizer. Both runs get the same byte budget (`max_train_bytes`), so IVR, with fewer tokens per byte, takes fewer steps.",
         "- **Training bytes/s**: training bytes / time spent in training steps (evaluation and checkpoints excluded).",
         f"- **Peak memory**: {ivr['peak_memory_kind']}.",
-        f"- **GPT-2 unchanged** is the baseline's evaluation at step 0; **before fine-tuning** is the IVR run's.",
+        "- **GPT-2 unchanged** is the baseline's evaluation at step 0; **before fine-tuning** is the IVR run's.",
         "",
         "## Setup",
         "",
@@ -186,7 +183,7 @@ def report_md(rows, ivr, base, gap, smoke):
 
 
 def main():
-    args = parse_args()
+    args = parse_step_args("report", __doc__, FLAGS)
     art = Artifacts(args.artifacts)
     cfg = step_config("report", args)
     setup_logging(STEP, art.log_file(STEP))

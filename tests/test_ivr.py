@@ -30,7 +30,8 @@ TRAIN = ["textwrap.py", "shlex.py", "string.py", "fnmatch.py", "glob.py", "bisec
          "copy.py", "keyword.py", "numbers.py", "cmd.py"]
 HELDOUT = ["sched.py", "graphlib.py", "calendar.py"]
 OVERRIDES = {
-    "select": {"num_reassign": 60, "min_frequency": 3, "force": ["\n                "], "protect": [" self", 50255]},
+    "select": {"num_reassign": 60, "min_frequency": 3, "force": ["\n                "], "protect": [" self", 50255],
+               "measure_max_bytes": 20000},
     "remap": {"fuzz_texts": 400, "curve_points": [10, 30]},
     "align": {"compare_max_bytes": 3000, "block_size": 64, "compare_strategies": ["subword-mean", "zeros"],
               "init_strategy": "subword-mean"},
@@ -304,6 +305,26 @@ def test_select_bad_table(built, tmp_path, damage):
     assert not list(reports.glob("*.partial"))
 
 
+@pytest.mark.parametrize("cap, winner", [(0, "qqzz"), (1, "wwvv")])
+def test_select_per_document_cap_prefers_strings_spread_over_documents(built, tmp_path, cap, winner):
+    """A string 200 times in one document beats one once in each of 50 documents on raw counts; with each
+    pre-token counted at most once per document (per_document_cap 1) the spread one wins."""
+    from tokenizers import Tokenizer
+
+    art = tmp_path / "art"
+    shutil.copytree(built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs"))
+    original = art / "tokenizers" / "original" / "tokenizer.json"
+    texts = ["x = 1\n" + " qqzzqqzzqqzz" * 200] + [f"y = {i}\nprint( wwvvwwvvwwvv)\n" for i in range(50)]
+    write_table(art / "analysis" / "reports" / "pretoken_table.parquet", Tokenizer.from_file(str(original)), texts, original)
+    profile = f"cap{cap}"
+    (built["configs"] / profile).mkdir(exist_ok=True)
+    (built["configs"] / profile / "select.yaml").write_text(yaml.safe_dump(
+        {"num_reassign": 1, "min_frequency": 3, "per_document_cap": cap, "measure_max_bytes": 0}), encoding="utf-8")
+    assert run_step("05_select", art, built["configs"], profile=profile) == 0, last_error(art, "05_select")
+    rules = yaml.safe_load((art / "analysis" / "reports" / "remap_rules.yaml").read_text(encoding="utf-8"))["rules"]
+    assert len(rules) == 1 and winner in rules[0]["text"], rules
+
+
 def test_merges_from_the_original_tokenizer(built, tmp_path):
     """Under-trained ids come from the merges of tokenizers/original/tokenizer.json, in either merges format."""
     spec = importlib.util.spec_from_file_location("step_05", ROOT / "scripts" / "05_select.py")
@@ -322,6 +343,23 @@ def test_merges_from_the_original_tokenizer(built, tmp_path):
     with pytest.raises(SystemExit) as e:
         module.merged_at_once(unigram)
     assert "no BPE vocab and merges" in str(e.value) and "make init" in str(e.value)
+
+
+def test_new_piece_score_is_the_old_cut_plus_the_bonus():
+    """lib/ivr.new_piece_scores, which 05 predicts with and 06 writes: V(c) from tokenizers' own Viterbi over
+    the pieces that stay (a given-away piece is never used), plus B per token saved."""
+    from tokenizers import Tokenizer, models
+
+    pieces = [("a", -1.0), ("b", -1.5), ("c", -2.0), ("ab", -2.0), ("bc", -2.75), ("abc", -9.0)]
+    vocab = {p: i for i, (p, _) in enumerate(pieces)}
+    scores = [s for _, s in pieces]
+    hf = Tokenizer(models.Unigram(pieces[:5], unk_id=None, byte_fallback=False)).model  # "abc" given away
+    kept = ivr.kept_vocab([p for p, _ in pieces], {vocab["abc"]})
+    for c in ("abc", "abcabc", "cab", "bcb"):
+        ids = [t.id for t in hf.tokenize(c)]
+        want = sum(scores[i] for i in ids) + 1e-9 * (len(ids) - 1)
+        assert ivr.new_piece_scores([c], kept, scores, 1e-9) == [want], c
+    assert ivr.bonus_per_saved_token(scores, 1e-12) == (1e-12 * 9.0, 9.0)
 
 
 def test_contained_finds_every_occurrence():

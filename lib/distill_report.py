@@ -1,0 +1,93 @@
+"""04's validation report as markdown: agreement on train, held-out and out-of-domain text, mismatches by
+class with examples, decode identity, throughput, and the out-of-domain sources (distill_validation.md).
+
+    >>> write_text(art.reports / "distill_validation.md", report_md(report))   # report: distill_validation.json
+"""
+
+import json
+
+from lib.tokenizer import EOT
+
+
+def coverage_note(r):
+    """Report lines: which figures cover everything and which come from the document sample."""
+    smp, held, ex = r["train"]["document_sample"], r["heldout"], r["examples"]
+    lines = ["", f"Train: the pre-token figures cover every pre-token of the train split (the pre-token table); the "
+             f"document figures come from a **sample** of {smp['sampled']:,} of its {smp['documents_in_split']:,} documents "
+             f"(evenly spaced; `train_doc_sample`)" + (f", {smp['left_out_too_long']:,} of them left out as over "
+             f"`doc_max_bytes`" if smp["left_out_too_long"] else "") + ". Held-out and out-of-domain figures cover every "
+             "document" + (f" but {held['documents_left_out_too_long']:,} held-out ones over `doc_max_bytes`"
+                           if held["documents_left_out_too_long"] else "") + "."]
+    if ex.get("left_out_long"):
+        lines += ["", f"{ex['left_out_long']:,} train pieces over `learn_max_piece_chars` were left out of the learning."]
+    return lines
+
+
+def report_md(r):
+    pct = lambda x: f"{100 * x:.4f}%"
+    show = lambda x: "`" + json.dumps(x, ensure_ascii=False).replace("|", "\\|").replace("`", "'") + "`"
+    row = lambda name, a, extra="": (f"| {name} |{extra} {a['pretoken_occurrences']:,} | {pct(a['pretoken_occurrence_agreement'])} | "
+                                     f"{a['distinct_pretokens']:,} | {pct(a['distinct_pretoken_agreement'])} | {a['documents']:,} | "
+                                     f"{pct(a['document_agreement'])} | {a['ids_compared']:,} |")
+    ex = r["examples"]
+    lines = ["# 04 distill: validation of the distilled Unigram tokenizer", "",
+             f"Run split stage: {'on (' + format(r['run_units'], ',') + ' run characters; a Split on the raw text before ByteLevel, which cuts as the split of each pre-token that the learning used in all but ' + format(r['heldout']['documents_pieces_differ'], ',') + ' held-out documents, where it leaves a run whole)' if r['run_split'] else 'off'}. "
+             f"Learned on {ex['pieces']:,} distinct train pieces ({ex['piece_occurrences']:,} occurrences) and "
+             f"{ex['vocab_strings']:,} vocab strings in {r['seconds_learning']:.1f} s; wrong example weight by round: "
+             f"{', '.join(f'{h:,}' for h in r['repair_history'])}.", "",
+             "## Agreement with GPT-2's BPE", "",
+             "Per pre-token occurrence (GPT-2's pre-tokenizer; frequency-weighted), per distinct pre-token, and per "
+             "whole document (every id equal). Held-out and out-of-domain text was never seen by the distillation.", "",
+             "| text | pre-token occurrences | agreement | distinct pre-tokens | agreement | documents | exact | ids compared |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for split in ("train", "heldout"):
+        lines.append(row(split, r[split]))
+    ood = r["out_of_domain"]
+    for kind, a in ood.items():
+        if a.get("pretoken_occurrences"):
+            lines.append(row(f"out of domain: {kind}", a))
+    lines += coverage_note(r)
+    skipped = [f"{kind} ({a['note']})" for kind, a in ood.items() if not a.get("pretoken_occurrences")]
+    if skipped:
+        lines += ["", "Out-of-domain types skipped on this machine: " + "; ".join(skipped) + "."]
+    lines += ["", "## Mismatches by class", "",
+              "Classes: *permutation tie*: the same tokens in another order, which no scores can break (a run the "
+              "split leaves whole because a neighbour could merge with it); *run in context*: a differing cut in or "
+              "at a run of 3+ of one character; *score order*: the rest, left by the greedy repair.", ""]
+    texts = ["train", "heldout"] + [k for k, a in ood.items() if a.get("pretoken_occurrences")]
+    classes = sorted({c for t in texts for c in (r[t] if t in r else ood[t])["mismatches"]})
+    lines += ["| text | " + " | ".join(c.split(" (")[0] for c in classes) + " |", "|---|" + "---:|" * len(classes)]
+    for t in texts:
+        m = (r[t] if t in r else ood[t])["mismatches"]
+        lines.append(f"| {t} | " + " | ".join(f"{m[c]['occurrences']:,} ({m[c]['distinct']:,})" if c in m else "0" for c in classes) + " |")
+    lines += ["", "Occurrences (distinct pre-tokens).", ""]
+    for t in texts:
+        m = (r[t] if t in r else ood[t])["mismatches"]
+        if not m:
+            continue
+        lines += [f"### {t}", "", "| class | count | pre-token | GPT-2 BPE | distilled |", "|---|---:|---|---|---|"]
+        for c, v in m.items():
+            for e in v["examples"]:
+                lines.append(f"| {c.split(' (')[0]} | {e['count']:,} | {show(e['pretoken'])} | {show(e['bpe'])} | {show(e['distilled'])} |")
+        lines.append("")
+    d, t = r["decode_identity"], r["throughput"]
+    lines += ["## Decode identity", "",
+              f"{d['sequences']:,} random id sequences (1-{d['max_len']} ids, seed {d['seed']}, some with {EOT}), decoded "
+              f"with and without skip_special_tokens: **{d['mismatches']:,} mismatches**.", "",
+              "## Encode throughput (same texts, one thread, alternating, best run of each, CPU time)", "",
+              f"GPT-2 BPE {t['gpt2_bpe_mb_per_s']} MB/s, distilled {t['distilled_mb_per_s']} MB/s: "
+              f"ratio **{t['ratio']}** on {t['bytes']:,} bytes.", "",
+              f"Split cuts inside a BPE token: {r['split_conflicts']:,} (must be 0). "
+              f"Loads with transformers.AutoTokenizer: {r['loads_with_autotokenizer']}. "
+              f"{r['seconds']} s, peak RSS {r['peak_rss_mb']:,.0f} MB.", "",
+              "## Out-of-domain sources", "",
+              "Each file is one document (a gettext .mo catalog: its translated strings); files are read in sorted "
+              "order up to the byte cap per type; duplicates and files that are not UTF-8 are left out.", ""]
+    for kind, a in ood.items():
+        lines.append(f"- **{kind}** ({', '.join(a['patterns'])}): {len(a['files']):,} files, {sum(b for _, b in a['files']):,} bytes"
+                     + (f"; {a['note']}" if a["note"] else ""))
+    lines += ["", "<details><summary>Files used, with their bytes</summary>", ""]
+    for kind, a in ood.items():
+        lines += [f"{kind}:", ""] + [f"- `{path}` {n:,}" for path, n in a["files"]] + [""]
+    lines += ["</details>", ""]
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""Out-of-domain text: files of other kinds than the corpus, read the same way on every machine, for checks
+that a tokenizer holds on text it never saw (04's agreement; see configs/distill.yaml: ood_sources).
+
+    >>> docs = ood_documents({"c_headers": ["/usr/include/*.h"]}, max_bytes=1_000_000, emoji_n_docs=0, seed=0)
+    >>> docs["c_headers"]["files"][0]      # [path, bytes] of the first file, in sorted order
+
+Each file is one document; a gettext .mo catalog counts as its translated strings; 'generated:emoji' is a
+deterministic emoji text generated from unicodedata. Placeholders: '{stdlib}' is this Python's standard
+library, '{purelib}' its site-packages (for the venv's interpreter: Python code outside the stdlib).
+"""
+
+import glob
+import random
+import struct
+import sysconfig
+import unicodedata
+from pathlib import Path
+
+from lib.log import die
+
+EMOJI_RANGES = [(0x1F300, 0x1F5FF), (0x1F600, 0x1F64F), (0x1F680, 0x1F6FF), (0x1F900, 0x1F9FF), (0x2600, 0x27BF)]
+
+
+def read_mo(path):
+    """The translated strings of a gettext .mo catalog, one per line; None unless it is a UTF-8 catalog."""
+    data = Path(path).read_bytes()
+    if len(data) < 20 or data[:4] not in (b"\xde\x12\x04\x95", b"\x95\x04\x12\xde"):
+        return None
+    end = "<" if data[:4] == b"\xde\x12\x04\x95" else ">"
+    _, n, orig, trans = struct.unpack(end + "4I", data[4:20])
+    out = []
+    try:
+        for k in range(n):
+            (n_orig,) = struct.unpack(end + "I", data[orig + 8 * k: orig + 8 * k + 4])
+            length, offset = struct.unpack(end + "2I", data[trans + 8 * k: trans + 8 * k + 8])
+            if n_orig:  # the entry with an empty msgid is the catalog header
+                out.extend(data[offset: offset + length].decode("utf-8").split("\x00"))
+    except (struct.error, UnicodeDecodeError):
+        return None
+    return "\n".join(out) + "\n" if out else None
+
+
+def emoji_docs(n_docs, lines_per_doc, seed):
+    """Deterministic emoji text: Unicode names as words, emoji alone, with VS16, skin tones, ZWJ, flags, runs."""
+    rng = random.Random(seed)
+    emoji = [chr(c) for lo, hi in EMOJI_RANGES for c in range(lo, hi + 1) if unicodedata.name(chr(c), "")]
+    tones = [chr(c) for c in range(0x1F3FB, 0x1F400)]
+    flag = lambda: chr(0x1F1E6 + rng.randrange(26)) + chr(0x1F1E6 + rng.randrange(26))
+    docs = []
+    for _ in range(n_docs):
+        lines = []
+        for _ in range(lines_per_doc):
+            parts = []
+            for _ in range(rng.randint(2, 8)):
+                c, r = rng.choice(emoji), rng.random()
+                parts.append(unicodedata.name(c).lower() if r < 0.35 else c if r < 0.55 else c + "\ufe0f" if r < 0.65
+                             else c + rng.choice(tones) if r < 0.72 else c + "\u200d" + rng.choice(emoji) if r < 0.8
+                             else flag() if r < 0.86 else c * rng.randint(2, 5) if r < 0.93
+                             else rng.choice(["!!", ":)", "#" + unicodedata.name(c).split()[0].lower(), "...", "?!"]) + c)
+            lines.append(" ".join(parts))
+        docs.append("\n".join(lines) + "\n")
+    return docs
+
+
+def expand(pattern):
+    """A glob with {stdlib} and {purelib} filled in."""
+    paths = sysconfig.get_paths()
+    return pattern.replace("{stdlib}", paths["stdlib"]).replace("{purelib}", paths["purelib"])
+
+
+def spread(paths, max_bytes):
+    """The paths at an even stride over the sorted list when all of them hold more than max_bytes, so that a
+    sample of a large tree (site-packages) spans all of it rather than its first few packages."""
+    sizes = [Path(p).stat().st_size for p in paths]
+    stride = max(1, sum(sizes) // max(max_bytes, 1))
+    return paths[::stride] + [p for k, p in enumerate(paths) if k % stride]
+
+
+def ood_documents(sources, max_bytes, emoji_n_docs=0, seed=0, even=False):
+    """{type: {"files": [[path, bytes]], "docs": [text], "note": why it is short or absent}}. Each file is one
+    document (a .mo catalog: its translations); a pattern's files are read in sorted order (even: at an even
+    stride when they hold more than max_bytes) until max_bytes per type; unreadable or duplicate files are
+    left out."""
+    out = {}
+    for kind, patterns in sources.items():
+        if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+            die(f"configs/distill.yaml: ood_sources.{kind} must be a list of file globs, got {patterns!r}")
+        files, docs, seen, size, unreadable = [], [], set(), 0, 0
+        for pattern in patterns:
+            if pattern == "generated:emoji":
+                paths = [f"generated:emoji/{k}" for k in range(emoji_n_docs)]
+                generated = emoji_docs(emoji_n_docs, 50, seed)
+            else:
+                paths = sorted(p for p in glob.glob(expand(pattern), recursive=True) if Path(p).is_file())
+                paths = spread(paths, max_bytes) if even else paths
+            for k, path in enumerate(paths):
+                if size >= max_bytes:
+                    break
+                if path.startswith("generated:"):
+                    text = generated[k]
+                elif path.endswith(".mo"):
+                    text = read_mo(path)
+                else:
+                    try:
+                        text = Path(path).read_bytes().decode("utf-8")
+                    except (OSError, UnicodeDecodeError):
+                        text = None
+                if not text or text in seen:
+                    unreadable += not text
+                    continue
+                seen.add(text)
+                n = len(text.encode("utf-8"))
+                files.append([path, n])
+                docs.append(text)
+                size += n
+        note = "" if docs else "no readable file here: skipped"
+        if docs and unreadable:
+            note = f"{unreadable} file(s) not UTF-8 left out"
+        out[kind] = {"patterns": patterns, "files": files, "docs": docs, "note": note}
+    return out
