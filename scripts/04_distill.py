@@ -31,7 +31,6 @@ How:
      markdown, C, JavaScript, Korean, Chinese, Japanese, emoji.
 """
 
-import argparse
 import collections
 import json
 import re
@@ -45,7 +44,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from lib.config import add_step_flags, save_config, step_config
+from lib.config import parse_step_args, save_config, step_config
 from lib.distill_report import report_md
 from lib.files import atomic_path, iter_docs, require, write_json, write_text
 from lib.log import die, log, setup_logging
@@ -58,12 +57,6 @@ from lib.unigram import RepairIndex, as_tokenizers_reads, is_right, lattice, pat
 
 STEP = "04_distill"
 N_MERGES = 50000
-
-
-def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_step_flags(p, "distill")
-    return p.parse_args()
 
 
 # -----------------------------------------------------------------------------
@@ -912,7 +905,7 @@ def log_summary(report):
 
 
 def main():
-    args = parse_args()
+    args = parse_step_args("distill", __doc__)
     art = Artifacts(args.artifacts)
     cfg = read_config(args)
     setup_logging(STEP, art.log_file(STEP))

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_script
-from lib.tokenizer import EOT_ID, VOCAB_SIZE
+from lib.tokenizer import VOCAB_SIZE
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from functools import lru_cache
 import pytest
 import regex
 
-from conftest import ROOT, run_script
+from conftest import run_script
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, gpt2_packaged_files
 
 # OpenAI's GPT-2 pre-tokenizer pattern (encoder.py).
