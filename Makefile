@@ -45,7 +45,7 @@ ifneq ($(filter-out help venv lock test bench clean,$(or $(MAKECMDGOALS),all)),)
 $(shell mkdir -p $(ARTIFACTS) && { [ "$$(cat $(PROFILE_STAMP) 2>/dev/null)" = "$(PROFILE)" ] || echo "$(PROFILE)" > $(PROFILE_STAMP); })
 endif
 # Your corpus files and folders: adding, removing or editing one re-runs 02.
-RAW_INPUTS := $(shell find $(RAW) -not -name '.*' 2>/dev/null)
+RAW_INPUTS := $(shell find -L $(RAW) \( -type f -o -type d \) -not -name '.*' 2>/dev/null)
 
 #> all              the whole pipeline, 01 init .. 08 train (PROFILE=smoke: offline, tiny random model)
 all: $(TRAINING)/summary.json $(REPORTS)/distill_validation.md
@@ -70,12 +70,12 @@ $(ANALYZE_OUT) &: scripts/03_analyze.py $(call cfg,analyze) $(LIB_TOK) lib/preto
 
 # --- 04 distill: a Unigram tokenizer that reproduces GPT-2's BPE, and its validation report
 DISTILL_OUT := $(DISTILLED)/tokenizer.json $(REPORTS)/distill_validation.md $(REPORTS)/distill_validation.json
-$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_TOK) lib/pretokens.py lib/unigram.py lib/oodtext.py lib/tokenizer_compare.py lib/distill_report.py $(REPORTS)/pretoken_table.parquet $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
+$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_TOK) lib/pretokens.py lib/unigram.py lib/oodtext.py lib/tokenizer_compare.py lib/distill_report.py $(REPORTS)/pretoken_table.parquet $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(CLEANED)/manifest.json $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 05 select: which ids to give away, and to which domain strings (measured on held-out and ood_sources code)
 SELECT_OUT := $(REPORTS)/replacement_candidates.csv $(REPORTS)/selection_log.md $(REPORTS)/remap_rules.yaml
-$(SELECT_OUT) &: scripts/05_select.py $(call cfg,select) $(call cfg,distill) $(LIB_IVR) lib/pretokens.py lib/oodtext.py $(REPORTS)/pretoken_table.parquet $(ORIG)/tokenizer.json $(DISTILLED)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
+$(SELECT_OUT) &: scripts/05_select.py $(call cfg,select) $(call cfg,distill) $(LIB_IVR) lib/pretokens.py lib/oodtext.py $(REPORTS)/pretoken_table.parquet $(ORIG)/tokenizer.json $(DISTILLED)/tokenizer.json $(CLEANED)/heldout.jsonl $(CLEANED)/manifest.json $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 06 remap: the IVR tokenizer (distilled Unigram with reassigned ids)

@@ -9,7 +9,10 @@ deterministic emoji text generated from unicodedata. Placeholders: '{stdlib}' is
 library, '{purelib}' its site-packages (for the venv's interpreter: Python code outside the stdlib).
 """
 
+import collections
 import glob
+import hashlib
+import json
 import random
 import struct
 import sysconfig
@@ -76,45 +79,66 @@ def spread(paths, max_bytes):
     return paths[::stride] + [p for k, p in enumerate(paths) if k % stride]
 
 
-def ood_documents(sources, max_bytes, emoji_n_docs=0, seed=0, even=False):
+def corpus_file_hashes(manifest_path):
+    """The sha256 of every source file of the corpus (02's manifest.json): text that is in the corpus is
+    never measured as text the steps did not see."""
+    manifest = json.loads(Path(manifest_path).read_text(encoding="utf-8"))
+    return frozenset(f["sha256"] for f in manifest.get("files", []) if "sha256" in f)
+
+
+def read_document(path, in_corpus=frozenset()):
+    """(text of one file as a document, why not): a .mo catalog gives its translations; None with the reason
+    when it is not UTF-8 text or its bytes are a file of the corpus (sha256 in in_corpus)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return None, "unreadable"
+    if hashlib.sha256(data).hexdigest() in in_corpus:
+        return None, "in the corpus"
+    if path.endswith(".mo"):
+        text = read_mo(path)
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+    return (text, None) if text else (None, "not UTF-8")
+
+
+def type_paths(pattern, max_bytes, even, emoji_n_docs, seed):
+    """[(path, text or None)] of one pattern: generated documents come with their text, files are read later."""
+    if pattern == "generated:emoji":
+        return [(f"generated:emoji/{k}", t) for k, t in enumerate(emoji_docs(emoji_n_docs, 50, seed))]
+    paths = sorted(p for p in glob.glob(expand(pattern), recursive=True) if Path(p).is_file())
+    return [(p, None) for p in (spread(paths, max_bytes) if even else paths)]
+
+
+def ood_documents(sources, max_bytes, emoji_n_docs=0, seed=0, even=False, in_corpus=frozenset()):
     """{type: {"files": [[path, bytes]], "docs": [text], "note": why it is short or absent}}. Each file is one
     document (a .mo catalog: its translations); a pattern's files are read in sorted order (even: at an even
-    stride when they hold more than max_bytes) until max_bytes per type; unreadable or duplicate files are
-    left out."""
+    stride when they hold more than max_bytes) until max_bytes per type; files that are not UTF-8, are
+    duplicates, or are files of the corpus (in_corpus: corpus_file_hashes) are left out, and counted."""
     out = {}
     for kind, patterns in sources.items():
         if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
             die(f"configs/distill.yaml: ood_sources.{kind} must be a list of file globs, got {patterns!r}")
-        files, docs, seen, size, unreadable = [], [], set(), 0, 0
+        files, docs, seen, size, left_out = [], [], set(), 0, collections.Counter()
         for pattern in patterns:
-            if pattern == "generated:emoji":
-                paths = [f"generated:emoji/{k}" for k in range(emoji_n_docs)]
-                generated = emoji_docs(emoji_n_docs, 50, seed)
-            else:
-                paths = sorted(p for p in glob.glob(expand(pattern), recursive=True) if Path(p).is_file())
-                paths = spread(paths, max_bytes) if even else paths
-            for k, path in enumerate(paths):
+            for path, text in type_paths(pattern, max_bytes, even, emoji_n_docs, seed):
                 if size >= max_bytes:
                     break
-                if path.startswith("generated:"):
-                    text = generated[k]
-                elif path.endswith(".mo"):
-                    text = read_mo(path)
-                else:
-                    try:
-                        text = Path(path).read_bytes().decode("utf-8")
-                    except (OSError, UnicodeDecodeError):
-                        text = None
-                if not text or text in seen:
-                    unreadable += not text
+                why = None
+                if text is None:
+                    text, why = read_document(path, in_corpus)
+                if why or text in seen:
+                    left_out[why] += bool(why)
                     continue
                 seen.add(text)
                 n = len(text.encode("utf-8"))
                 files.append([path, n])
                 docs.append(text)
                 size += n
-        note = "" if docs else "no readable file here: skipped"
-        if docs and unreadable:
-            note = f"{unreadable} file(s) not UTF-8 left out"
+        note = "; ".join(f"{n} file(s) {why} left out" for why, n in sorted(left_out.items()) if n)
+        note = note if docs else "no readable file here: skipped" + (f" ({note})" if note else "")
         out[kind] = {"patterns": patterns, "files": files, "docs": docs, "note": note}
     return out

@@ -48,7 +48,7 @@ from lib.config import parse_step_args, save_config, step_config
 from lib.distill_report import report_md
 from lib.files import atomic_path, iter_docs, require, write_json, write_text
 from lib.log import die, log, setup_logging
-from lib.oodtext import ood_documents
+from lib.oodtext import corpus_file_hashes, ood_documents
 from lib.paths import Artifacts
 from lib.pretokens import read_pretoken_table
 from lib.tokenizer_compare import decode_identity, throughput
@@ -598,16 +598,24 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel):
     scores[:] = as_tokenizers_reads(scores, until_stable=True)
     index.refresh_all(scores, progress="Viterbi of every example")
     history = [index.wrong_weight()]
+    # A repair attempt is a function of the scores alone (the skip index changes its cost, not its result),
+    # so an example that failed is not tried again until some score has moved since.
+    moves, failed_at = 0, {}
     for rnd in range(max_rounds):
         wrong = sorted((k for k, r in enumerate(index.right) if not r), key=lambda k: (-examples[k][2], examples[k][0]))
         applied = 0
         for k in tqdm(wrong, desc=f"repair round {rnd + 1}", unit="ex", mininterval=1, leave=False):
-            if not index.right[k]:
-                applied += repair_example(k, index, scores, up, margin_rel)
+            if index.right[k] or failed_at.get(k) == moves:
+                continue
+            if repair_example(k, index, scores, up, margin_rel):
+                applied, moves = applied + 1, moves + 1
+            else:
+                failed_at[k] = moves
         before = list(scores)
         scores[:] = as_tokenizers_reads(scores, until_stable=True)
-        index.refresh_touched([i for i, (x, y) in enumerate(zip(before, scores)) if x != y], scores,
-                              progress=f"round {rnd + 1}: Viterbi of the examples touched")
+        moved = [i for i, (x, y) in enumerate(zip(before, scores)) if x != y]
+        moves += bool(moved)
+        index.refresh_touched(moved, scores, progress=f"round {rnd + 1}: Viterbi of the examples touched")
         history.append(index.wrong_weight())
         log.info(f"repair round {rnd + 1}: {applied:,} changes, wrong example weight {history[-1]:,}")
         if not applied:
@@ -856,7 +864,8 @@ def validate(table, sample, models, token_strings, art, cfg, phases):
                                            "held-out agreement", n_bench=cfg["throughput_bytes"], check_pieces=True)
     phases.start("validation: out of domain")
     out["out_of_domain"] = {}
-    for kind, src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["seed"]).items():
+    for kind, src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["seed"],
+                                   in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus"))).items():
         result = evaluate_texts(src["docs"], models, token_strings, cfg, f"out of domain: {kind}")[0] if src["docs"] else {}
         for key in ("documents_pieces_differ", "documents_left_out_too_long"):
             result.pop(key, None)

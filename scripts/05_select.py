@@ -61,7 +61,7 @@ from lib.files import atomic_path, iter_docs, require, sha256_file, write_text
 from lib.ivr import (bonus_per_saved_token, contained, count_pretokens, kept_vocab, new_piece_scores, new_string_problem,
                      piece_text, pre_tokens, protected_ids, read_unigram, tokens_from_counts, with_rules, write_rules)
 from lib.log import die, log, setup_logging
-from lib.oodtext import ood_documents
+from lib.oodtext import corpus_file_hashes, ood_documents
 from lib.paths import Artifacts
 from lib.pretokens import MAKE_TARGET as TABLE_STEP, read_pretoken_table
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_alphabet, load_gpt2_tokenizer, to_byte_level
@@ -531,7 +531,8 @@ def measured_texts(art, cfg, profile, configs):
                 f"({', '.join(ood)}); remove it or add it there")
         sources.append((kind, ood[kind]))
     sources.extend(cfg["measure_sources"].items())
-    for name, src in ood_documents(dict(sources), cfg["measure_max_bytes"], even=True).items():
+    for name, src in ood_documents(dict(sources), cfg["measure_max_bytes"], even=True,
+                                   in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus"))).items():
         out.append((name, src["docs"], src["note"] or f"{len(src['files']):,} files from {', '.join(src['patterns'])}"))
     return out
 

@@ -8,6 +8,7 @@ checks) and once more for determinism; everything else reads its outputs or runs
 
 import collections
 import importlib.util
+import hashlib
 import itertools
 import json
 import os
@@ -65,6 +66,8 @@ def make_inputs(art, gpt2_bpe):
         with open(cleaned / f"{name}.jsonl", "w", encoding="utf-8") as f:
             for i, doc in enumerate(docs):
                 f.write(json.dumps({"id": f"{name}{i}", "source": "fixture", "text": doc}) + "\n")
+    files = [{"path": f"doc{i}.txt", "sha256": hashlib.sha256(d.encode()).hexdigest()} for i, d in enumerate(FIXTURE_DOCS + HELDOUT_DOCS)]
+    (cleaned / "manifest.json").write_text(json.dumps({"files": files}))
     reports = art / "analysis" / "reports"
     reports.mkdir(parents=True)
     lines = [" ".join(map(str, gpt2_bpe.encode(d).ids)) for d in FIXTURE_DOCS]
@@ -495,3 +498,19 @@ def test_repair_index_skips_only_examples_that_cannot_change(gpt2_bpe):
             index.apply(group, delta, scores, np.array(sorted(affected), dtype=np.int64))
             kept += 1
     assert skipped > 50 * 300 and changed > 10 and kept == 100  # it skips most, and the changes it keeps are real
+
+
+def test_out_of_domain_text_never_includes_a_corpus_file(tmp_path):
+    """A file whose bytes are a source file of the corpus (02's manifest) is left out of the out-of-domain
+    text and counted, so no step reports text it learned from as unseen."""
+    import hashlib
+    from lib.oodtext import corpus_file_hashes, ood_documents
+
+    (tmp_path / "seen.h").write_text("int seen(void);\n")
+    (tmp_path / "unseen.h").write_text("int unseen(void);\n")
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"files": [{"path": "x/seen.h", "sha256": hashlib.sha256(b"int seen(void);\n").hexdigest()}]}))
+    ood = ood_documents({"c": [str(tmp_path / "*.h")]}, 10_000, in_corpus=corpus_file_hashes(manifest))["c"]
+    assert [p.rsplit("/", 1)[1] for p, _ in ood["files"]] == ["unseen.h"] and ood["docs"] == ["int unseen(void);\n"]
+    assert ood["note"] == "1 file(s) in the corpus left out"
+    assert len(ood_documents({"c": [str(tmp_path / "*.h")]}, 10_000)["c"]["docs"]) == 2

@@ -7,6 +7,7 @@ in for 04), and a tiny random GPT-2 saved with save_pretrained.
 05, 06 and 07 run once per module, in-process, exactly as `make` runs them.
 """
 
+import hashlib
 import importlib.util
 import json
 import random
@@ -137,6 +138,8 @@ def built(tmp_path_factory):
         with open(cleaned / f"{split}.jsonl", "w", encoding="utf-8") as f:
             for name in names:
                 f.write(json.dumps({"id": name, "source": name, "text": (stdlib / name).read_text(encoding="utf-8")}) + "\n")
+    files = [{"path": name, "sha256": hashlib.sha256((stdlib / name).read_bytes()).hexdigest()} for name in TRAIN + HELDOUT]
+    (cleaned / "manifest.json").write_text(json.dumps({"files": files}), encoding="utf-8")  # as 02 writes it
 
     # tokenizers: GPT-2 BPE (01) and the closed-form Unigram (stand-in for 04)
     bpe = build_gpt2_bpe(*gpt2_packaged_files())
