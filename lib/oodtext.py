@@ -130,8 +130,9 @@ def ood_documents(sources, max_bytes, emoji_n_docs=0, seed=0, even=False, in_cor
                 why = None
                 if text is None:
                     text, why = read_document(path, in_corpus)
-                if why or text in seen:
-                    left_out[why] += bool(why)
+                if why:
+                    left_out[why] += 1
+                if why or text in seen:  # a duplicate is left out silently
                     continue
                 seen.add(text)
                 n = len(text.encode("utf-8"))

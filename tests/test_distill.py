@@ -508,6 +508,7 @@ def test_out_of_domain_text_never_includes_a_corpus_file(tmp_path):
 
     (tmp_path / "seen.h").write_text("int seen(void);\n")
     (tmp_path / "unseen.h").write_text("int unseen(void);\n")
+    (tmp_path / "unseen_copy.h").write_text("int unseen(void);\n")  # a duplicate beside a corpus file
     manifest = tmp_path / "manifest.json"
     manifest.write_text(json.dumps({"files": [{"path": "x/seen.h", "sha256": hashlib.sha256(b"int seen(void);\n").hexdigest()}]}))
     ood = ood_documents({"c": [str(tmp_path / "*.h")]}, 10_000, in_corpus=corpus_file_hashes(manifest))["c"]
