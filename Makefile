@@ -37,6 +37,9 @@ DISTILLED := $(ARTIFACTS)/tokenizers/distilled_unigram
 REMAPPED := $(ARTIFACTS)/tokenizers/remapped
 EMB := $(ARTIFACTS)/embeddings
 TRAINING := $(ARTIFACTS)/training
+MINI := $(ARTIFACTS)/models/mini-gpt2
+PRETRAIN := $(TRAINING)/pretrain
+GENERAL := $(ARTIFACTS)/corpora/general
 
 # Switching PROFILE must rebuild: the stamp holds the profile of the last run and changes only with it.
 # (Plain shell at parse time: a no-op `make` starts no Python.)
@@ -57,6 +60,15 @@ SMOKE_MODEL := $(if $(filter true,$(shell grep -hs '^smoke_tiny_model:' $(call c
 INIT_OUT := $(ORIG)/tokenizer.json $(ORIG)/model_source.json $(SMOKE_MODEL)
 $(INIT_OUT) &: scripts/01_init.py $(call cfg,init) $(LIB_TOK) $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
+
+# --- 10 pretrain (the mini profile only: PROFILE=mini): a small GPT-2 trained from scratch on general text, NOT
+# GPT-2, through the same accelerate loop as 08; 07 and 08 then load it (01 records it in model_source.json).
+# Numbered 10 because 01-09 are the seed's steps. The system text files it reads are listed, with sha256, in
+# $(GENERAL)/manifest.json; to read them again after they changed: rm $(GENERAL)/manifest.json; make pretrain PROFILE=mini
+MINI_MODEL := $(if $(filter true,$(shell grep -hs '^mini_model:' $(call cfg,init) | tail -1 | awk '{print $$2}')),$(MINI)/model.safetensors)
+PRETRAIN_OUT := $(MINI)/model.safetensors $(MINI)/config.json $(PRETRAIN)/summary.json $(PRETRAIN)/loss_curve.png $(GENERAL)/manifest.json $(GENERAL)/train.jsonl $(GENERAL)/heldout.jsonl
+$(PRETRAIN_OUT) &: scripts/10_pretrain.py $(call cfg,pretrain) $(LIB_TOK) lib/train.py lib/evaluate.py lib/flops.py lib/oodtext.py $(ORIG)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
+	$(LAUNCH)
 
 # --- 02 corpus: raw files (or the stdlib source) -> cleaned train / held-out split
 CORPUS_OUT := $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(CLEANED)/manifest.json
@@ -85,7 +97,7 @@ $(REMAP_OUT) &: scripts/06_remap.py $(call cfg,remap) $(call cfg,select) $(LIB_I
 
 # --- 07 align: embedding rows moved per the rules, new rows initialised
 ALIGN_OUT := $(EMB)/original_wte.pt $(EMB)/original_wpe.pt $(EMB)/aligned_wte.pt $(EMB)/final_wte.pt $(EMB)/init_comparison.json
-$(ALIGN_OUT) &: scripts/07_align.py $(call cfg,align) $(call cfg,select) $(LIB_IVR) lib/model.py lib/evaluate.py $(ORIG)/model_source.json $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(REMAPPED)/tokenizer.json $(REPORTS)/remap_rules.yaml $(PROFILE_STAMP) | $(VENV_STAMP)
+$(ALIGN_OUT) &: scripts/07_align.py $(call cfg,align) $(call cfg,select) $(LIB_IVR) lib/model.py lib/evaluate.py $(ORIG)/model_source.json $(MINI_MODEL) $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(REMAPPED)/tokenizer.json $(REPORTS)/remap_rules.yaml $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 08 train: fine-tune GPT-2 + IVR through accelerate. The GPU when nvidia-smi sees one, else the CPU.
@@ -95,7 +107,7 @@ ACCELERATE_CONFIG ?= $(if $(shell nvidia-smi -L 2>/dev/null),configs/accelerate/
 ACCELERATE_ARGS ?=
 # --quiet: without it accelerate's launcher prints a traceback under our one-line errors
 LAUNCH = $(VENV)/bin/accelerate launch --quiet --config_file $(ACCELERATE_CONFIG) $(ACCELERATE_ARGS) $< --artifacts $(ARTIFACTS) --profile $(PROFILE) --configs $(CONFIGS)
-TRAIN_DEPS := $(call cfg,train) $(LIB_TOK) lib/model.py lib/evaluate.py lib/flops.py $(ORIG)/model_source.json $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(PROFILE_STAMP)
+TRAIN_DEPS := $(call cfg,train) $(LIB_TOK) lib/model.py lib/train.py lib/evaluate.py lib/flops.py $(ORIG)/model_source.json $(MINI_MODEL) $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(PROFILE_STAMP)
 $(TRAINING)/summary.json: scripts/08_train.py $(TRAIN_DEPS) $(EMB)/final_wte.pt $(REMAPPED)/tokenizer.json | $(VENV_STAMP)
 	$(LAUNCH)
 
@@ -103,9 +115,10 @@ $(TRAINING)/summary.json: scripts/08_train.py $(TRAIN_DEPS) $(EMB)/final_wte.pt 
 $(TRAINING)/baseline/summary.json: scripts/08_train.py $(TRAIN_DEPS) $(ORIG)/tokenizer.json | $(VENV_STAMP)
 	$(LAUNCH) --run-name baseline --tokenizer-dir $(ORIG) --wte model --output-dir $(TRAINING)/baseline
 
-# --- report: GPT-2 unchanged / fine-tuned without IVR / + IVR fine-tuned, and the plot
+# --- report: GPT-2 unchanged / fine-tuned without IVR / + IVR fine-tuned / before fine-tuning per init strategy, and the plot
+# (PROFILE=mini: on the mini stand-in, with what 10_pretrain made)
 REPORT_OUT := $(REPORTS)/ivr_report.md $(REPORTS)/ivr_bits_per_byte.png $(REPORTS)/ivr_report.json
-$(REPORT_OUT) &: scripts/09_report.py $(call cfg,report) $(LIB) $(TRAINING)/summary.json $(TRAINING)/baseline/summary.json $(PROFILE_STAMP) | $(VENV_STAMP)
+$(REPORT_OUT) &: scripts/09_report.py $(call cfg,report) $(LIB) $(TRAINING)/summary.json $(TRAINING)/baseline/summary.json $(EMB)/init_comparison.json $(if $(MINI_MODEL),$(PRETRAIN)/summary.json $(GENERAL)/manifest.json $(CLEANED)/manifest.json) $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # Step aliases: a step and everything it needs. The artifact files above are the real targets.
@@ -127,11 +140,13 @@ align: $(ALIGN_OUT)
 train: $(TRAINING)/summary.json
 #> baseline         08  GPT-2 fine-tuned with its own tokenizer, same config and byte budget
 baseline: $(TRAINING)/baseline/summary.json
-#> report           09  the IVR report and plot (runs train and baseline)
+#> report           09  the IVR report and plot (runs train and baseline; PROFILE=mini: on the pretrained mini stand-in)
 report: $(REPORT_OUT)
+#> pretrain         10  PROFILE=mini: pretrain the mini stand-in GPT-2 on general text (~30 min on 2 CPU cores)
+pretrain: $(PRETRAIN_OUT)
 #> validate         04  the distilled tokenizer's validation report
 validate: $(REPORTS)/distill_validation.md
-.PHONY: init corpus analyze distill select remap align train baseline report validate
+.PHONY: init corpus analyze distill select remap align train baseline report pretrain validate
 
 # --- the environment: a venv built from requirements.lock, exactly
 # A company index set by scripts/set_internal_pypi_index.sh (in .pip/pip.conf, untracked) serves venv and lock.
@@ -169,7 +184,7 @@ clean:
 
 #> help             this list
 help:
-	@echo "usage: make [target] [PROFILE=default|smoke] [ARTIFACTS=dir] [RAW=dir] [CONFIGS=dir]"
+	@echo "usage: make [target] [PROFILE=default|smoke|mini] [ARTIFACTS=dir] [RAW=dir] [CONFIGS=dir]"
 	@echo "targets are artifact files (make $(ORIG)/tokenizer.json) or these:"
 	@sed -n 's/^#> /  /p' $(MAKEFILE_LIST)
 

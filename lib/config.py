@@ -125,6 +125,17 @@ def load_config(step, profile="default", configs_dir=None, overrides=None):
     return _validate(step, schema, config, origin) if schema is not None else config
 
 
+def check_config(step, config, where):
+    """A whole config dict checked by the step's schema (for a config a step derives, e.g. with overrides);
+    an error names `where`."""
+    from lib.schema import STEPS
+
+    for key in config:
+        if key not in STEPS[step].model_fields:
+            _unknown_key(step, key, list(STEPS[step].model_fields), where)
+    return _validate(step, STEPS[step], config, {k: where for k in config})
+
+
 def _flag_kwargs(annotation):
     """argparse keywords for a schema field's type: int, float, str, bool, Optional, Literal and lists of them."""
     import argparse

@@ -95,3 +95,13 @@ def first_docs(texts, max_bytes):
         out.append(text)
         n_bytes += size
     return out, n_bytes
+
+
+def in_heldout(digest, split_seed, heldout_ratio):
+    """True if the document whose text has this sha256 hex digest goes to the held-out split: a function of
+    (text, seed) only, so a split never depends on file order and a document never changes sides.
+
+        >>> in_heldout(hashlib.sha256(b"x").hexdigest(), 0, 0.1)
+        False
+    """
+    return int(hashlib.sha256(f"{split_seed}:{digest}".encode()).hexdigest()[:16], 16) / 2**64 < heldout_ratio

@@ -27,6 +27,7 @@ class ModelSource:
     local: bool  # name is a directory
     hub_reachable: bool  # 01 reached the hub (else: the HF cache only)
     smoke: bool  # the smoke profile's tiny random GPT-2, not GPT-2
+    stand_in: str = None  # "smoke" or "mini" (10_pretrain's small GPT-2, pretrained by the kit): not GPT-2
 
 
 def model_source(art, model_name=None):
@@ -53,7 +54,11 @@ def model_source(art, model_name=None):
     if not local.is_dir() and not reachable:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     smoke = bool(record.get("smoke_tiny_random_model")) and not model_name
-    return ModelSource(str(local) if local.is_dir() else name, local.is_dir(), reachable, smoke)
+    stand_in = None if model_name else record.get("stand_in") or ("smoke" if smoke else None)
+    if stand_in == "mini" and not local.is_dir():
+        die(f"{name}: the mini profile's model is not pretrained yet; run `make {name}/model.safetensors "
+            f"PROFILE=mini` (10_pretrain, about 30 min on 2 CPU cores)")
+    return ModelSource(str(local) if local.is_dir() else name, local.is_dir(), reachable, smoke, stand_in)
 
 
 def is_tied(model):

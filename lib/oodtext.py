@@ -11,6 +11,7 @@ library, '{purelib}' its site-packages (for the venv's interpreter: Python code 
 
 import collections
 import glob
+import gzip
 import hashlib
 import json
 import random
@@ -87,7 +88,7 @@ def corpus_file_hashes(manifest_path):
 
 
 def read_document(path, in_corpus=frozenset()):
-    """(text of one file as a document, why not): a .mo catalog gives its translations; None with the reason
+    """(text of one file as a document, why not): a .mo catalog gives its translations, a .gz file its text; None with the reason
     when it is not UTF-8 text or its bytes are a file of the corpus (sha256 in in_corpus)."""
     try:
         data = Path(path).read_bytes()
@@ -95,6 +96,11 @@ def read_document(path, in_corpus=frozenset()):
         return None, "unreadable"
     if hashlib.sha256(data).hexdigest() in in_corpus:
         return None, "in the corpus"
+    if path.endswith(".gz"):  # man and info pages
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            return None, "not gzip"
     if path.endswith(".mo"):
         text = read_mo(path)
     else:

@@ -25,6 +25,9 @@ class Artifacts:
         self.original_tokenizer = self.root / "tokenizers" / "original"
         self.model_source = self.original_tokenizer / "model_source.json"
         self.smoke_model = self.root / "models" / "smoke-tiny-random-gpt2"
+        self.mini_model = self.root / "models" / "mini-gpt2"  # 10_pretrain's model (the mini profile)
+        self.general_corpus = self.root / "corpora" / "general"  # 10_pretrain's text: not the domain
+        self.pretrain_run = self.root / "training" / "pretrain"
         self.distilled_tokenizer = self.root / "tokenizers" / "distilled_unigram"
         self.remapped_tokenizer = self.root / "tokenizers" / "remapped"
         # analysis

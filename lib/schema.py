@@ -12,7 +12,7 @@ for unknown keys, Field bounds for ranges and Literal for choices.
     500
 """
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,6 +26,7 @@ class InitConfig(StepConfig):
     model_name: str = Field("openai-community/gpt2", min_length=1, description="hub id or save_pretrained directory")
     hub_timeout_s: float = Field(3.0, gt=0, le=600, description="seconds to wait for the hub before going offline")
     smoke_tiny_model: bool = Field(False, description="use a tiny random GPT-2 (NOT GPT-2), for offline smoke runs")
+    mini_model: bool = Field(False, description="use the mini stand-in pretrained by 10_pretrain (NOT GPT-2)")
     tiny_n_layer: int = Field(2, ge=1, le=48)
     tiny_n_head: int = Field(2, ge=1, le=64)
     tiny_n_embd: int = Field(64, ge=1, le=8192)
@@ -34,6 +35,8 @@ class InitConfig(StepConfig):
 
     @model_validator(mode="after")
     def _heads_divide_width(self):
+        if self.smoke_tiny_model and self.mini_model:
+            raise ValueError("smoke_tiny_model and mini_model cannot both be true: pick one stand-in model")
         if self.tiny_n_embd % self.tiny_n_head:
             raise ValueError(f"tiny_n_embd ({self.tiny_n_embd}) must be a multiple of tiny_n_head ({self.tiny_n_head})")
         return self
@@ -142,14 +145,18 @@ class RemapConfig(StepConfig):
 
 
 # --- 07 align
-INIT_STRATEGIES = ("subword-mean", "mean", "random", "zeros")
+INIT_STRATEGIES = ("subword-mean", "adaptivocab", "adaptivocab-input", "adaptivocab-output", "mean", "mean-cov", "random",
+                   "zeros")
+InitStrategy = Literal["subword-mean", "adaptivocab", "adaptivocab-input", "adaptivocab-output", "mean", "mean-cov",
+                       "random", "zeros"]
 
 
 class AlignConfig(StepConfig):
     model_name: Optional[str] = Field(None, description="null = the model recorded by 01")
-    init_strategy: Literal["best", "subword-mean", "mean", "random", "zeros"] = "best"
+    init_strategy: Literal["best", "subword-mean", "adaptivocab", "adaptivocab-input", "adaptivocab-output", "mean",
+                           "mean-cov", "random", "zeros"] = "best"
     seed: int = Field(0, ge=0)
-    compare_strategies: list[Literal["subword-mean", "mean", "random", "zeros"]] = list(INIT_STRATEGIES)
+    compare_strategies: list[InitStrategy] = list(INIT_STRATEGIES)
     compare_max_bytes: int = Field(100_000, ge=0, description="held-out bytes for the comparison; 0 = all")
     block_size: int = Field(512, ge=2, le=65536, description="context of the comparison (capped at n_positions)")
     batch_size: int = Field(8, ge=1, le=4096)
@@ -161,9 +168,8 @@ class AlignConfig(StepConfig):
         return self
 
 
-# --- 08 train
-class TrainConfig(StepConfig):
-    model_name: Optional[str] = None
+# --- 08 train and 10 pretrain: the keys of the one training loop (lib/train.py)
+class LoopConfig(StepConfig):
     max_train_bytes: int = Field(24_000_000, ge=0, description="budget in training bytes; 0 = use max_steps")
     max_steps: int = Field(1000, ge=1)
     block_size: int = Field(1024, ge=2, le=65536)
@@ -196,6 +202,60 @@ class TrainConfig(StepConfig):
     log_interval: int = Field(10, ge=1)
 
 
+class TrainConfig(LoopConfig):
+    model_name: Optional[str] = None
+
+
+# --- 10 pretrain: the mini profile's stand-in GPT-2, trained from scratch on general text by the same loop
+GENERAL_SOURCES = {
+    "licenses": ["/usr/share/common-licenses/*"],
+    "docs": ["/usr/share/doc/**/*.md", "/usr/share/doc/**/*.txt", "/usr/share/doc/**/README*", "/usr/share/info/*.gz"],
+    "man_pages": ["/usr/share/man/man[1-8]/*.gz"],
+    "c_headers": ["/usr/include/**/*.h"],
+    "javascript": ["/usr/lib/node_modules/**/*.js", "/usr/share/javascript/**/*.js"],
+    "translations": ["/usr/share/locale/*/LC_MESSAGES/*.mo"],
+}
+
+
+GPU_PRETRAIN = {"n_layer": 6, "n_head": 6, "n_embd": 384, "n_positions": 512, "block_size": 512,
+                "per_device_batch_size": 32, "max_bytes_per_source": 40_000_000, "max_train_bytes": 400_000_000,
+                "lr": 1.0e-3, "eval_interval": 500, "checkpoint_interval": 500, "log_interval": 50}
+
+
+class PretrainConfig(LoopConfig):
+    n_layer: int = Field(4, ge=1, le=48)
+    n_head: int = Field(2, ge=1, le=64)
+    n_embd: int = Field(128, ge=8, le=8192)
+    n_positions: int = Field(256, ge=8, le=65536)
+    sources: dict[str, list[str]] = Field(GENERAL_SOURCES, description="general text: type -> file globs")
+    max_bytes_per_source: int = Field(2_000_000, ge=1, description="bytes of text per source type at most")
+    min_train_bytes: int = Field(1_000_000, ge=1, description="stop with an error when less general text is found")
+    heldout_ratio: float = Field(0.02, gt=0, lt=1, description="share of documents held out")
+    gpu_overrides: dict[str, Union[bool, int, float, str]] = Field(
+        GPU_PRETRAIN, description="keys that replace the above when the run is on a GPU (a larger shape and budget)")
+    # the loop's defaults, set for a small model trained from scratch
+    max_train_bytes: int = Field(3_000_000, ge=0, description="budget in training bytes; 0 = use max_steps")
+    block_size: int = Field(256, ge=2, le=65536)
+    grad_accum_steps: int = Field(1, ge=1, le=4096)
+    lr: float = Field(2.0e-3, ge=0, le=1.0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0, le=1.0)
+    warmup_fraction: float = Field(0.02, ge=0, lt=1)
+    eval_interval: int = Field(200, ge=0)
+    eval_max_bytes: int = Field(100_000, ge=0)
+    checkpoint_interval: int = Field(200, ge=0)
+    log_interval: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _shape_holds(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if self.block_size > self.n_positions:
+            raise ValueError(f"block_size ({self.block_size}) must be at most n_positions ({self.n_positions})")
+        if not self.sources:
+            raise ValueError("sources must name at least one type of general text")
+        return self
+
+
 # --- 09 report
 class ReportConfig(StepConfig):
     plot_dpi: int = Field(120, ge=20, le=1200)
@@ -224,4 +284,4 @@ class BenchConfig(StepConfig):
 
 STEPS = {"init": InitConfig, "corpus": CorpusConfig, "analyze": AnalyzeConfig, "distill": DistillConfig,
          "select": SelectConfig, "remap": RemapConfig,
-         "align": AlignConfig, "train": TrainConfig, "report": ReportConfig, "bench": BenchConfig}
+         "align": AlignConfig, "train": TrainConfig, "pretrain": PretrainConfig, "report": ReportConfig, "bench": BenchConfig}

@@ -140,9 +140,13 @@ def main():
     model_path = str(local_dir.resolve()) if is_local else cfg["model_name"]
 
     # 2. the smoke profile's tiny random model instead, or a warning when the weights are missing
+    stand_in = "smoke" if cfg["smoke_tiny_model"] else "mini" if cfg["mini_model"] else None
     if cfg["smoke_tiny_model"]:
         model_config = smoke_model(cfg, art.smoke_model)
         model_path, weights = str(art.smoke_model.resolve()), "present"
+    elif cfg["mini_model"]:  # made later by 10_pretrain (its own Make target); 07 and 08 wait for it
+        log.warning("*** MINI PROFILE: the model is the kit's small GPT-2 pretrained on general text by 10_pretrain. NOT GPT-2. ***")
+        model_config, model_path, weights = None, str(art.mini_model.resolve()), "made by 10_pretrain"
     elif weights == "missing":
         log.warning(f"weights of {cfg['model_name']} are not available here: steps 07-08 will need them "
                     f"(download with network, or pass --model-name DIR of a save_pretrained GPT-2)")
@@ -153,7 +157,8 @@ def main():
         if model_config is not None:
             model_config.save_pretrained(str(tmp))
         write_json(tmp / "model_source.json", {"tokenizer_source": source, "model_name": model_path, "weights": weights,
-                                               "smoke_tiny_random_model": cfg["smoke_tiny_model"], "hub_reachable": online})
+                                               "smoke_tiny_random_model": cfg["smoke_tiny_model"], "stand_in": stand_in,
+                                               "hub_reachable": online})
         save_config(cfg, tmp / f"{STEP}.config.yaml", STEP, args.profile)
         load_gpt2_tokenizer(tmp, expect_model="BPE")
     log.info(f"wrote {art.original_tokenizer} ({VOCAB_SIZE:,} ids, {EOT} = {EOT_ID})")

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import parse_step_args, save_config, step_config
-from lib.files import atomic_path, sha256_file, write_json
+from lib.files import atomic_path, in_heldout, sha256_file, write_json
 from lib.log import die, log, setup_logging
 from lib.paths import Artifacts
 
@@ -148,8 +148,7 @@ class Split:
         if digest in self.seen:
             return "duplicate", 0
         self.seen.add(digest)
-        u = int(hashlib.sha256(f"{self.cfg['split_seed']}:{digest}".encode()).hexdigest()[:16], 16) / 2**64
-        split = "heldout" if u < self.cfg["heldout_ratio"] else "train"
+        split = "heldout" if in_heldout(digest, self.cfg["split_seed"], self.cfg["heldout_ratio"]) else "train"
         self.outs[split].write(json.dumps({"id": digest[:16], "source": source, "text": text}, ensure_ascii=False) + "\n")
         n_bytes = len(text.encode("utf-8"))
         self.totals[split][0] += 1

@@ -16,10 +16,19 @@ artifacts/embeddings/:
   <name>.json beside each            shape, dtype, strategy, rows changed, sha256
   init_comparison.json               held-out bits per byte (lib/evaluate.py) with the model carrying
                                      final_wte, for every strategy; GPT-2 as is for reference
-Strategies: subword-mean (FVT: mean of the original rows of the new string's GPT-2 BPE pieces), mean (of
-all original rows; the seed's default), random (normal with the original rows' std), zeros, and best
-(the default): the one of compare_strategies with the lowest held-out bits per byte on this model,
-because the ranking depends on the model (configs/align.yaml has the figures).
+Strategies, and how each treats a row that is both input embedding and output (lm_head) row, since GPT-2 ties them:
+  subword-mean        FVT: the plain mean of the original rows of the new string's GPT-2 BPE pieces; one
+                      average serves both roles
+  adaptivocab         AdaptiVocab's exponentially weighted mean of those rows; its input weighting leans to
+                      the last piece and its output weighting to the first, so the tied row is the mean of
+                      the two (ends weighted most); adaptivocab-input / -output are each side alone
+  mean, mean-cov      the mean of all original rows (the seed's default) / transformers' mean_resizing
+                      (N(mean, 1e-9 cov)): as output, the average logit; as input, an average token
+  random              normal with the original rows' std: an arbitrary input and an arbitrary logit
+  zeros               input adds nothing but position; output logit 0 in every context
+  best (the default)  the one of compare_strategies with the lowest held-out bits per byte on this model,
+                      because the ranking depends on the model (configs/align.yaml has the figures)
+init_comparison.json also holds a reference: a random init of the model's shape with GPT-2's tokenizer.
 Tie: GPT-2's lm_head.weight is the same Parameter as wte.weight. 07 writes wte alone; whoever loads
 final_wte copies it into that Parameter in place (wte.weight.data.copy_(final)), so lm_head follows --
 07 does exactly that for the comparison and checks that lm_head changed with it. wpe is unchanged.
@@ -38,10 +47,12 @@ from lib.ivr import id_to_piece, load_rules, protected_ids, read_unigram
 from lib.log import die, log, setup_logging
 from lib.model import is_tied, load_gpt2, model_source
 from lib.paths import Artifacts
+from lib.schema import INIT_STRATEGIES as STRATEGIES
 from lib.tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
 
 STEP = "07_align"
-STRATEGIES = ("subword-mean", "mean", "random", "zeros")
+PIECE_WEIGHTING = {"adaptivocab": "both", "adaptivocab-input": "last", "adaptivocab-output": "first"}
+RANDOM_REFERENCE = "random init, same shape (GPT-2 tokenizer)"
 
 
 FLAGS = [  # the step's own flags (the config keys' flags come from lib/schema.py)
@@ -56,11 +67,63 @@ FLAGS = [  # the step's own flags (the config keys' flags come from lib/schema.p
 # strategies
 
 
+def exp_weights(n, toward):
+    """AdaptiVocab's exponential weights over a new string's n GPT-2 pieces (they sum to 1): toward the last
+    piece for an input row (reading the string should leave the model where its last piece would), toward
+    the first for an output row (predicting it should look like predicting its first piece), or `both`,
+    the mean of the two, for a tied row that must serve as both.
+
+        >>> exp_weights(3, toward="last")
+        tensor([0.0900, 0.2447, 0.6652])
+    """
+    import torch
+
+    last = torch.softmax(torch.arange(n, dtype=torch.float32), 0)
+    if toward == "last":
+        return last
+    first = last.flip(0)
+    return first if toward == "first" else (first + last) / 2
+
+
+def mean_cov_rows(wte, n, seed):
+    """n rows as transformers' mean_resizing draws them: N(mean, 1e-9 x covariance) of all the old rows, or
+    the mean when that is not positive definite; deterministic for the seed (z from its own generator)."""
+    import torch
+
+    centred = wte.double()  # float64, centred in place: one copy of the matrix (GPT-2's is 300 MB so)
+    mean = centred.mean(0)
+    centred -= mean
+    cov = centred.T @ centred / centred.shape[0]
+    del centred
+    # 1e-9 as transformers: the new rows stay at the mean, whose logit is about the average logit in every
+    # context, so a new token takes no probability mass from the others; the covariance only breaks ties
+    # between the new rows (a jitter of ~3e-5 of the rows' spread), it does not make them a sample of them.
+    try:
+        chol = torch.linalg.cholesky(1e-9 * cov)
+    except RuntimeError:  # torch.linalg.LinAlgError: not positive definite
+        log.info("mean-cov: the rows' covariance is not positive definite; the mean, as transformers does")
+        return mean.expand(n, -1).clone().to(wte.dtype)
+    z = torch.randn(n, wte.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (mean + z @ chol.T).to(wte.dtype)
+
+
+def piece_rows(wte, rules, original, combine):
+    """Each rule's row: combine() of the original rows of its string's GPT-2 BPE pieces, in float32."""
+    import torch
+
+    rows = [combine(wte[original.encode(r["text"], add_special_tokens=False).ids].float()) for r in rules]
+    return torch.stack(rows).to(wte.dtype) if rows else torch.zeros(0, wte.shape[1], dtype=wte.dtype)
+
+
 def init_rows(strategy, wte, rules, original, seed):
     """Rows for the rules' ids: a (len(rules), n_embd) tensor."""
     import torch
 
     n, dim = len(rules), wte.shape[1]
+    if strategy == "mean-cov":
+        return mean_cov_rows(wte, n, seed)
+    if strategy in PIECE_WEIGHTING:
+        return piece_rows(wte, rules, original, lambda rows: exp_weights(len(rows), PIECE_WEIGHTING[strategy]) @ rows)
     if strategy == "zeros":
         return torch.zeros(n, dim, dtype=wte.dtype)
     if strategy == "mean":
@@ -69,11 +132,7 @@ def init_rows(strategy, wte, rules, original, seed):
         g = torch.Generator().manual_seed(seed)
         return (torch.randn(n, dim, generator=g, dtype=torch.float32) * wte.float().std()).to(wte.dtype)
     if strategy == "subword-mean":
-        rows = []
-        for r in rules:
-            ids = original.encode(r["text"], add_special_tokens=False).ids
-            rows.append(wte[ids].float().mean(0))
-        return torch.stack(rows).to(wte.dtype) if rows else torch.zeros(0, dim, dtype=wte.dtype)
+        return piece_rows(wte, rules, original, lambda rows: rows.mean(0))
     die(f"configs/align.yaml: init_strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'")
 
 
@@ -148,11 +207,20 @@ def final_rows(wte, reassigned, original, cfg):
     return aligned, finals
 
 
+def scored(label, model, tok, texts, block, cfg):
+    """lib/evaluate.py's bits_per_byte of the model on the texts, timed and logged as one row."""
+    from lib.evaluate import bits_per_byte
+
+    t0 = time.perf_counter()
+    res = bits_per_byte(model, tok, texts, block, batch_size=cfg["batch_size"])
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    log.info(f"  {label:42s} {res['bits_per_byte']:.4f} bits/byte ({res['tokens']:,} tokens, {res['seconds']} s)")
+    return res
+
+
 def compare_strategies(model, wte, finals, original, remapped, art, cfg):
     """Held-out bits per byte of the model carrying each candidate matrix, before any training."""
     import torch
-
-    from lib.evaluate import bits_per_byte
 
     texts, _ = first_docs(iter_docs(art.heldout_docs), cfg["compare_max_bytes"])
     block = min(cfg["block_size"], model.config.n_positions)
@@ -166,13 +234,25 @@ def compare_strategies(model, wte, finals, original, remapped, art, cfg):
             emb.data.copy_(matrix)  # in place: lm_head is the same Parameter and follows
             if tied and not torch.equal(model.get_output_embeddings().weight, matrix):
                 die("lm_head did not follow wte: the tie is broken in this model")
-            t0 = time.perf_counter()
-            res = bits_per_byte(model, tok, texts, block, batch_size=cfg["batch_size"])
-            res["seconds"] = round(time.perf_counter() - t0, 1)
-            result["strategies"][label] = res
-            log.info(f"  {label:32s} {res['bits_per_byte']:.4f} bits/byte ({res['tokens']:,} tokens, {res['seconds']} s)")
+            result["strategies"][label] = scored(label, model, tok, texts, block, cfg)
         emb.data.copy_(wte)
+    # beside "strategies", not in it: choose() ranks those, and this is a floor, not a candidate
+    reference = random_model_reference(model.config, original, texts, block, cfg)
+    result["references"] = {"random_init_same_shape": {"label": RANDOM_REFERENCE, **reference}}
     return result
+
+
+def random_model_reference(config, original, texts, block, cfg):
+    """Held-out bits per byte of a freshly initialised model of the same shape with GPT-2's tokenizer: the
+    floor any model that has learned something must be clearly below (the global RNG is left as it was)."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    with torch.random.fork_rng(devices=[]):  # the init draws from the CPU generator only
+        torch.manual_seed(cfg["seed"])
+        random_model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        return scored(RANDOM_REFERENCE, random_model, original, texts, block, cfg)
 
 
 def choose(comparison, cfg):

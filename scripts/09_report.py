@@ -6,8 +6,11 @@
 
 Reads the summary.json and metrics.jsonl of the IVR run (artifacts/training/) and of the baseline
 (artifacts/training/baseline/: the same 08_train.py and config with GPT-2's own tokenizer and embeddings,
-the same byte budget). "GPT-2 unchanged" is the baseline's step-0 evaluation: the untouched model with its
-own tokenizer, scored by the same function on the same held-out text. Writes to artifacts/analysis/reports/:
+the same byte budget), and 07's init_comparison.json (one row per init strategy, before any training).
+"GPT-2 unchanged" is the baseline's step-0 evaluation: the untouched model with its own tokenizer, scored by
+the same function on the same held-out text. In the mini profile the model is 10_pretrain's stand-in, and the
+report also says what it was pretrained on and how it compares with its random init. Writes to
+artifacts/analysis/reports/:
   ivr_report.md            the table (held-out bits per byte, tokens per byte, training bytes and bytes/s,
                            peak memory, steps), the setup, and the plot
   ivr_bits_per_byte.png    held-out bits per byte against training bytes seen, baseline and IVR
@@ -131,16 +134,116 @@ def setup_rows(base, ivr):
     return lines
 
 
-def report_md(rows, ivr, base, gap, smoke):
+SMOKE_BANNER = [
+    "> **SMOKE RUN.** The model is a *tiny randomly initialised* GPT-2 (01's smoke profile), not GPT-2,",
+    "> trained for a few hundred kilobytes. These numbers only show that the machinery works; they say",
+    "> nothing about GPT-2 or about IVR's effect on it. In particular, an untrained random model pays about",
+    "> log2(50,257) = 15.6 bits for every token, so a tokenizer with fewer tokens per byte gets fewer bits per",
+    "> byte for that reason alone.", ""]
+MINI_BANNER = [
+    "> **MINI STAND-IN, NOT GPT-2.** The model is the kit's small GPT-2 (10_pretrain: GPT-2's 50,257 ids and BPE,",
+    "> {shape}, {params:,} parameters) pretrained from scratch on {mb:.1f} MB of general text that is not the domain.",
+    "> Unlike the smoke model it has learned GPT-2's tokens, so giving ids away and re-initialising rows costs it",
+    "> something, as it would cost GPT-2. It is far smaller and far less trained than GPT-2: the figures show",
+    "> IVR's mechanics and the direction of its trade-off, not the size of its effect on GPT-2 itself.", ""]
+
+
+def read_comparison(path, ivr):
+    """07's init_comparison.json, or None when 07 compared nothing; marked when it was scored on other text."""
+    if not path.exists():
+        return None
+    try:
+        comparison = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        die(f"{path}: not valid JSON; re-run `make align`")
+    if not comparison.get("strategies"):
+        return None
+    comparison["same_text"] = (comparison.get("bytes") == ivr["heldout"]["bytes"]
+                               and comparison.get("block_size") == ivr["block_size"])
+    return comparison
+
+
+def read_pretrain(art):
+    """10_pretrain's summary, and how many of its general-text files are also files of the domain corpus."""
+    summary = json.loads(require(art.pretrain_run / "summary.json", "pretrain PROFILE=mini").read_text(encoding="utf-8"))
+    general = json.loads(require(art.general_corpus / "manifest.json", "pretrain PROFILE=mini").read_text(encoding="utf-8"))
+    domain = json.loads(require(art.corpus_manifest, "corpus").read_text(encoding="utf-8"))
+    domain_hashes = {f.get("sha256") for f in domain.get("files", [])}
+    summary["files_shared_with_domain"] = sum(f["sha256"] in domain_hashes for f in general["files"])
+    summary["general_files"] = len(general["files"])
+    return summary
+
+
+def strategy_rows(comparison, model):
+    """One untrained row per init strategy of 07 (and the random model of the same shape, when measured)."""
+    if not comparison:
+        return []
+    note = "" if comparison["same_text"] else " (07's held-out slice)"
+    rows = []
+    for name, res in sorted(comparison["strategies"].items(), key=lambda kv: kv[1]["bits_per_byte"]):
+        if name in ("gpt2 as is (original tokenizer)", "old rows kept (no init)"):
+            continue
+        rows.append({"model": f"{model} + IVR before fine-tuning, init {name}{note}", "bits_per_byte": res["bits_per_byte"],
+                     "tokens_per_byte": res["tokens_per_byte"], "training_bytes": 0, "training_bytes_per_s": None,
+                     "training_tokens_per_s": None, "peak_memory_mb": None, "steps": 0})
+    random_model = comparison.get("references", {}).get("random_init_same_shape")
+    if random_model:
+        rows.append({"model": f"random init of the same shape, original tokenizer{note}", "bits_per_byte": random_model["bits_per_byte"],
+                     "tokens_per_byte": random_model["tokens_per_byte"], "training_bytes": 0, "training_bytes_per_s": None,
+                     "training_tokens_per_s": None, "peak_memory_mb": None, "steps": 0})
+    return rows
+
+
+def init_md(comparison, stand_in):
+    """Which init strategy won 07's comparison, and by how much."""
+    if not comparison:
+        return ""
+    ranked = sorted((r["bits_per_byte"], n) for n, r in comparison["strategies"].items()
+                    if n not in ("gpt2 as is (original tokenizer)", "old rows kept (no init)"))
+    lines = ["", "## Init strategies (07, before any training)", ""]
+    if len(ranked) > 1:
+        (b0, n0), (b1, n1) = ranked[0], ranked[1]
+        lines.append(f"- **{n0}** won: {b0:.4f} bits/byte, {b1 - b0:.4f} below the runner-up {n1} ({b1:.4f}) and "
+                     f"{ranked[-1][0] - b0:.4f} below the last, {ranked[-1][1]} ({ranked[-1][0]:.4f}).")
+    lines.append(f"- 07 put **{comparison.get('chosen')}** into final_wte.pt (configured: {comparison.get('configured')}).")
+    kept = comparison["strategies"].get("old rows kept (no init)")
+    if kept:
+        lines.append(f"- Old rows kept (each given-away id keeps its old string's row): {kept['bits_per_byte']:.4f} bits/byte.")
+    if stand_in == "smoke":
+        lines.append("- The model is random: this ranking says nothing about GPT-2.")
+    if not comparison["same_text"]:
+        lines.append(f"- 07 scored {comparison.get('bytes', 0):,} held-out bytes in windows of {comparison.get('block_size')}; "
+                     "08 scores another slice, so compare these rows with each other, not with the fine-tuned rows.")
+    return "\n".join(lines) + "\n"
+
+
+def mini_banner(pretrain):
+    shape = pretrain["shape"]
+    return [line.format(shape=f"{shape['n_layer']} layers x {shape['n_embd']} wide", params=pretrain["parameters"],
+                        mb=pretrain["bytes_seen"] / 1e6) for line in MINI_BANNER]
+
+
+def stand_in_md(pretrain, comparison):
+    """What 10_pretrain made: its general text, its held-out curve, and the random model it started from."""
+    random_model = (comparison or {}).get("references", {}).get("random_init_same_shape")
+    held = pretrain["heldout"]
+    lines = ["", "## The mini stand-in (10_pretrain)", "",
+             f"- Pretrained for {pretrain['steps']:,} steps on {pretrain['bytes_seen']:,} bytes of general text "
+             f"({pretrain['general_files']:,} files; {pretrain['files_shared_with_domain']} of them are also files of the "
+             f"domain corpus), {pretrain['train_seconds'] / 60:.1f} min of training at {pretrain['tokens_per_s']:,.0f} tokens/s.",
+             f"- General held-out text: {fmt(held['initial_bits_per_byte'], '.4f')} bits/byte at its random init, "
+             f"{held['bits_per_byte']:.4f} after pretraining."]
+    if random_model:
+        lines.append(f"- Domain held-out text (07's slice): the random init of the same shape {random_model['bits_per_byte']:.4f} "
+                     f"bits/byte; the pretrained mini, as is, {comparison['strategies']['gpt2 as is (original tokenizer)']['bits_per_byte']:.4f}.")
+    lines.append(f"- Loss curve: `{Path(pretrain['metrics']).parent / 'loss_curve.png'}`; model: `{pretrain['model_dir']}`.")
+    return "\n".join(lines) + "\n"
+
+
+def report_md(rows, ivr, base, gap, banner):
     """The markdown of ivr_report.md: the table, the comparison, how the numbers are made, the setup."""
     tuned, ivr_row = rows[1], rows[2]
-    lines = ["# IVR report: held-out bits per byte", ""]
-    if smoke:
-        lines += ["> **SMOKE RUN.** The model is a *tiny randomly initialised* GPT-2 (01's smoke profile), not GPT-2,",
-                  "> trained for a few hundred kilobytes. These numbers only show that the machinery works; they say",
-                  "> nothing about GPT-2 or about IVR's effect on it. In particular, an untrained random model pays about",
-                  "> log2(50,257) = 15.6 bits for every token, so a tokenizer with fewer tokens per byte gets fewer bits per",
-                  "> byte for that reason alone.", ""]
+    lines = ["# IVR report: held-out bits per byte", "", *banner]
     lines += ["| model | held-out bits/byte | tokens/byte | training bytes | training bytes/s | peak memory (MB) | steps |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -169,7 +272,8 @@ def report_md(rows, ivr, base, gap, smoke):
         "tokenizer. Both runs get the same byte budget (`max_train_bytes`), so IVR, with fewer tokens per byte, takes fewer steps.",
         "- **Training bytes/s**: training bytes / time spent in training steps (evaluation and checkpoints excluded).",
         f"- **Peak memory**: {ivr['peak_memory_kind']}.",
-        "- **GPT-2 unchanged** is the baseline's evaluation at step 0; **before fine-tuning** is the IVR run's.",
+        "- **Unchanged** is the baseline's evaluation at step 0; **before fine-tuning** is the IVR run's (with the "
+        "init strategy 07 chose); the rows per init strategy come from 07's comparison (`init_comparison.json`).",
         "",
         "## Setup",
         "",
@@ -193,21 +297,29 @@ def main():
     base, base_evals = read_run(Path(args.baseline_dir) if args.baseline_dir else art.training / "baseline", "baseline")
     gap = check_comparable(ivr, base, cfg["bytes_tolerance"])
     smoke = ivr["smoke_tiny_random_model"] or base["smoke_tiny_random_model"]
-    model = "tiny random GPT-2" if smoke else "GPT-2"
+    stand_in = ivr.get("stand_in") or ("smoke" if smoke else None)
+    model = {"smoke": "tiny random GPT-2", "mini": "mini stand-in"}.get(stand_in, "GPT-2")
+    comparison = read_comparison(art.embeddings / "init_comparison.json", ivr)
+    pretrain = read_pretrain(art) if stand_in == "mini" else None
 
-    # 2. the rows
+    # 2. the rows: unchanged, fine-tuned with and without IVR, and IVR before fine-tuning per init strategy
     rows = [untrained_row(base, f"{model} unchanged"),
             trained_row(base, f"{model} fine-tuned without IVR (original tokenizer)"),
             trained_row(ivr, f"{model} + IVR fine-tuned"),
             untrained_row(ivr, f"{model} + IVR before fine-tuning (for reference)")]
+    rows += strategy_rows(comparison, model)
 
     # 3. the plot, the markdown, the json
     reports = art.reports
     reports.mkdir(parents=True, exist_ok=True)
     plot(reports / PLOT, ivr_evals, base_evals, rows[0]["bits_per_byte"], model, cfg)
-    write_text(reports / "ivr_report.md", report_md(rows, ivr, base, gap, smoke))
-    write_json(reports / "ivr_report.json", {"smoke_tiny_random_model": smoke, "rows": rows,
-                                             "training_bytes_gap": gap})
+    banner = SMOKE_BANNER if stand_in == "smoke" else mini_banner(pretrain) if pretrain else []
+    md = report_md(rows, ivr, base, gap, banner) + init_md(comparison, stand_in) + (stand_in_md(pretrain, comparison) if pretrain else "")
+    write_text(reports / "ivr_report.md", md)
+    write_json(reports / "ivr_report.json", {"smoke_tiny_random_model": smoke, "stand_in": stand_in, "rows": rows,
+                                             "training_bytes_gap": gap, "init_strategies": comparison and {
+                                                 k: comparison.get(k) for k in ("best", "chosen", "configured")},
+                                             "pretrain": pretrain})
     save_config(cfg, reports / f"{STEP}.config.yaml", STEP, args.profile)
     for r in rows:
         log.info(f"{r['model']}: {fmt(r['bits_per_byte'], '.4f')} bits/byte, {fmt(r['tokens_per_byte'], '.4f')} tokens/byte")
