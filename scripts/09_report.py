@@ -29,6 +29,8 @@ from lib.paths import Artifacts
 
 STEP = "09_report"
 PLOT = "ivr_bits_per_byte.png"
+# 07's comparison rows that are no init strategy (the model as is, and the old rows kept)
+REFERENCE_ROWS = ("gpt2 as is (original tokenizer)", "old rows kept (no init)")
 
 
 FLAGS = [  # the step's own flags (the config keys' flags come from lib/schema.py)
@@ -104,10 +106,13 @@ def trained_row(s, name):
             "training_tokens_per_s": s["tokens_per_s"], "peak_memory_mb": s["peak_memory_mb"], "steps": s["steps"]}
 
 
-def untrained_row(s, name):
-    return {"model": name, "bits_per_byte": s["heldout"]["initial_bits_per_byte"],
-            "tokens_per_byte": s["heldout"]["initial_tokens_per_byte"], "training_bytes": 0,
+def untrained_row(name, bits_per_byte, tokens_per_byte):
+    return {"model": name, "bits_per_byte": bits_per_byte, "tokens_per_byte": tokens_per_byte, "training_bytes": 0,
             "training_bytes_per_s": None, "training_tokens_per_s": None, "peak_memory_mb": None, "steps": 0}
+
+
+def step0_row(s, name):
+    return untrained_row(name, s["heldout"]["initial_bits_per_byte"], s["heldout"]["initial_tokens_per_byte"])
 
 
 def setup_rows(base, ivr):
@@ -152,10 +157,7 @@ def read_comparison(path, ivr):
     """07's init_comparison.json, or None when 07 compared nothing; marked when it was scored on other text."""
     if not path.exists():
         return None
-    try:
-        comparison = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        die(f"{path}: not valid JSON; re-run `make align`")
+    comparison = read_json(path, "align")
     if not comparison.get("strategies"):
         return None
     comparison["same_text"] = (comparison.get("bytes") == ivr["heldout"]["bytes"]
@@ -163,11 +165,18 @@ def read_comparison(path, ivr):
     return comparison
 
 
+def read_json(path, make_target):
+    try:
+        return json.loads(require(path, make_target).read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        die(f"{path}: not valid JSON; re-run `make {make_target}`")
+
+
 def read_pretrain(art):
     """10_pretrain's summary, and how many of its general-text files are also files of the domain corpus."""
-    summary = json.loads(require(art.pretrain_run / "summary.json", "pretrain PROFILE=mini").read_text(encoding="utf-8"))
-    general = json.loads(require(art.general_corpus / "manifest.json", "pretrain PROFILE=mini").read_text(encoding="utf-8"))
-    domain = json.loads(require(art.corpus_manifest, "corpus").read_text(encoding="utf-8"))
+    summary = read_json(art.pretrain_run / "summary.json", "pretrain PROFILE=mini")
+    general = read_json(art.general_corpus / "manifest.json", "pretrain PROFILE=mini")
+    domain = read_json(art.corpus_manifest, "corpus")
     domain_hashes = {f.get("sha256") for f in domain.get("files", [])}
     summary["files_shared_with_domain"] = sum(f["sha256"] in domain_hashes for f in general["files"])
     summary["general_files"] = len(general["files"])
@@ -181,16 +190,13 @@ def strategy_rows(comparison, model):
     note = "" if comparison["same_text"] else " (07's held-out slice)"
     rows = []
     for name, res in sorted(comparison["strategies"].items(), key=lambda kv: kv[1]["bits_per_byte"]):
-        if name in ("gpt2 as is (original tokenizer)", "old rows kept (no init)"):
-            continue
-        rows.append({"model": f"{model} + IVR before fine-tuning, init {name}{note}", "bits_per_byte": res["bits_per_byte"],
-                     "tokens_per_byte": res["tokens_per_byte"], "training_bytes": 0, "training_bytes_per_s": None,
-                     "training_tokens_per_s": None, "peak_memory_mb": None, "steps": 0})
+        if name not in REFERENCE_ROWS:
+            rows.append(untrained_row(f"{model} + IVR before fine-tuning, init {name}{note}", res["bits_per_byte"],
+                                      res["tokens_per_byte"]))
     random_model = comparison.get("references", {}).get("random_init_same_shape")
     if random_model:
-        rows.append({"model": f"random init of the same shape, original tokenizer{note}", "bits_per_byte": random_model["bits_per_byte"],
-                     "tokens_per_byte": random_model["tokens_per_byte"], "training_bytes": 0, "training_bytes_per_s": None,
-                     "training_tokens_per_s": None, "peak_memory_mb": None, "steps": 0})
+        rows.append(untrained_row(f"random init of the same shape, original tokenizer{note}", random_model["bits_per_byte"],
+                                  random_model["tokens_per_byte"]))
     return rows
 
 
@@ -199,7 +205,7 @@ def init_md(comparison, stand_in):
     if not comparison:
         return ""
     ranked = sorted((r["bits_per_byte"], n) for n, r in comparison["strategies"].items()
-                    if n not in ("gpt2 as is (original tokenizer)", "old rows kept (no init)"))
+                    if n not in REFERENCE_ROWS)
     lines = ["", "## Init strategies (07, before any training)", ""]
     if len(ranked) > 1:
         (b0, n0), (b1, n1) = ranked[0], ranked[1]
@@ -303,10 +309,10 @@ def main():
     pretrain = read_pretrain(art) if stand_in == "mini" else None
 
     # 2. the rows: unchanged, fine-tuned with and without IVR, and IVR before fine-tuning per init strategy
-    rows = [untrained_row(base, f"{model} unchanged"),
+    rows = [step0_row(base, f"{model} unchanged"),
             trained_row(base, f"{model} fine-tuned without IVR (original tokenizer)"),
             trained_row(ivr, f"{model} + IVR fine-tuned"),
-            untrained_row(ivr, f"{model} + IVR before fine-tuning (for reference)")]
+            step0_row(ivr, f"{model} + IVR before fine-tuning (for reference)")]
     rows += strategy_rows(comparison, model)
 
     # 3. the plot, the markdown, the json

@@ -47,16 +47,21 @@ FLAGS = [("--run-name", {"default": "pretrain", "help": "label of the run in log
 # the general text
 
 
-def check_not_domain(sources):
-    """Dies when a pattern reaches into the Python standard library: the default domain stays out of the
-    general text, or IVR's comparison would start from a model that already saw the domain."""
-    stdlib = os.path.realpath(sysconfig.get_paths()["stdlib"])
+def in_stdlib(path, stdlib=os.path.realpath(sysconfig.get_paths()["stdlib"])):
+    real = os.path.realpath(path)
+    return real == stdlib or real.startswith(stdlib + os.sep)
+
+
+def check_not_domain(sources, found=None):
+    """Dies when a pattern, or a file it found (found: ood_documents' result), lies in the Python standard
+    library: the default domain stays out of the general text, or IVR's comparison would start from a model
+    that already saw the domain."""
     for kind, patterns in sources.items():
-        for pattern in patterns:
-            root = os.path.realpath(expand(pattern).split("*")[0].split("[")[0] or "/")
-            if root == stdlib or root.startswith(stdlib + os.sep) or "{stdlib}" in pattern:
-                die(f"{CONFIG_FILE}: sources.{kind}: '{pattern}' lies in the Python standard library, the default "
-                    f"domain; the general text must not hold the domain")
+        bad = [p for p in patterns if "{stdlib}" in p or in_stdlib(expand(p).split("*")[0].split("[")[0] or "/")]
+        bad += [path for path, _ in (found or {}).get(kind, {}).get("files", []) if in_stdlib(path)][:1]
+        if bad:
+            die(f"{CONFIG_FILE}: sources.{kind}: '{bad[0]}' lies in the Python standard library, the default "
+                f"domain; the general text must not hold the domain")
 
 
 def general_text(cfg):
@@ -64,6 +69,7 @@ def general_text(cfg):
     even stride over the sorted tree, each file one document (duplicates and non-UTF-8 files left out)."""
     check_not_domain(cfg["sources"])
     found = ood_documents(cfg["sources"], cfg["max_bytes_per_source"], even=True)
+    check_not_domain(cfg["sources"], found)
     split, files, kinds = {"train": [], "heldout": []}, [], {}
     for kind, got in found.items():
         for (path, n_bytes), text in zip(got["files"], got["docs"]):
@@ -135,7 +141,8 @@ def fresh_model(cfg):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    # no dropout: one pass over a few MB, where dropout only slows learning (as nanoGPT pretrains); 08 keeps it
+    # no dropout: one pass over a few MB, where dropout only slows learning (as nanoGPT pretrains); the saved
+    # config keeps it at 0, so 08's fine-tunes of the mini run without dropout too
     config = GPT2Config(vocab_size=VOCAB_SIZE, n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"],
                         n_positions=cfg["n_positions"], bos_token_id=EOT_ID, eos_token_id=EOT_ID,
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)

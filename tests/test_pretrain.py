@@ -9,6 +9,7 @@ import json
 import random
 import shutil
 import sysconfig
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,12 +119,14 @@ def test_another_seed_gives_other_weights(setup, uninterrupted):
     assert not torch.equal(a["transformer.wte.weight"], b["transformer.wte.weight"])
 
 
-def test_the_domain_stays_out(setup):
+@pytest.mark.parametrize("where", ["in the stdlib", "a wider glob that finds stdlib files"])
+def test_the_domain_stays_out(setup, where):
     tmp, configs, _ = setup
-    stdlib = sysconfig.get_paths()["stdlib"]
-    (configs / "test" / "pretrain.yaml").write_text(toy_profile(tmp / "text", sources={"code": [f"{stdlib}/*.py"]}))
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    pattern = f"{stdlib}/*.py" if where == "in the stdlib" else f"{stdlib.parent}/{stdlib.name[:7]}*/json/*.py"
+    (configs / "test" / "pretrain.yaml").write_text(toy_profile(tmp / "text", sources={"code": [pattern]}))
     try:
-        proc = pretrain(artifacts_with_tokenizer(setup, "domain"), configs, check=False)
+        proc = pretrain(artifacts_with_tokenizer(setup, f"domain-{where.split()[1]}"), configs, check=False)
     finally:
         (configs / "test" / "pretrain.yaml").write_text(toy_profile(tmp / "text"))
     assert_one_line_error(proc, "configs/pretrain.yaml", "sources.code", "standard library")
