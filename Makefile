@@ -82,7 +82,7 @@ $(ANALYZE_OUT) &: scripts/03_analyze.py $(call cfg,analyze) $(LIB_TOK) lib/preto
 
 # --- 04 distill: a Unigram tokenizer that reproduces GPT-2's BPE, and its validation report
 DISTILL_OUT := $(DISTILLED)/tokenizer.json $(REPORTS)/distill_validation.md $(REPORTS)/distill_validation.json
-$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_TOK) lib/pretokens.py lib/unigram.py lib/oodtext.py lib/tokenizer_compare.py lib/distill_report.py $(REPORTS)/pretoken_table.parquet $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(CLEANED)/manifest.json $(PROFILE_STAMP) | $(VENV_STAMP)
+$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_TOK) lib/pretokens.py lib/unigram.py lib/certify.py lib/oodtext.py lib/tokenizer_compare.py lib/distill_report.py $(REPORTS)/pretoken_table.parquet $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(CLEANED)/manifest.json $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 05 select: which ids to give away, and to which domain strings (measured on held-out and ood_sources code)
@@ -168,7 +168,7 @@ lock:
 
 #> test             run the test suite (offline, CPU, about 12 minutes on 2 cores)
 test: $(VENV_STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 #> bench            measure what a run costs -> artifacts/bench/bench.md (offline, about 1.5 h with the scaling section; BENCH_ARGS="--help")
 BENCH_ARGS ?=

@@ -23,6 +23,31 @@ def coverage_note(r):
     return lines
 
 
+def certify_md(c, show):
+    """Report lines: the certification of the wrong train pieces and each certified conflict (lib/certify.py)."""
+    if not c:
+        return []
+    counts = ", ".join(f"{v:,} {k}" for k, v in sorted(c["counts"].items())) or "none"
+    lines = ["## Certified conflicts", "",
+             f"Train pieces still wrong after the repair, permutations aside: {c['wrong_train_pieces']:,}; checked "
+             f"({c['seconds']} s): {counts}. Each check is a linear program (HiGHS) over every score of the piece's "
+             "lattice and those of up to `certify_neighbours` examples sharing its tokens, with Viterbi adding the "
+             "paths that still win (cutting planes). *certified*: the LP is infeasible; a minimal infeasible set "
+             "is below with exact Farkas multipliers: adding each row (BPE's segmentation scores at least the margin "
+             "more than the path that beats it) times its multiplier gives 0 >= a positive number, so no Unigram "
+             "scores reproduce BPE on these strings together. *no conflict among neighbours*: scores exist for the "
+             "piece and those examples, so its error is not proved unavoidable (other examples may still forbid "
+             "the fix). Margin 1: the path wins ties against BPE's (HF's Viterbi keeps the longest last piece), "
+             "so BPE's must score strictly more; 0: at least as much.", ""]
+    for n, rows in enumerate(c["conflicts"], 1):
+        lines += [f"Conflict {n}:", "", "| string | GPT-2 BPE | beaten by (same string) | margin | multiplier |",
+                  "|---|---|---|---:|---:|"]
+        lines += [f"| {show(x['piece'])} | {show(x['bpe'])} | {show(x['beaten_by'])} | {x['margin']} | {x['multiplier']} |"
+                  for x in rows]
+        lines.append("")
+    return lines
+
+
 def report_md(r):
     pct = lambda x: f"{100 * x:.4f}%"
     show = lambda x: "`" + json.dumps(x, ensure_ascii=False).replace("|", "\\|").replace("`", "'") + "`"
@@ -52,7 +77,8 @@ def report_md(r):
         lines += ["", "Out-of-domain types skipped on this machine: " + "; ".join(skipped) + "."]
     lines += ["", "## Mismatches by class", "",
               "Classes: *permutation tie*: the same tokens in another order, which no scores can break (a run the "
-              "split leaves whole because a neighbour could merge with it); *run in context*: a differing cut in or "
+              "split leaves whole because a neighbour could merge with it); *impossible for any scores (certified)*: "
+              "a piece of the pre-token is in a certified conflict (below); *run in context*: a differing cut in or "
               "at a run of 3+ of one character; *score order*: the rest, left by the greedy repair.", ""]
     texts = ["train", "heldout"] + [k for k, a in ood.items() if a.get("pretoken_occurrences")]
     classes = sorted({c for t in texts for c in (r[t] if t in r else ood[t])["mismatches"]})
@@ -70,6 +96,7 @@ def report_md(r):
             for e in v["examples"]:
                 lines.append(f"| {c.split(' (')[0]} | {e['count']:,} | {show(e['pretoken'])} | {show(e['bpe'])} | {show(e['distilled'])} |")
         lines.append("")
+    lines += certify_md(r.get("certify"), show)
     d, t = r["decode_identity"], r["throughput"]
     lines += ["## Decode identity", "",
               f"{d['sequences']:,} random id sequences (1-{d['max_len']} ids, seed {d['seed']}, some with {EOT}), decoded "

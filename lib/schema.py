@@ -88,6 +88,10 @@ OOD_SOURCES = {
 }
 
 
+GENERATED_KINDS = ("lower", "suffixed", "camel", "capital", "upper", "digits", "vocab_pair", "script")
+GeneratedKind = Literal["lower", "suffixed", "camel", "capital", "upper", "digits", "vocab_pair", "script"]
+
+
 class DistillConfig(StepConfig):
     power: float = Field(4.0, gt=0, le=16, description="exponent of the merge-tree init")
     max_rounds: int = Field(10, ge=0, le=1000, description="rounds of greedy repair (0: the init alone)")
@@ -95,6 +99,15 @@ class DistillConfig(StepConfig):
     vocab_weight: int = Field(1, ge=0, description="weight of each vocab string as an example")
     vocab_example_limit: int = Field(0, ge=0, description="vocab strings used as examples; 0 = all")
     learn_max_piece_chars: int = Field(2000, ge=1, description="longer train pieces are left out of the learning")
+    generated_examples: int = Field(200_000, ge=0, description="strings generated from the vocab and labelled by BPE")
+    generated_weight: int = Field(1, ge=0, description="weight of each generated pre-token as an example")
+    generated_use: Literal["guard", "target"] = Field("guard", description="generated examples only block repairs "
+                                                                            "that break them, or are repaired too")
+    generated_kinds: list[GeneratedKind] = Field(list(GENERATED_KINDS), min_length=1, description="kinds of generated strings")
+    certify_max_pieces: int = Field(200, ge=0, description="wrong train pieces checked for a certified conflict")
+    certify_neighbours: int = Field(1000, ge=0, description="examples sharing its tokens put in each LP")
+    certify_case_seconds: float = Field(30.0, gt=0, description="HiGHS time for one wrong piece's LP")
+    certify_time_limit: float = Field(300.0, ge=0, description="time for the whole certification")
     run_split: bool = Field(True, description="the Split stage that cuts one-character runs as BPE does")
     run_split_max_len: int = Field(256, ge=64, le=4096)
     train_doc_sample: int = Field(2000, ge=1, description="train documents sampled for the per-document figure")
@@ -124,6 +137,10 @@ class SelectConfig(StepConfig):
     curve_points: list[int] = Field([100, 500, 1000, 2000], description="points of the predicted saving curve")
     per_document_cap: int = Field(0, ge=0, description="rank candidates with each pre-token counted at most this many "
                                                         "times per train document holding it; 0 = raw counts")
+    min_documents: int = Field(0, ge=0, description="least train documents holding a new string (an upper bound from "
+                                                    "the pre-token table's doc_count); 0 = no floor")
+    document_weight: float = Field(0.5, ge=0, le=8, description="rank candidates by worth x (documents / train "
+                                                                "documents) ** document_weight; 0 = off")
     measure_ood_types: list[str] = Field(["c_headers", "javascript"],
                                          description="ood_sources types of configs/distill.yaml to measure the selection on")
     measure_sources: dict[str, list[str]] = Field({"python_outside_stdlib": ["{purelib}/**/*.py"]},

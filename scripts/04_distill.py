@@ -51,8 +51,10 @@ from lib.log import die, log, setup_logging
 from lib.oodtext import corpus_file_hashes, ood_documents
 from lib.paths import Artifacts
 from lib.pretokens import read_pretoken_table
+from lib.schema import GENERATED_KINDS
 from lib.tokenizer_compare import decode_identity, throughput
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_level_pipeline, load_gpt2_tokenizer, piece_bytes, save_hf_tokenizer
+from lib.certify import certify
 from lib.unigram import RepairIndex, as_tokenizers_reads, is_right, lattice, path_score, viterbi
 
 STEP = "04_distill"
@@ -475,10 +477,11 @@ def split_examples(words, ids, counts, splitter, token_strings):
     return examples, bad
 
 
-def labelled_examples(table, vocab, splitter, token_strings, cfg):
+def labelled_examples(table, vocab, splitter, token_strings, cfg, generated):
     """The learning's examples [(piece, BPE ids, weight)]: the train pieces (pre-tokens cut by the run split),
-    plus vocab strings (BPE encodes each to itself); pieces over learn_max_piece_chars are left out (a
-    lattice costs its length times the longest token). Returns (examples, their statistics)."""
+    plus vocab strings (BPE encodes each to itself) and the generated pre-tokens (generated_labels); pieces
+    over learn_max_piece_chars are left out (a lattice costs its length times the longest token). Returns
+    (examples, their statistics)."""
     counts = table.counts.tolist()
     pieces, conflicts = split_examples(table.pretokens, table.all_ids(), counts, splitter, token_strings)
     vocab_items = sorted(vocab.items(), key=lambda kv: kv[1])
@@ -487,19 +490,26 @@ def labelled_examples(table, vocab, splitter, token_strings, cfg):
         vocab_items = [vocab_items[int(k * step)] for k in range(cfg["vocab_example_limit"])]
     vocab_pieces, vocab_conflicts = split_examples([s for s, _ in vocab_items], [(i,) for _, i in vocab_items],
                                                    [1] * len(vocab_items), splitter, token_strings)
-    if conflicts + vocab_conflicts:
-        log.warning(f"the run split cut inside a BPE token {conflicts + vocab_conflicts:,} times")
+    gen_pieces, gen_conflicts = split_examples(generated[0], generated[1], [1] * len(generated[0]), splitter, token_strings)
+    if conflicts + vocab_conflicts + gen_conflicts:
+        log.warning(f"the run split cut inside a BPE token {conflicts + vocab_conflicts + gen_conflicts:,} times")
     examples = collections.Counter(pieces)
     for key, n in vocab_pieces.items():
         examples[key] += n * cfg["vocab_weight"]
+    for key in gen_pieces:
+        examples[key] += cfg["generated_weight"]
     long = {key for key in examples if len(key[0]) > cfg["learn_max_piece_chars"]}
     examples = [(p, y, n) for (p, y), n in sorted(examples.items()) if (p, y) not in long]
+    in_train = [(p, y) in pieces for p, y, _ in examples]
+    targets = [(p, y) in pieces or (p, y) in vocab_pieces for p, y, _ in examples] if cfg["generated_use"] == "guard" else None
     stats = {"pieces": len(pieces), "piece_occurrences": sum(pieces.values()), "vocab_strings": len(vocab_pieces),
-             "left_out_long": len(long), "split_conflicts": conflicts + vocab_conflicts}
+             "generated_pieces": len(gen_pieces), "generated_new": sum(key not in pieces for key in gen_pieces),
+             "left_out_long": len(long), "split_conflicts": conflicts + vocab_conflicts + gen_conflicts}
     log.info(f"{table.meta.get('documents', 0):,} train documents -> {int(table.counts.sum()):,} pre-tokens "
-             f"({len(table):,} distinct) -> {len(pieces):,} distinct pieces, + {len(vocab_pieces):,} vocab strings"
+             f"({len(table):,} distinct) -> {len(pieces):,} distinct pieces, + {len(vocab_pieces):,} vocab strings, "
+             f"+ {len(gen_pieces):,} generated pieces ({stats['generated_new']:,} not in train)"
              + (f"; {len(long):,} pieces over {cfg['learn_max_piece_chars']:,} characters left out" if long else ""))
-    return examples, stats
+    return examples, in_train, targets, stats
 
 
 def parse_id_line(line):
@@ -566,6 +576,83 @@ def parse_document(line, id_bytes):
 
 
 # -----------------------------------------------------------------------------
+# generated examples: BPE labels any string, so the learning need not stop at the corpus's words
+#
+# What the corpus-only scores get wrong on unseen text is ordinary: identifiers made of word parts
+# (` typeDefault`, `toknum`), acronyms (`TLSEXT`, ` IEEEFloat`), numbers (` 4954`), other scripts, symbol
+# pairs. Strings of those shapes are generated from the vocabulary alone (no text is read, so nothing the
+# report calls out of domain is learned on), cut by GPT-2's pre-tokenizer, and labelled by GPT-2's BPE.
+
+
+
+def word_parts(vocab):
+    """({length: ASCII letter parts (lower case)}, non-ASCII letter parts, decodable token texts) of the
+    vocabulary, leading spaces stripped: the pieces generated strings are made of.
+
+        >>> parts, other, texts = word_parts(vocab); parts[3][:2]
+        ['aaa', 'aab']
+    """
+    latin, other, texts = collections.defaultdict(set), set(), []
+    for s in sorted(vocab):
+        try:
+            text = piece_bytes(s).decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        texts.append(text)
+        w = text[1:] if text.startswith(" ") else text
+        if w.isascii() and w.isalpha() and len(w) <= 10:
+            latin[len(w)].add(w.lower())
+        elif w.isalpha() and not w.isascii():
+            other.add(w)
+    return {n: sorted(v) for n, v in sorted(latin.items())}, sorted(other), texts
+
+
+# English suffixes: a word part plus these makes the unseen inflections ('walking', 'players', 'creation')
+SUFFIXES = ["s", "es", "ed", "ing", "er", "ers", "ly", "ion", "ions", "ation", "ations", "ment", "ness", "able",
+            "al", "ity", "ive", "ize", "ized", "ist", "ism", "ful", "less", "ous"]
+
+
+def generated_texts(vocab, n, seed, kinds=GENERATED_KINDS):
+    """n strings, n / len(kinds) of each kind (GENERATED_KINDS), the same for the same arguments. Word parts
+    are drawn by length first (uniform 1..10), so short parts ('tok', 'num') are as common as long ones.
+
+        lower ' toknum'  suffixed ' walking'  camel 'typeDefault'  capital ' DataLoader'  upper 'TLSEXT'
+        digits ' 4954'  vocab_pair two tokens joined ('┌' + '───')  script 'данных' / ' 注释'
+    """
+    import random
+
+    rng = random.Random(seed)
+    parts, other, texts = word_parts(vocab)
+    lengths = list(parts)
+    part = lambda most=10: rng.choice(parts[rng.choice([k for k in lengths if k <= most])])
+    space = lambda: " " if rng.random() < 0.5 else ""
+    out = []
+    for _ in range(-(-n // len(kinds))):
+        # every kind draws each round, so a kind left out changes none of the others' strings
+        words = [part() for _ in range(rng.randint(2, 3))]
+        caps = [part(4).upper() for _ in range(rng.randint(1, 3))]
+        made = {"lower": space() + "".join(words),
+                "suffixed": space() + words[0] + "".join(rng.sample(SUFFIXES, rng.randint(1, 2))),
+                "camel": space() + words[0] + "".join(w.capitalize() for w in words[1:]),
+                "capital": space() + "".join(w.capitalize() for w in words),
+                "upper": space() + "".join(caps) + (part().capitalize() if rng.random() < 0.5 else ""),
+                "digits": space() + "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 12))),
+                "vocab_pair": rng.choice(texts) + rng.choice(texts),
+                "script": space() + "".join(rng.choice(other) for _ in range(rng.randint(1, 3))) if other else ""}
+        out.extend(made[k] for k in kinds)
+    return out[:n]
+
+
+def generated_labels(texts, original):
+    """({byte-level pre-token: GPT-2's ids}, occurrences) of the generated texts, cut by GPT-2's pre-tokenizer."""
+    gpt2_pt = pre_tokenizer_gpt2()
+    words = sorted({w for t in tqdm(texts, desc="generated examples", unit="text", mininterval=1, leave=False)
+                    for w, _ in gpt2_pt.pre_tokenize_str(t)})
+    ids = [tuple(e.ids) for e in bare(original).encode_batch(words)]
+    return words, ids
+
+
+# -----------------------------------------------------------------------------
 # learning: greedy repair of the closed-form scores (Viterbi and the skip index: lib/unigram.py)
 
 
@@ -589,12 +676,16 @@ def built_on(i, up, max_tree):
     return sorted(seen) if len(seen) <= max_tree else None
 
 
-def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel):
-    """Greedy repair of the scores on the examples [(piece, ids, weight)]; returns (scores, history)."""
+def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, targets=None):
+    """Greedy repair of the scores on the examples [(piece, ids, weight)]; returns (scores, history, the
+    RepairIndex: every example's lattice, label and Viterbi output under the final scores). targets: which
+    examples a repair may try to fix (None: all); the others only guard, counting against a change that
+    breaks them."""
     up = merged_from(vocab, merges)
     max_len = max(map(len, vocab))
     lats = [lattice(p, vocab, max_len) for p, _, _ in tqdm(examples, desc="lattices", unit="ex", mininterval=1, leave=False)]
     index = RepairIndex(lats, [y for _, y, _ in examples], [w for _, _, w in examples], [len(p) for p, _, _ in examples], token_len)
+    index.targets = targets  # read by change_gain: a wrong example that is no target adds nothing
     scores[:] = as_tokenizers_reads(scores, until_stable=True)
     index.refresh_all(scores, progress="Viterbi of every example")
     history = [index.wrong_weight()]
@@ -602,7 +693,8 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel):
     # so an example that failed is not tried again until some score has moved since.
     moves, failed_at = 0, {}
     for rnd in range(max_rounds):
-        wrong = sorted((k for k, r in enumerate(index.right) if not r), key=lambda k: (-examples[k][2], examples[k][0]))
+        wrong = sorted((k for k, r in enumerate(index.right) if not r and (targets is None or targets[k])),
+                       key=lambda k: (-examples[k][2], examples[k][0]))
         applied = 0
         for k in tqdm(wrong, desc=f"repair round {rnd + 1}", unit="ex", mininterval=1, leave=False):
             if index.right[k] or failed_at.get(k) == moves:
@@ -620,7 +712,7 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel):
         log.info(f"repair round {rnd + 1}: {applied:,} changes, wrong example weight {history[-1]:,}")
         if not applied:
             break
-    return scores, history
+    return scores, history, index
 
 
 def repair_example(k, index, scores, up, margin_rel, max_tree=64):
@@ -653,13 +745,14 @@ def repair_example(k, index, scores, up, margin_rel, max_tree=64):
 
 def change_gain(index, group, delta, scores, affected, beat):
     """Net example weight fixed by moving the tokens of group by delta, or None once it cannot exceed beat
-    (the scores are restored). The wrong examples go first (each can only add), then the right ones
-    (each can only subtract)."""
+    (the scores are restored). The wrong target examples go first (each can only add), then the right ones
+    (each can only subtract); a wrong example that is no target (a guard: index.targets) counts nothing."""
     old = [scores[i] for i in group]
     for i in group:
         scores[i] += delta
     affected = affected.tolist()
-    wrong = [h for h in affected if not index.right[h]]
+    targets = index.targets
+    wrong = [h for h in affected if not index.right[h] and (targets is None or targets[h])]
     todo = wrong + [h for h in affected if index.right[h]]
     gain, chance = 0, sum(index.weights[h] for h in wrong)
     for h in todo:
@@ -680,15 +773,83 @@ def change_gain(index, group, delta, scores, affected, beat):
 
 
 # -----------------------------------------------------------------------------
+# certification: which wrong train pieces no scores can fix (lib/certify.py: LP, cutting planes, Farkas)
+
+
+def neighbours(index, k, limit, full):
+    """Examples that may want the opposite of example k: first those whose lattice holds every token of k's
+    label that its Viterbi output lacks, or every token of the output that the label lacks; then (full)
+    those holding any of those tokens. Shortest first in each, up to limit."""
+    diff = collections.Counter(index.labels[k])
+    diff.subtract(index.paths[k])
+    both, any_ = set(), set()
+    for side in ([t for t, v in diff.items() if v > 0], [t for t, v in diff.items() if v < 0]):
+        if side:
+            holders = [set(index.pair_ex[index.tok_ptr[t]:index.tok_ptr[t + 1]].tolist()) for t in side]
+            both |= set.intersection(*holders)
+            if full:
+                any_ |= set.union(*holders)
+    order = lambda hs: sorted(hs - {k}, key=lambda h: (int(index.lengths[h]), h))
+    return (order(both) + order(any_ - both))[:limit]
+
+
+def certify_mismatches(index, examples, in_train, token_strings, cfg):
+    """For each wrong train piece (heaviest first, up to certify_max_pieces within certify_time_limit): an
+    LP over it and its neighbours. Returns {"pieces": {piece: 'certified' / 'no conflict among neighbours'
+    / 'time limit'}, "conflicts": [each certified set, as token strings], "seconds"}."""
+    token_len = [len(s) for s in token_strings]
+    wrong = sorted((k for k, r in enumerate(index.right) if not r and in_train[k]), key=lambda k: (-examples[k][2], examples[k][0]))
+    t0 = time.monotonic()
+    deadline = t0 + cfg["certify_time_limit"]
+    pieces, conflicts, seen = {}, [], set()
+    for k in tqdm(wrong[:cfg["certify_max_pieces"]], desc="certify wrong train pieces", unit="piece", leave=False):
+        name = examples[k][0]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pieces[name] = "time limit"
+            continue
+        group = [k] + neighbours(index, k, cfg["certify_neighbours"], full=True)
+        cases = [(examples[h][0], index.lats[h], index.labels[h]) for h in group]
+        result = certify(cases, token_len, [index.paths[h] for h in group], time_limit=min(left, cfg["certify_case_seconds"]))
+        mine = [c for c in result["conflicts"] if name in c["cases"] and c["verified"]]
+        pieces[name] = ("certified" if mine else "no conflict among neighbours" if result["status"] in ("consistent", "conflicts")
+                        else "time limit" if result["status"] == "time limit" else "unsettled (" + result["status"] + ")")
+        for c in mine:
+            key = tuple(c["cases"])
+            if key not in seen:
+                seen.add(key)
+                conflicts.append([{"piece": n, "bpe": [token_strings[i] for i in y], "beaten_by": [token_strings[i] for i in p],
+                                   "margin": m, "multiplier": lam} for n, y, p, m, lam in c["rows"]])
+    counts = collections.Counter(pieces.values())
+    log.info(f"certify: {len(wrong):,} wrong train pieces (not permutations), {len(pieces):,} checked: "
+             + ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items())) + f"; {len(conflicts):,} conflicts")
+    if counts["time limit"]:
+        log.warning(f"certify: {counts['time limit']:,} wrong train pieces left unchecked at certify_time_limit "
+                    f"({cfg['certify_time_limit']} s) or certify_case_seconds; the tokenizer does not depend on it: "
+                    f"raise them in configs/distill.yaml to check more")
+    return {"wrong_train_pieces": len(wrong), "pieces": pieces, "counts": dict(counts), "conflicts": conflicts,
+            "seconds": round(time.monotonic() - t0, 1)}
+
+
+# -----------------------------------------------------------------------------
 # validation
 
 
-def classify(word, bpe, got, token_strings):
+CERTIFIED = "impossible for any scores (certified)"
+
+
+def classify(word, bpe, got, token_strings, certified=()):
     """Why the distilled segmentation differs: a permutation of BPE's tokens (a tie no score breaks: a run
-    the split leaves whole), a differing cut in or at the edge of a run of 3+ of one character (BPE pairs
-    the run before its neighbour, which scores cannot always say), else the order of the scores."""
+    the split leaves whole), a piece of the word in a certified conflict (certify_mismatches: no scores
+    reproduce BPE on it and the strings it conflicts with), a differing cut in or at the edge of a run of
+    3+ of one character (BPE pairs the run before its neighbour, which scores cannot always say), else the
+    order of the scores. certified: (the certified pieces, the run split that cuts a word into pieces)."""
     if sorted(bpe) == sorted(got):
         return "permutation tie (a run the split leaves whole)"
+    if certified and certified[0]:
+        pieces = [p for p, _ in certified[1].pre_tokenize_str(word)] if certified[1] else [word]
+        if any(p in certified[0] for p in pieces):
+            return CERTIFIED
     cuts_b = set(np.cumsum([len(token_strings[i]) for i in bpe]).tolist())
     cuts_g = set(np.cumsum([len(token_strings[i]) for i in got]).tolist())
     runs = [m.span() for m in re.finditer(r"(.{1,4}?)\1{2,}", word)]
@@ -697,9 +858,10 @@ def classify(word, bpe, got, token_strings):
     return "score order (left by the greedy repair)"
 
 
-def agreement(words, bpe, counts, distilled_bare, token_strings, n_examples, batch=50_000, desc=None):
+def agreement(words, bpe, counts, models, token_strings, n_examples, batch=50_000, desc=None):
     """Per pre-token occurrence / distinct pre-token agreement, and the mismatches grouped by class.
     words: distinct byte-level pre-tokens; bpe: GPT-2's ids of each (tuples); counts: their occurrences."""
+    distilled_bare, certified = models[2], (models[4], splitter_of(models[3]))
     occ = ok_occ = ok_distinct = 0
     classes = collections.defaultdict(lambda: {"occurrences": 0, "distinct": 0, "examples": []})
     starts = range(0, len(words), batch)
@@ -712,7 +874,7 @@ def agreement(words, bpe, counts, distilled_bare, token_strings, n_examples, bat
                 ok_occ += n
                 ok_distinct += 1
                 continue
-            c = classes[classify(w, y, g, token_strings)]
+            c = classes[classify(w, y, g, token_strings, certified)]
             c["occurrences"] += n
             c["distinct"] += 1
             c["examples"].append((n, w, [token_strings[i] for i in y], [token_strings[i] for i in g]))
@@ -746,11 +908,11 @@ def text_batches(texts, batch_bytes, max_doc_bytes):
 def evaluate_texts(texts, models, token_strings, cfg, desc, n_bench=0, check_pieces=False):
     """Agreement per pre-token occurrence, distinct pre-token and whole document, with mismatch classes, on
     texts streamed in batches of eval_batch_bytes (memory holds one batch and the distinct pre-tokens).
-    models: (original, distilled, distilled_bare, run split pattern). Returns (result, the first n_bench
+    models: (original, distilled, distilled_bare, run split pattern, certified pieces). Returns (result, the first n_bench
     bytes of texts, for the throughput). check_pieces: count documents_pieces_differ (held-out)."""
     from tokenizers import Regex, pre_tokenizers
 
-    original, distilled, distilled_bare, pattern = models
+    original, distilled, distilled_bare, pattern, _ = models
     gpt2_pt = pre_tokenizer_gpt2()
     view = (pre_tokenizers.Sequence([gpt2_pt, pre_tokenizers.Split(Regex(pattern), behavior="isolated")])
             if pattern and check_pieces else None)
@@ -776,7 +938,7 @@ def evaluate_texts(texts, models, token_strings, cfg, desc, n_bench=0, check_pie
     bar.close()
     words = sorted(counts)
     bpe = [tuple(e.ids) for e in bare(original).encode_batch(words)] if words else []
-    result = agreement(words, bpe, [counts[w] for w in words], distilled_bare, token_strings, cfg["report_examples"])
+    result = agreement(words, bpe, [counts[w] for w in words], models, token_strings, cfg["report_examples"])
     result.update({"documents": docs, "document_agreement": same / max(docs, 1), "ids_compared": ids_compared,
                    "documents_pieces_differ": differ, "documents_left_out_too_long": left_out})
     return result, bench
@@ -795,8 +957,8 @@ def pieces_differ(texts, distilled, view):
 def train_agreement(table, sample, models, token_strings, cfg):
     """Train agreement: per occurrence and per distinct pre-token over the whole table; per document on the
     document sample (texts, GPT-2 ids, facts), encoded in batches."""
-    _, distilled, distilled_bare, _ = models
-    result = agreement(table.pretokens, table.all_ids(), table.counts.tolist(), distilled_bare, token_strings,
+    distilled = models[1]
+    result = agreement(table.pretokens, table.all_ids(), table.counts.tolist(), models, token_strings,
                        cfg["report_examples"], desc="train agreement (pre-token table)")
     texts, ids_list, facts = sample
     same = start = 0
@@ -841,13 +1003,18 @@ def token_tables(vocab):
     return token_strings, id_bytes
 
 
-def make_run_split(original, vocab, merges, cfg):
-    """(regex on byte-level pre-tokens, the same on raw text, run units, a Split pre-tokenizer of the first)."""
+def splitter_of(pattern):
+    """The run split as a pre-tokenizer of byte-level text (None without one)."""
     from tokenizers import Regex, pre_tokenizers
 
+    return pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False) if pattern else None
+
+
+def make_run_split(original, vocab, merges, cfg):
+    """(regex on byte-level pre-tokens, the same on raw text, run units, a Split pre-tokenizer of the first)."""
     pattern, raw_pattern, units = (run_split_pattern(bare(original), vocab, merges, cfg["run_split_max_len"])
                                    if cfg["run_split"] else (None, None, []))
-    splitter = pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False) if pattern else None
+    splitter = splitter_of(pattern)
     log.info(f"run split: {f'on, {len(units)} run characters, {len(pattern):,} regex chars' if pattern else 'off'}")
     return pattern, raw_pattern, units, splitter
 
@@ -855,7 +1022,7 @@ def make_run_split(original, vocab, merges, cfg):
 def validate(table, sample, models, token_strings, art, cfg, phases):
     """Agreement on train (the table; documents: the sample), held-out (streamed), out-of-domain text, and
     decode identity. Returns (report parts, texts for the throughput)."""
-    original, distilled, _, _ = models
+    original, distilled = models[:2]
     out = {}
     phases.start("validation: train")
     out["train"] = train_agreement(table, sample, models, token_strings, cfg)
@@ -930,17 +1097,21 @@ def main():
     phases.start("run split")
     pattern, raw_pattern, units, splitter = make_run_split(original, vocab, merges, cfg)
     phases.start("labelled examples")
-    examples, stats = labelled_examples(table, vocab, splitter, token_strings, cfg)
+    generated = generated_labels(generated_texts(vocab, cfg["generated_examples"], cfg["seed"], cfg["generated_kinds"]), original)
+    examples, in_train, targets, stats = labelled_examples(table, vocab, splitter, token_strings, cfg, generated)
 
     phases.start("learning")
     scores = merge_tree_scores(vocab, merges, cfg["power"])
-    scores, history = learn(examples, vocab, merges, scores, [len(s) for s in token_strings], cfg["max_rounds"], cfg["margin_rel"])
-    del examples
+    scores, history, index = learn(examples, vocab, merges, scores, [len(s) for s in token_strings], cfg["max_rounds"], cfg["margin_rel"], targets)
+    phases.start("certify")
+    certified = certify_mismatches(index, examples, in_train, token_strings, cfg)
+    del examples, index
     phases.stop()
     distilled = build_unigram(vocab, scores, raw_pattern)
-    models = (original, distilled, bare(distilled, pattern), pattern)
+    certified_pieces = {p for p, v in certified["pieces"].items() if v == "certified"}
+    models = (original, distilled, bare(distilled, pattern), pattern, certified_pieces)
 
-    report = {"run_split": bool(pattern), "run_units": len(units), "split_conflicts": stats.pop("split_conflicts"),
+    report = {"run_split": bool(pattern), "run_units": len(units), "split_conflicts": stats.pop("split_conflicts"), "certify": certified,
               "repair_history": history, "seconds_learning": phases.seconds["learning"], "examples": stats}
     parts, bench = validate(table, sample, models, token_strings, art, cfg, phases)
     report.update(parts)

@@ -30,8 +30,12 @@ tokenizers' Unigram (lib/unigram.py) with the scores 06 gives: a new piece c sco
 (lib/ivr.new_piece_scores, shared with 06), where the old vocabulary cuts c into k(c) pieces of total
 score V(c) and B = new_piece_bonus x the largest |old score|. So c replaces its old pieces wherever they
 appear together, gaining B per token saved; a small B keeps every other cut of GPT-2's (see
-configs/select.yaml). With per_document_cap, a pre-token's occurrences count at most that many times per
-train document that holds it, so a string frequent in one file ranks below one spread over many.
+configs/select.yaml). Three document-frequency rules make the ranking favour strings spread over the train
+documents over strings frequent in a few (configs/select.yaml; by default only the weight, 0.5):
+per_document_cap counts a pre-token's occurrences at most that many times per train document that holds
+it; min_documents drops a candidate held by fewer train documents; document_weight multiplies its worth by
+(documents / train documents) ** document_weight. A string's documents: the sum of the doc_count of the
+pre-tokens it is a run of, at most the train documents (an upper bound). selection_log.md states the rule.
 Ids to give away. Lowest train count first; among equals, ids the tokenizer can never emit (their string
 spans pre-tokens), then under-trained ones (GPT-2 merged them into a longer token at once, so they were
 hardly ever a final BPE output: ` TheNitrome`, `rawdownload`), then ids that are not their own encoding
@@ -324,7 +328,9 @@ def ids_to_give_away(pieces, cfg, old_count, tokenizer, merged):
 
 @dataclass
 class Candidates:
-    estimate: dict  # string -> first estimate of its saving (before any pick)
+    estimate: dict  # string -> first estimate of its worth (before any pick)
+    docs: dict  # string -> train documents holding it (an upper bound), for every string kept
+    spread: dict  # string -> the factor its worth is ranked by: (docs / train documents) ** document_weight
     n_runs: int  # distinct runs generated
     rejected: Counter
     examples: dict
@@ -343,14 +349,54 @@ def rank_weights(corpus, cap):
     return [min(f, cap * d) for f, d in zip(corpus.pfreq, corpus.pdocs)]
 
 
+def document_spread(docs, n_docs, power):
+    """The factor a candidate's worth is ranked by: (train documents holding it / train documents) ** power
+    (configs/select.yaml: document_weight; 0 = 1 for every string).
+
+    Worth counts tokens, so a string that fills one long file (a table of constants, a test's data) can
+    outrank one that every file uses; text the selection never saw is more likely to hold the second.
+    With power 1, a string in a tenth of the documents needs ten times the saving of one in all of them.
+    """
+    if not power:
+        return dict.fromkeys(docs, 1.0)
+    return {c: (min(d, n_docs) / n_docs) ** power for c, d in docs.items()}
+
+
+def check_document_rules(cfg, n_docs):
+    """min_documents and document_weight need the train split's document count, and a floor it can meet."""
+    if (cfg["min_documents"] or cfg["document_weight"]) and not n_docs:
+        die(f"{WHERE}: min_documents and document_weight need the train documents, but the pre-token table "
+            f"records none; re-run `make {TABLE_STEP}` or set both to 0")
+    if cfg["min_documents"] > n_docs:
+        die(f"{WHERE}: min_documents {cfg['min_documents']:,} is above the {n_docs:,} train documents; lower it")
+
+
+def ranking_rule(cfg, n_docs):
+    """The ranking rule in words, for selection_log.md and the log: what a candidate's worth is."""
+    rule = "tokens saved on train"
+    if cfg["per_document_cap"]:
+        rule += f", each pre-token counted at most {cfg['per_document_cap']:,} times per train document holding it"
+    if cfg["document_weight"]:
+        rule += f", times (train documents holding the string / {n_docs:,}) ** {cfg['document_weight']:g}"
+    floor = (f"; candidates must lie in at least {cfg['min_documents']:,} train documents" if cfg["min_documents"]
+             else "; no document floor")
+    return f"worth = {rule}{floor} (per_document_cap {cfg['per_document_cap']}, min_documents {cfg['min_documents']}, " \
+           f"document_weight {cfg['document_weight']:g})"
+
+
 def candidate_runs(corpus, pieces, max_bytes, weights):
-    """Runs of >= 2 consecutive tokens inside a pre-token: occurrences (once per pre-token) and worth estimate."""
+    """Runs of >= 2 consecutive tokens inside a pre-token: occurrences, documents and worth estimate.
+
+    A string's documents are the doc_count of each pre-token holding it as a run, once per pre-token,
+    summed: an upper bound (a document with two such pre-tokens counts twice), capped at the train
+    documents by candidate_strings.
+    """
     phase("candidate strings")
-    cand_freq, cand_est = Counter(), Counter()
-    for s, f, w in zip(tqdm(corpus.seg, desc="candidates", unit="pre-token"), corpus.pfreq, weights):
+    cand_freq, cand_docs, cand_est = Counter(), Counter(), Counter()
+    for s, f, d, w in zip(tqdm(corpus.seg, desc="candidates", unit="pre-token"), corpus.pfreq, corpus.pdocs, weights):
         if len(s) < 2:
             continue
-        parts = [pieces[i] for i in s]
+        parts, held = [pieces[i] for i in s], set()
         for a in range(len(parts)):
             acc, seen = parts[a], set()
             for b in range(a + 1, len(parts)):
@@ -361,19 +407,30 @@ def candidate_runs(corpus, pieces, max_bytes, weights):
                 if acc not in seen:
                     seen.add(acc)
                     cand_freq[acc] += f
-    return cand_freq, cand_est
+                held.add(acc)
+        for acc in held:
+            cand_docs[acc] += d
+    return cand_freq, cand_docs, cand_est
 
 
 def candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg, weights):
-    """The runs that may become new pieces: frequent enough, not a token, one pre-token on their own."""
-    cand_freq, cand_est = candidate_runs(corpus, pieces, cfg["max_new_bytes"], weights)
-    rejected, examples, estimate = Counter(), defaultdict(list), {}
+    """The runs that may become new pieces: frequent enough, in enough documents, not a token, one pre-token
+    on their own; each with its first worth estimate, times its document spread (document_spread)."""
+    check_document_rules(cfg, corpus.n_docs)
+    cand_freq, cand_docs, cand_est = candidate_runs(corpus, pieces, cfg["max_new_bytes"], weights)
+    rejected, examples, estimate, docs = Counter(), defaultdict(list), {}, {}
     for c, f in tqdm(cand_freq.items(), total=len(cand_freq), desc="check candidates", unit="string"):
         if c in piece_to_id:
             rejected["already a token (the distilled tokenizer splits it anyway)"] += 1
             continue
         if f < cfg["min_frequency"]:
             rejected[f"fewer than min_frequency ({cfg['min_frequency']:,}) occurrences"] += 1
+            continue
+        if cand_docs[c] < cfg["min_documents"]:
+            key = f"in fewer than min_documents ({cfg['min_documents']:,}) train documents"
+            rejected[key] += 1
+            if len(examples[key]) < 5:
+                examples[key].append(repr(piece_text(c)))
             continue
         problem = new_string_problem(tokenizer, c, piece_to_id)
         if problem:
@@ -383,10 +440,12 @@ def candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg, weights):
             if len(examples[key]) < 5:
                 examples[key].append(repr(piece_text(c)))
             continue
-        estimate[c] = cand_est[c]
+        estimate[c], docs[c] = cand_est[c], min(cand_docs[c], corpus.n_docs)
+    spread = document_spread(docs, corpus.n_docs, cfg["document_weight"])
+    estimate = {c: est * spread[c] for c, est in estimate.items()}
     log.info(f"candidates: {len(cand_freq):,} strings, {len(estimate):,} kept "
              f"({sum(rejected.values()):,} rejected: " + ", ".join(f"{k} {v:,}" for k, v in rejected.items()) + ")")
-    return Candidates(estimate, len(cand_freq), rejected, examples)
+    return Candidates(estimate, docs, spread, len(cand_freq), rejected, examples)
 
 
 def new_piece_values(strings, vocab, scores, new_piece_bonus):
@@ -414,10 +473,11 @@ class Greedy:
     """The state of the greedy selection: each train pre-token's lattice (with the new pieces accepted so
     far), its current token count, and when it last changed, so an estimate whose pre-tokens all stayed
     the same is known to be exact without a new Viterbi. Candidates are ranked by their worth: the saving
-    with each pre-token's occurrences weighted by `weights` (rank_weights); a pick records its real saving."""
+    with each pre-token's occurrences weighted by `weights` (rank_weights), times the string's document
+    spread (document_spread; 1 for a string not in it); a pick records its real saving."""
 
-    def __init__(self, lattices, corpus, index, weights):
-        self.lattices, self.corpus, self.index, self.weights = lattices, corpus, index, weights
+    def __init__(self, lattices, corpus, index, weights, spread):
+        self.lattices, self.corpus, self.index, self.weights, self.spread = lattices, corpus, index, weights, spread
         self.cur_len = {}  # k -> tokens of pre-token k with the pieces accepted so far
         self.changed_at = {}  # k -> the version whose pick last changed pre-token k
         self.version = 0  # number of accepted strings
@@ -446,6 +506,7 @@ class Greedy:
             gain += pfreq[k] * (current - n)
             worth += weights[k] * (current - n)
             lens[k] = (n, starts)
+        worth *= self.spread.get(c, 1.0)
         self.evaluated[c] = (worth, gain, lens)
         return worth, gain, lens
 
@@ -633,19 +694,20 @@ def log_corpus(md, cfg, corpus):
         md.append(f"| {k} | {v} |")
 
 
-def log_prediction(md, cfg, corpus, rows, tokens_after):
+def log_prediction(md, cfg, corpus, rows, tokens_after, docs):
     before, n_bytes = corpus.tokens_before, max(corpus.n_bytes, 1)
     md.append("\n## Prediction on the train split\n")
+    md.append(f"Ranking rule: {ranking_rule(cfg, corpus.n_docs)}.\n")
     md.append(f"Tokens per byte {before / n_bytes:.4f} -> {tokens_after / n_bytes:.4f} with {len(rows):,} "
               f"reassigned ids: **{1 - tokens_after / before:.1%} fewer tokens** ({before - tokens_after:,} saved).\n")
     md.append("| reassigned ids | predicted saving |\n|---:|---:|")
     md.extend(f"| {n:,} | {s:.1%} |" for n, s in saving_curve(cfg, rows, before))
     md.append(f"\n## Top {min(cfg['log_top'], len(rows))} picks\n")
-    md.append("| rank | new string | emitted (train) | GPT-2 pieces | saving at pick | id given | old token |\n"
-              "|---:|---|---:|---:|---:|---:|---|")
+    md.append("| rank | new string | emitted (train) | train documents (<=) | GPT-2 pieces | saving at pick | id given | "
+              "old token |\n|---:|---|---:|---:|---:|---:|---:|---|")
     for r in rows[:cfg["log_top"]]:
-        md.append(f"| {r['rank']} | `{r['new_text']}` | {r['new_domain_count']:,} | {len(r['old_pieces'].split())} | "
-                  f"{r['estimated_saving']:,} | {r['old_id']} | `{r['old_token']}` |")
+        md.append(f"| {r['rank']} | `{r['new_text']}` | {r['new_domain_count']:,} | {docs.get(r['new_token'], '-')} | "
+                  f"{len(r['old_pieces'].split())} | {r['estimated_saving']:,} | {r['old_id']} | `{r['old_token']}` |")
 
 
 def log_ids(md, rows, give_away, rejected_ids):
@@ -673,7 +735,7 @@ def log_rejected(md, cfg, cands, not_positive, heap, n_target):
               f"{', '.join(repr(piece_text(c)) for c in not_positive[:5])} |")
     next_best = heapq.nsmallest(5, heap)
     md.append(f"| not reached: num_reassign ({n_target:,}) was filled first | {len(heap):,} | "
-              f"{', '.join(f'{piece_text(c)!r} (<= {-g:,})' for g, c, _ in next_best)} |")
+              f"{', '.join(f'{piece_text(c)!r} (<= {-g:,.0f})' for g, c, _ in next_best)} |")
 
 
 def curve_points(cfg, rows):
@@ -690,14 +752,16 @@ def percent(x):
     return "-" if x is None else f"{x:.1%}"
 
 
-def log_measured(md, table, measured):
-    """Train (predicted) beside held-out and out-of-domain (measured), against GPT-2, side by side."""
+def log_measured(md, table, measured, rule):
+    """Train (predicted) beside held-out and out-of-domain (measured), against GPT-2, side by side, under the
+    ranking rule that chose the strings (so runs with other rules compare at a glance)."""
     if not measured or not table:
         return
     md.append("\n## Saving against GPT-2: train (predicted) and text never selected on (measured)\n")
     md.append("Fewer tokens than GPT-2's BPE with the first N reassigned ids. Train: the lattice estimator on the "
               "split the selection learns from. The other columns encode text the selection never reads with the "
               "remapped tokenizer as 06 builds it: the held-out split, and out-of-domain text.\n")
+    md.append(f"Ranking rule: {rule}.\n")
     md.append("| reassigned ids | train (predicted) | " + " | ".join(m["name"] for m in measured) + " |")
     md.append("|---:|---:|" + "---:|" * len(measured))
     md.extend(f"| {n:,} | {percent(train)} | " + " | ".join(map(percent, others)) + " |" for n, train, others in table)
@@ -712,8 +776,8 @@ def write_selection_log(art, cfg, corpus, cands, greedy, selection, give_away, r
           f"given away and which strings took them. Prediction = the lattice estimator on the train split; "
           f"06_remap measures the real tokenizer on the held-out split.\n"]
     log_corpus(md, cfg, corpus)
-    log_prediction(md, cfg, corpus, rows, tokens_after)
-    log_measured(md, table, measured)
+    log_prediction(md, cfg, corpus, rows, tokens_after, cands.docs)
+    log_measured(md, table, measured, ranking_rule(cfg, corpus.n_docs))
     log_ids(md, rows, give_away, rejected_ids)
     log_rejected(md, cfg, cands, not_positive, heap, len(give_away))
     superseded = [r for r in rows if r["new_domain_count"] == 0]
@@ -732,6 +796,7 @@ def log_summary(art, cfg, corpus, rows, n_forced, tokens_after, table, measured,
     before, n_bytes = corpus.tokens_before, max(corpus.n_bytes, 1)
     log.info(f"picked {len(rows):,} strings ({n_forced:,} forced); predicted on train: tokens/byte "
              f"{before / n_bytes:.4f} -> {tokens_after / n_bytes:.4f} ({1 - tokens_after / before:.1%} fewer tokens)")
+    log.info(f"ranking rule: {ranking_rule(cfg, corpus.n_docs)}")
     log.info("curve: " + ", ".join(f"{n:,} ids {s:.1%}" for n, s in saving_curve(cfg, rows, before)))
     if rows:
         log.info("top: " + ", ".join(f"{r['new_text']!r} {r['estimated_saving']:,}" for r in rows[:8]))
@@ -762,7 +827,7 @@ def main():
     strings = list(cands.estimate)
     lattices = Lattices(vocab, scores, strings, new_piece_values(strings, vocab, scores, cfg["new_piece_bonus"]))
     index = contains_index(corpus.ptoks, strings)
-    greedy = Greedy(lattices, corpus, index, weights)
+    greedy = Greedy(lattices, corpus, index, weights, cands.spread)
     selection = greedy.run(forced, cands.estimate, len(give_away))
     tokens_after, emitted = greedy.predict({c for c, _, _ in selection[0]})
     rules, rows = assign(selection[0], give_away, pieces, tokenizer.model, emitted)

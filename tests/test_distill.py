@@ -33,6 +33,7 @@ FIXTURE_DOCS = [
     "for i in range(10):\n\tif i % 2:\n\t\tcontinue\n\n\n\n    # ****************\n",
     "안녕하세요 세계! 你好，世界。 emoji: 😀🎉 ffffffff 0000000 ㅋㅋㅋㅋㅋ ————\n",
     " +---------------+-------------------+\n /****************************************/ ('''\n",
+    "DLLLIBRARY\nSTDLIB\n",  # no Unigram scores give both BPE's cut (a certified conflict: test_certified_conflict_reported)
 ]
 HELDOUT_DOCS = ["def sub(a, b):\n    return a - b  # ========\n\n\n", "Plain English text, held out.\n"]
 OOD_FILES = {  # out-of-domain sources of the quick profile: type -> {file name: text}
@@ -41,7 +42,8 @@ OOD_FILES = {  # out-of-domain sources of the quick profile: type -> {file name:
     "korean": {"k.txt": "안녕하세요, 세계! ㅋㅋㅋ\n", "dup.txt": "안녕하세요, 세계! ㅋㅋㅋ\n"},
 }
 QUICK = {"vocab_example_limit": 2000, "run_split_max_len": 96, "decode_samples": 3000, "throughput_bytes": 20000,
-         "throughput_repeats": 1, "max_rounds": 3, "ood_max_bytes": 100000, "ood_emoji_docs": 2}
+         "throughput_repeats": 1, "max_rounds": 3, "ood_max_bytes": 100000, "ood_emoji_docs": 2,
+         "generated_examples": 2000, "certify_time_limit": 60}
 
 
 def load_distill():
@@ -164,23 +166,27 @@ def test_vocab_and_special_token_identical_no_merges(distilled, gpt2_bpe):
 
 def test_reproduces_bpe_on_training_text(distilled, gpt2_bpe):
     """Every training pre-token and whole document, including runs inside longer pre-tokens
-    (' +-----+---+', '/*****/', "('''"), 'ㅋㅋㅋㅋㅋ' and '————' (runs of a multi-byte character)."""
+    (' +-----+---+', '/*****/', "('''"), 'ㅋㅋㅋㅋㅋ' and '————' (runs of a multi-byte character), but the
+    one of 'DLLLIBRARY' / 'STDLIB' that no scores can give with the other (certified in the report)."""
     from tokenizers import Tokenizer, pre_tokenizers
 
     tok = Tokenizer.from_file(str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     words = sorted({piece_bytes(w).decode() for d in FIXTURE_DOCS for w, _ in byte_level.pre_tokenize_str(d)})
     bpe, uni = gpt2_bpe.encode_batch(words), tok.encode_batch(words)
+    certified = {w for w, v in read_report(distilled[0])["certify"]["pieces"].items() if v == "certified"}
     bad = [(w, b.tokens, u.tokens) for w, b, u in zip(words, bpe, uni) if b.ids != u.ids]
-    assert bad == []
-    for doc in FIXTURE_DOCS:
+    assert len(bad) == 1 and bad[0][0] in ("DLLLIBRARY", "STDLIB") and certified == {bad[0][0]}
+    for doc in FIXTURE_DOCS[:-1]:
         assert tok.encode(doc).ids == gpt2_bpe.encode(doc).ids, doc
 
 
 def test_report_agreement_decode_throughput(distilled):
     report = read_report(distilled[0])
-    assert report["train"]["pretoken_occurrence_agreement"] == 1.0
-    assert report["train"]["document_agreement"] == 1.0
+    # all but the one certified conflict (test_certified_conflict_reported): one pre-token, one document
+    wrong = report["train"]["mismatches"]
+    assert list(wrong) == [load_distill().CERTIFIED] and wrong[load_distill().CERTIFIED]["occurrences"] == 1
+    assert report["train"]["document_agreement"] == (len(FIXTURE_DOCS) - 1) / len(FIXTURE_DOCS)
     assert report["train"]["ids_compared"] > 100 and report["heldout"]["documents"] == len(HELDOUT_DOCS)
     assert report["train"]["documents"] == len(FIXTURE_DOCS) and report["train"]["pretoken_occurrences"] > 100
     assert report["train"]["document_sample"] == {"documents_in_split": len(FIXTURE_DOCS), "sampled": len(FIXTURE_DOCS),
@@ -515,3 +521,88 @@ def test_out_of_domain_text_never_includes_a_corpus_file(tmp_path):
     assert [p.rsplit("/", 1)[1] for p, _ in ood["files"]] == ["unseen.h"] and ood["docs"] == ["int unseen(void);\n"]
     assert ood["note"] == "1 file(s) in the corpus left out"
     assert len(ood_documents({"c": [str(tmp_path / "*.h")]}, 10_000)["c"]["docs"]) == 2
+
+
+# --- certification: labels no Unigram scores can all reproduce (lib/certify.py)
+
+
+def test_certify_hand_made_conflicts():
+    """A permutation pair ('#####': BPE '####,#', which loses the tie) is infeasible alone; 'abc' -> 'ab,c' with
+    'abcab' -> 'a,bc,ab' asks ab + c > a + bc and a + bc >= ab + c: certified with multipliers 1, 1. A label
+    set that scores can meet is reported consistent."""
+    from lib.certify import certify
+    from lib.unigram import lattice
+
+    vocab = {"#": 0, "####": 1, "a": 2, "b": 3, "c": 4, "ab": 5, "bc": 6}
+    token_len = {i: len(s) for s, i in vocab.items()}
+    cases = [(w, lattice(w, vocab, 4), y) for w, y in (("#####", (1, 0)), ("abc", (5, 4)), ("abcab", (2, 6, 5)), ("ab", (5,)))]
+    result = certify(cases, token_len, start_paths=[(0, 1), (2, 6), (5, 4, 5), (2, 3)], time_limit=30)
+    found = {tuple(c["cases"]): c for c in result["conflicts"]}
+    assert set(found) == {("#####",), ("abc", "abcab")} and all(c["verified"] for c in found.values())
+    assert [r[4] for r in found[("abc", "abcab")]["rows"]] == ["1", "1"]
+    assert [r[3] for r in found[("abc", "abcab")]["rows"]] == [1, 0]  # 'a,bc' wins ties against 'ab,c'
+    ok = certify([cases[1], cases[3]], token_len, time_limit=30)
+    assert ok["status"] == "consistent" and not ok["conflicts"]
+
+
+def test_farkas_is_exact():
+    from fractions import Fraction
+    from lib.certify import farkas
+
+    assert farkas([({1: 2, 2: -1}, 1), ({1: -1, 2: 1}, 0), ({1: -1}, 0)]) == [Fraction(1), Fraction(1), Fraction(1)]
+    assert farkas([({1: 1, 2: -1}, 0), ({1: -1, 2: 1}, 0)]) is None  # a tie both allow: no proof
+    assert farkas([({1: 1}, 1)]) is None  # feasible
+
+
+def test_certify_real_gpt2_conflict(gpt2_bpe):
+    """On GPT-2 itself: BPE cuts 'DLLLIBRARY' as D,LL,LIB,R,ARY and 'STDLIB' as ST,DL,IB, which ask
+    D + LIB >= DL + IB and DL + IB > D + LIB: no scores give both."""
+    from lib.certify import certify
+    from lib.unigram import lattice, viterbi
+
+    vocab = gpt2_bpe.get_vocab()
+    max_len = max(map(len, vocab))
+    token_len = {i: len(s) for s, i in vocab.items()}
+    bare = gpt2_bpe.__class__.from_str(gpt2_bpe.to_str())
+    bare.pre_tokenizer = None
+    cases = [(w, lattice(w, vocab, max_len), tuple(bare.encode(w, add_special_tokens=False).ids)) for w in ("DLLLIBRARY", "STDLIB")]
+    zero = collections.Counter()
+    result = certify(cases, token_len, start_paths=[viterbi(c[1], zero) for c in cases], time_limit=60)
+    assert [c["cases"] for c in result["conflicts"]] == [["DLLLIBRARY", "STDLIB"]] and result["conflicts"][0]["verified"]
+    assert certify(cases[:1], token_len, time_limit=60)["status"] == "consistent"
+
+
+def test_certify_time_limit_is_reported():
+    from lib.certify import certify
+    from lib.unigram import lattice
+
+    vocab = {"a": 0, "b": 1, "ab": 2}
+    result = certify([("ab", lattice("ab", vocab, 2), (2,))], {0: 1, 1: 1, 2: 2}, start_paths=[(0, 1)], time_limit=1e-9)
+    assert result["status"] == "time limit" and not result["conflicts"]
+
+
+def test_certified_conflict_reported(distilled):
+    """04 on a corpus holding both sides of a real GPT-2 conflict: the one it gets wrong is reported in the
+    certified class, and the conflict with its exact multipliers is in the report."""
+    art, _ = distilled
+    report = read_report(art)
+    cert = report["certify"]
+    assert cert["pieces"].get("DLLLIBRARY", cert["pieces"].get("STDLIB")) == "certified"
+    rows = [r for conflict in cert["conflicts"] for r in conflict if r["piece"] in ("DLLLIBRARY", "STDLIB")]
+    assert {r["piece"] for r in rows} == {"DLLLIBRARY", "STDLIB"} and all(r["multiplier"] == "1" for r in rows)
+    classes = report["train"]["mismatches"]
+    assert any(e["pretoken"] in ("DLLLIBRARY", "STDLIB") for e in classes[load_distill().CERTIFIED]["examples"])
+    md = (art / "analysis" / "reports" / "distill_validation.md").read_text(encoding="utf-8")
+    assert "## Certified conflicts" in md and "impossible for any scores (certified)" in md
+
+
+def test_generated_examples_deterministic():
+    distill = load_distill()
+    vocab = {s: i for i, s in enumerate(["a", "b", "ab", "Ġ", "Ġab", "1", "2", "ĉ", "Ð°", "Ð±", "Ð°Ð±", "ba", "abc", "c"])}
+    one, again, other = (distill.generated_texts(vocab, 70, seed) for seed in (0, 0, 1))
+    assert one == again and one != other and len(one) == 70
+    kind = dict(zip(distill.GENERATED_KINDS, one))
+    assert kind["digits"].strip().isdigit() and "аб" in "".join(one) and kind["upper"].strip().isupper()
+    assert kind["capital"].strip()[:1].isupper() and kind["lower"].islower()
+    only = distill.generated_texts(vocab, 10, 0, ["digits"])
+    assert only[0] == kind["digits"] and all(t.strip().isdigit() for t in only)  # a kind's strings do not depend on the others

@@ -114,6 +114,18 @@ def last_error(art, step):
     return [line for line in lines if " ERROR " in line][-1]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def step_logging_closed_after():
+    """The steps run in-process set up the project's logger (lib/log.setup_logging: its handlers, no
+    propagation, which pytest's log capture then also hooks), so die() logs and exits 2. Put it back after
+    this module, so later modules (tests/test_config.py) see die()'s one-line SystemExit again."""
+    yield
+    for handler in list(log.handlers):
+        handler.close()
+    log.handlers.clear()
+    log.propagate = True
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     import pandas as pd
@@ -308,10 +320,10 @@ def test_select_bad_table(built, tmp_path, damage):
     assert not list(reports.glob("*.partial"))
 
 
-@pytest.mark.parametrize("cap, winner", [(0, "qqzz"), (1, "wwvv")])
-def test_select_per_document_cap_prefers_strings_spread_over_documents(built, tmp_path, cap, winner):
-    """A string 200 times in one document beats one once in each of 50 documents on raw counts; with each
-    pre-token counted at most once per document (per_document_cap 1) the spread one wins."""
+def select_one(built, tmp_path, profile, rule):
+    """05 on a train split where ` qqzzqqzzqqzz` fills one document (200 times) and ` wwvvwwvvwwvv` is once
+    in each of 50 others, with one id to give and the ranking rule `rule` (configs/select.yaml keys, the
+    rest off); returns the one rule's text and the selection log."""
     from tokenizers import Tokenizer
 
     art = tmp_path / "art"
@@ -319,13 +331,44 @@ def test_select_per_document_cap_prefers_strings_spread_over_documents(built, tm
     original = art / "tokenizers" / "original" / "tokenizer.json"
     texts = ["x = 1\n" + " qqzzqqzzqqzz" * 200] + [f"y = {i}\nprint( wwvvwwvvwwvv)\n" for i in range(50)]
     write_table(art / "analysis" / "reports" / "pretoken_table.parquet", Tokenizer.from_file(str(original)), texts, original)
-    profile = f"cap{cap}"
     (built["configs"] / profile).mkdir(exist_ok=True)
+    off = {"per_document_cap": 0, "min_documents": 0, "document_weight": 0}
     (built["configs"] / profile / "select.yaml").write_text(yaml.safe_dump(
-        {"num_reassign": 1, "min_frequency": 3, "per_document_cap": cap, "measure_max_bytes": 0}), encoding="utf-8")
+        {"num_reassign": 1, "min_frequency": 3, "measure_max_bytes": 0, **off, **rule}), encoding="utf-8")
     assert run_step("05_select", art, built["configs"], profile=profile) == 0, last_error(art, "05_select")
     rules = yaml.safe_load((art / "analysis" / "reports" / "remap_rules.yaml").read_text(encoding="utf-8"))["rules"]
-    assert len(rules) == 1 and winner in rules[0]["text"], rules
+    assert len(rules) == 1, rules
+    return rules[0]["text"], (art / "analysis" / "reports" / "selection_log.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("cap, winner", [(0, "qqzz"), (1, "wwvv")])
+def test_select_per_document_cap_prefers_strings_spread_over_documents(built, tmp_path, cap, winner):
+    """A string 200 times in one document beats one once in each of 50 documents on raw counts; with each
+    pre-token counted at most once per document (per_document_cap 1) the spread one wins."""
+    text, _ = select_one(built, tmp_path, f"cap{cap}", {"per_document_cap": cap})
+    assert winner in text, text
+
+
+@pytest.mark.parametrize("rule, winner, says", [
+    ({}, "qqzz", "no document floor (per_document_cap 0, min_documents 0, document_weight 0)"),
+    ({"document_weight": 0.5}, "wwvv", "times (train documents holding the string / 51) ** 0.5"),
+    ({"min_documents": 2}, "wwvv", "candidates must lie in at least 2 train documents"),
+])
+def test_select_document_weight_and_floor_prefer_strings_spread_over_documents(built, tmp_path, rule, winner, says):
+    """On raw worth the one-document string wins (200 occurrences against 50). document_weight 0.5 scales
+    it by (1/51) ** 0.5 and the spread one by (50/51) ** 0.5, so the spread one wins; min_documents 2 drops
+    the one-document string. selection_log.md states the rule beside the savings."""
+    text, log_md = select_one(built, tmp_path, "doc" + "".join(f"{k}{v}" for k, v in rule.items()), rule)
+    assert winner in text, text
+    assert "Ranking rule: worth = tokens saved on train" in log_md and says in log_md, log_md
+    if "min_documents" in rule:
+        assert "| in fewer than min_documents (2) train documents |" in log_md, log_md
+
+
+def test_select_min_documents_above_the_train_documents(built, tmp_path):
+    """A floor no string can meet is a one-line error naming the key."""
+    with pytest.raises(AssertionError, match="min_documents 52 is above the 51 train documents"):
+        select_one(built, tmp_path, "docfloor52", {"min_documents": 52})
 
 
 def test_merges_from_the_original_tokenizer(built, tmp_path):
