@@ -166,7 +166,7 @@ lock:
 	$(VENV).lock/bin/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/' > requirements.lock.partial
 	mv requirements.lock.partial requirements.lock && rm -rf $(VENV).lock
 
-#> test             run the test suite (offline, CPU, about 12 minutes on 2 cores)
+#> test             run the test suite (offline, CPU, 2 workers, about 4 minutes on 2 cores)
 test: $(VENV_STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 

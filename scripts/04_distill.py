@@ -16,11 +16,17 @@ How:
   1. Scores start from merge trees: score(token) = sum over the merges in its tree of
      (5e4 / (rank + 1)) ** power; the 256 byte tokens score 0.
   2. Labelled examples: every distinct train pre-token with GPT-2's segmentation of it (the table),
-     plus every vocab string (BPE encodes each to itself).
+     plus every vocab string (BPE encodes each to itself), plus generated strings labelled by BPE
+     (identifiers of word parts, suffixed words, acronyms, digits, token pairs, other scripts: built
+     from the vocab alone, seeded), which by default only guard: a repair that breaks them counts less.
   3. Greedy repair: for each example whose Viterbi output differs from BPE's, try raising one token of
      BPE's segmentation or lowering one token of the Viterbi output just enough; keep the change that
      fixes the most example occurrences net, checked on every example whose output the change can alter
      (lib/unigram.py: RepairIndex proves the others keep theirs, so the result is that of checking all).
+  3b. Certification: each train piece still wrong (permutations aside) and the examples sharing its
+     tokens go into a linear program over all scores (lib/certify.py: HiGHS, cutting planes from
+     Viterbi); an infeasible one is cut to a minimal set whose Farkas multipliers are checked exactly:
+     no Unigram scores reproduce BPE on those strings together (the report's certified class).
   4. Ties no score can break (a run like '#####': BPE '####,#', Unigram's Viterbi '#,####') are cut the
      way BPE cuts them by a Split pre-tokenizer stage: runs of one character anywhere in a pre-token,
      where tracing BPE on the run proves that no merge can cross the run's edges for that neighbour and
