@@ -101,7 +101,7 @@ class DistillConfig(StepConfig):
     learn_max_piece_chars: int = Field(2000, ge=1, description="longer train pieces are left out of the learning")
     generated_examples: int = Field(200_000, ge=0, description="strings generated from the vocab and labelled by BPE")
     generated_weight: int = Field(1, ge=0, description="weight of each generated pre-token as an example")
-    generated_use: Literal["guard", "target"] = Field("guard", description="generated examples only block repairs "
+    generated_use: Literal["guard", "target"] = Field("target", description="generated examples only block repairs "
                                                                             "that break them, or are repaired too")
     generated_kinds: list[GeneratedKind] = Field(list(GENERATED_KINDS), min_length=1, description="kinds of generated strings")
     certify_max_pieces: int = Field(200, ge=0, description="wrong train pieces checked for a certified conflict")
