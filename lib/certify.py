@@ -1,9 +1,10 @@
 """Which BPE segmentations no Unigram scores can reproduce together: a linear program (HiGHS) over the scores,
 fed by Viterbi (cutting planes), and an exact certificate for each conflict it finds.
 
-    >>> result = certify(cases, time_limit=60)     # cases: [(name, lattice, BPE ids)]; lib/unigram.lattice
-    >>> result["status"], result["conflicts"][0]["cases"]
-    ('infeasible', ['Ġtoknum', 'knum'])
+    >>> cases = [(w, lattice(w, vocab, max_len), bpe_ids(w)) for w in ("DLLLIBRARY", "STDLIB")]  # lib/unigram
+    >>> result = certify(cases, token_len, time_limit=60)
+    >>> result["status"], result["conflicts"][0]["cases"], result["conflicts"][0]["verified"]
+    ('conflicts', ['DLLLIBRARY', 'STDLIB'], True)
 
 Why it is exact. HF's Unigram emits, of all paths, the best-scoring one; of equal ones, the one whose last
 piece starts earliest, then the same for the piece before (lib/unigram.forward keeps the first best met).
@@ -235,12 +236,13 @@ class Search:
 def certify(cases, token_len, start_paths=None, time_limit=60.0, max_rounds=500, max_conflicts=50):
     """Search the cases [(name, lattice, label ids)] for sets of labels no scores can all meet.
 
-    start_paths: a first path to beat per case (the current Viterbi output), or None. Returns {"status":
-    'consistent' (scores exist that give every label: no conflict among these cases) / 'conflicts' / 'time
-    limit' / 'float tie' (the LP's scores meet a row only with equality, and Viterbi in floats breaks the tie
-    the other way: unsettled) / 'rounds', "conflicts": [{"cases": [names], "rows": [(name, label, path, margin, multiplier)], "verified":
-    exact Farkas check passed}], "rounds", "rows", "seconds"}. Each conflict found is certified and its
-    cases are set aside before the search goes on with the rest."""
+    start_paths: a first path to beat per case (the current Viterbi output), or None. Returns {"status",
+    "conflicts": [{"cases": [names], "rows": [(name, label, path, margin, multiplier)], "verified": the
+    exact Farkas check passed}], "rounds", "rows", "seconds"}. Each conflict found is set aside with its
+    cases before the search goes on with the rest. status: 'consistent' (scores exist that give every label
+    left: none of them is in a conflict) / 'conflicts' (the same, after setting conflicts aside) / 'conflict
+    limit' (max_conflicts found; the rest unchecked) / 'time limit' / 'float tie' (the LP's scores meet a
+    row only with equality and Viterbi in floats breaks the tie the other way: unsettled) / 'rounds'."""
     t0 = time.monotonic()
     deadline = t0 + time_limit
     search = Search(cases, token_len)
@@ -261,8 +263,11 @@ def certify(cases, token_len, start_paths=None, time_limit=60.0, max_rounds=500,
                 break
             core = [active[i] for i in keep]
             conflicts.append(search.set_aside(core, farkas([(c, m) for c, m, _, _ in core])))
-            if len(conflicts) >= max_conflicts or not search.live:
+            if not search.live:
                 status = "conflicts"
+                break
+            if len(conflicts) >= max_conflicts:
+                status = "conflict limit"
                 break
             continue
         if verdict != "feasible":

@@ -591,7 +591,6 @@ def parse_document(line, id_bytes):
 # report calls out of domain is learned on), cut by GPT-2's pre-tokenizer, and labelled by GPT-2's BPE.
 
 
-
 def word_parts(vocab):
     """({length: ASCII letter parts (lower case)}, non-ASCII letter parts, decodable token texts) of the
     vocabulary, leading spaces stripped: the pieces generated strings are made of.
@@ -651,7 +650,7 @@ def generated_texts(vocab, n, seed, kinds=GENERATED_KINDS):
 
 
 def generated_labels(texts, original):
-    """({byte-level pre-token: GPT-2's ids}, occurrences) of the generated texts, cut by GPT-2's pre-tokenizer."""
+    """(distinct byte-level pre-tokens of the generated texts, cut by GPT-2's pre-tokenizer, GPT-2's ids of each)."""
     gpt2_pt = pre_tokenizer_gpt2()
     words = sorted({w for t in tqdm(texts, desc="generated examples", unit="text", mininterval=1, leave=False)
                     for w, _ in gpt2_pt.pre_tokenize_str(t)})
@@ -802,8 +801,10 @@ def neighbours(index, k, limit, full):
 
 def certify_mismatches(index, examples, in_train, token_strings, cfg):
     """For each wrong train piece (heaviest first, up to certify_max_pieces within certify_time_limit): an
-    LP over it and its neighbours. Returns {"pieces": {piece: 'certified' / 'no conflict among neighbours'
-    / 'time limit'}, "conflicts": [each certified set, as token strings], "seconds"}."""
+    LP over it and its neighbours. Returns {"wrong_train_pieces", "pieces": {piece: 'certified' / 'no
+    conflict among neighbours' / 'time limit' / 'unsettled (why)'}, "counts" of those, "conflicts": [each
+    certified set, as token strings], "seconds"}. A piece is 'certified' only when its conflict passed the
+    exact Farkas check, and 'no conflict' only when scores were found for it and all its neighbours left."""
     token_len = [len(s) for s in token_strings]
     wrong = sorted((k for k, r in enumerate(index.right) if not r and in_train[k]), key=lambda k: (-examples[k][2], examples[k][0]))
     t0 = time.monotonic()
@@ -818,8 +819,10 @@ def certify_mismatches(index, examples, in_train, token_strings, cfg):
         group = [k] + neighbours(index, k, cfg["certify_neighbours"], full=True)
         cases = [(examples[h][0], index.lats[h], index.labels[h]) for h in group]
         result = certify(cases, token_len, [index.paths[h] for h in group], time_limit=min(left, cfg["certify_case_seconds"]))
-        mine = [c for c in result["conflicts"] if name in c["cases"] and c["verified"]]
-        pieces[name] = ("certified" if mine else "no conflict among neighbours" if result["status"] in ("consistent", "conflicts")
+        found = [c for c in result["conflicts"] if name in c["cases"]]
+        mine = [c for c in found if c["verified"]]
+        pieces[name] = ("certified" if mine else "unsettled (infeasible, the exact check failed)" if found
+                        else "no conflict among neighbours" if result["status"] in ("consistent", "conflicts")
                         else "time limit" if result["status"] == "time limit" else "unsettled (" + result["status"] + ")")
         for c in mine:
             key = tuple(c["cases"])

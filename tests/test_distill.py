@@ -543,6 +543,9 @@ def test_certify_hand_made_conflicts():
     assert [r[3] for r in found[("abc", "abcab")]["rows"]] == [1, 0]  # 'a,bc' wins ties against 'ab,c'
     ok = certify([cases[1], cases[3]], token_len, time_limit=30)
     assert ok["status"] == "consistent" and not ok["conflicts"]
+    # stopped at max_conflicts, the cases left are unchecked: never reported as free of conflicts
+    first = certify(cases, token_len, start_paths=[(0, 1), (2, 6), (5, 4, 5), (2, 3)], time_limit=30, max_conflicts=1)
+    assert first["status"] == "conflict limit" and len(first["conflicts"]) == 1
 
 
 def test_farkas_is_exact():
