@@ -94,6 +94,7 @@ GeneratedKind = Literal["lower", "suffixed", "camel", "capital", "upper", "digit
 
 class DistillConfig(StepConfig):
     power: float = Field(4.0, gt=0, le=16, description="exponent of the merge-tree init")
+    rank_offset: float = Field(10.0, ge=0, le=50000, description="added to every merge rank in the init's weights")
     max_rounds: int = Field(10, ge=0, le=1000, description="rounds of greedy repair (0: the init alone)")
     margin_rel: float = Field(1.0e-12, gt=2.2e-16, lt=1, description="margin of a repair, relative to the scores")
     vocab_weight: int = Field(1, ge=0, description="weight of each vocab string as an example")

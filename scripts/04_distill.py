@@ -14,7 +14,9 @@ classes, decode identity, throughput). Memory and learning time follow the disti
 
 How:
   1. Scores start from merge trees: score(token) = sum over the merges in its tree of
-     (5e4 / (rank + 1)) ** power; the 256 byte tokens score 0.
+     ((5e4 + rank_offset) / (rank + 1 + rank_offset)) ** power; the 256 byte tokens score 0. The offset
+     bounds the scores (1e15 rather than 6e18 for the first merge), so that float64 keeps the small
+     differences when a token follows a big one: Viterbi sums scores left to right.
   2. Labelled examples: every distinct train pre-token with GPT-2's segmentation of it (the table),
      plus every vocab string (BPE encodes each to itself), plus generated strings labelled by BPE
      (identifiers of word parts, suffixed words, acronyms, digits, token pairs, other scripts: built
@@ -89,11 +91,17 @@ def read_original(tokenizer_dir):
     return tokenizer, vocab, merges
 
 
-def merge_tree_scores(vocab, merges, power):
-    """score(token) = sum over the merges of its tree of (5e4 / (rank + 1)) ** power; bytes score 0."""
+def merge_tree_scores(vocab, merges, power, rank_offset=0.0):
+    """score(token) = sum over the merges of its tree of ((5e4 + offset) / (rank + 1 + offset)) ** power;
+    bytes score 0. The last merge weighs 1 whatever the offset; the offset caps the first ones.
+
+        >>> merge_tree_scores(vocab, merges, 4.0, 10.0)[vocab["Ġt"]]    # merge 0: (50010 / 11) ** 4
+        427225018796530.9
+    """
     scores = [0.0] * VOCAB_SIZE
     for rank, (a, b) in enumerate(merges):
-        scores[vocab[a + b]] = scores[vocab[a]] + scores[vocab[b]] + (5e4 / (rank + 1)) ** power
+        weight = ((5e4 + rank_offset) / (rank + 1 + rank_offset)) ** power
+        scores[vocab[a + b]] = scores[vocab[a]] + scores[vocab[b]] + weight
     return scores
 
 
@@ -1111,7 +1119,7 @@ def main():
     examples, in_train, targets, stats = labelled_examples(table, vocab, splitter, token_strings, cfg, generated)
 
     phases.start("learning")
-    scores = merge_tree_scores(vocab, merges, cfg["power"])
+    scores = merge_tree_scores(vocab, merges, cfg["power"], cfg["rank_offset"])
     scores, history, index = learn(examples, vocab, merges, scores, [len(s) for s in token_strings], cfg["max_rounds"], cfg["margin_rel"], targets)
     phases.start("certify")
     certified = certify_mismatches(index, examples, in_train, token_strings, cfg)
