@@ -39,7 +39,23 @@ def certify_md(c, show):
              "piece and those examples, so its error is not proved unavoidable (other examples may still forbid "
              "the fix). Margin 1: the path wins ties against BPE's (HF's Viterbi keeps the longest last piece), "
              "so BPE's must score strictly more; 0: at least as much.", ""]
-    for n, rows in enumerate(c["conflicts"], 1):
+    lines += conflicts_md(c["conflicts"], show, 1)
+    u = c.get("unseen")
+    if u:
+        counts = ", ".join(f"{v:,} {k}" for k, v in sorted(u["counts"].items())) or "none"
+        lines += ["### Held-out and out-of-domain pieces", "",
+                  f"Pieces of held-out and out-of-domain text the distilled model gets wrong: {u['wrong_unseen_pieces']:,}; "
+                  f"the most frequent checked the same way against the learning's examples ({u['seconds']} s): {counts}. "
+                  "A certified one cannot be fixed without breaking some string the learning holds (every one "
+                  "labelled by BPE: train pieces, vocab strings, generated examples).", ""]
+        lines += conflicts_md(u["conflicts"], show, len(c["conflicts"]) + 1)
+    return lines
+
+
+def conflicts_md(conflicts, show, first):
+    """One table per certified conflict: its rows and exact Farkas multipliers."""
+    lines = []
+    for n, rows in enumerate(conflicts, first):
         lines += [f"Conflict {n}:", "", "| string | GPT-2 BPE | beaten by (same string) | margin | multiplier |",
                   "|---|---|---|---:|---:|"]
         lines += [f"| {show(x['piece'])} | {show(x['bpe'])} | {show(x['beaten_by'])} | {x['margin']} | {x['multiplier']} |"

@@ -107,6 +107,7 @@ class DistillConfig(StepConfig):
     generated_kinds: list[GeneratedKind] = Field(list(GENERATED_KINDS), min_length=1, description="kinds of generated strings")
     certify_max_pieces: int = Field(200, ge=0, description="wrong train pieces checked for a certified conflict")
     certify_neighbours: int = Field(1000, ge=0, description="examples sharing its tokens put in each LP")
+    certify_unseen_max_pieces: int = Field(100, ge=0, description="held-out and out-of-domain pieces still wrong to certify (0: none)")
     certify_case_seconds: float = Field(30.0, gt=0, description="HiGHS time for one wrong piece's LP")
     certify_time_limit: float = Field(300.0, ge=0, description="time for the whole certification")
     run_split: bool = Field(True, description="the Split stage that cuts one-character runs as BPE does")

@@ -30,6 +30,7 @@ How:
      tokens go into a linear program over all scores (lib/certify.py: HiGHS, cutting planes from
      Viterbi); an infeasible one is cut to a minimal set whose Farkas multipliers are checked exactly:
      no Unigram scores reproduce BPE on those strings together (the report's certified class).
+     The held-out and out-of-domain pieces still wrong are checked the same way against the examples.
   4. Ties no score can break (a run like '#####': BPE '####,#', Unigram's Viterbi '#,####') are cut the
      way BPE cuts them by a Split pre-tokenizer stage: runs of one character anywhere in a pre-token,
      where tracing BPE on the run proves that no merge can cross the run's edges for that neighbour and
@@ -41,6 +42,7 @@ How:
 """
 
 import collections
+import itertools
 import json
 import re
 import resource
@@ -790,12 +792,12 @@ def change_gain(index, group, delta, scores, affected, beat):
 # certification: which wrong train pieces no scores can fix (lib/certify.py: LP, cutting planes, Farkas)
 
 
-def neighbours(index, k, limit, full):
-    """Examples that may want the opposite of example k: first those whose lattice holds every token of k's
-    label that its Viterbi output lacks, or every token of the output that the label lacks; then (full)
-    those holding any of those tokens. Shortest first in each, up to limit."""
-    diff = collections.Counter(index.labels[k])
-    diff.subtract(index.paths[k])
+def neighbours(index, label, path, limit, full, exclude=None):
+    """Examples that may want the opposite of a piece with this BPE label and Viterbi path: first those
+    whose lattice holds every token of the label that the path lacks, or every token of the path that the
+    label lacks; then (full) those holding any of those tokens. Shortest first in each, up to limit."""
+    diff = collections.Counter(label)
+    diff.subtract(path)
     both, any_ = set(), set()
     for side in ([t for t, v in diff.items() if v > 0], [t for t, v in diff.items() if v < 0]):
         if side:
@@ -803,30 +805,38 @@ def neighbours(index, k, limit, full):
             both |= set.intersection(*holders)
             if full:
                 any_ |= set.union(*holders)
-    order = lambda hs: sorted(hs - {k}, key=lambda h: (int(index.lengths[h]), h))
+    order = lambda hs: sorted(hs - {exclude}, key=lambda h: (int(index.lengths[h]), h))
     return (order(both) + order(any_ - both))[:limit]
 
 
 def certify_mismatches(index, examples, in_train, token_strings, cfg):
     """For each wrong train piece (heaviest first, up to certify_max_pieces within certify_time_limit): an
-    LP over it and its neighbours. Returns {"wrong_train_pieces", "pieces": {piece: 'certified' / 'no
-    conflict among neighbours' / 'time limit' / 'unsettled (why)'}, "counts" of those, "conflicts": [each
-    certified set, as token strings], "seconds"}. A piece is 'certified' only when its conflict passed the
-    exact Farkas check, and 'no conflict' only when scores were found for it and all its neighbours left."""
-    token_len = [len(s) for s in token_strings]
+    LP over it and its neighbours (check_pieces). Returns {"wrong_train_pieces", "pieces": {piece: verdict},
+    "counts" of the verdicts, "conflicts": [each certified set, as token strings], "seconds"}."""
     wrong = sorted((k for k, r in enumerate(index.right) if not r and in_train[k]), key=lambda k: (-examples[k][2], examples[k][0]))
+    todo = [(examples[k][0], index.lats[k], index.labels[k], index.paths[k], k) for k in wrong[:cfg["certify_max_pieces"]]]
+    result = check_pieces(todo, index, token_strings, cfg, "certify wrong train pieces")
+    log.info(f"certify: {len(wrong):,} wrong train pieces (not permutations), {len(todo):,} checked: " + result.pop("summary"))
+    return {"wrong_train_pieces": len(wrong), **result}
+
+
+def check_pieces(todo, index, token_strings, cfg, desc):
+    """Certify each (piece, lattice, BPE label, Viterbi path, its example index or None) of todo together with
+    its neighbours among the learning's examples, within certify_time_limit. Verdicts: 'certified' only when
+    its conflict passed the exact Farkas check, 'no conflict among neighbours' only when scores were found
+    for it and all its neighbours; else 'time limit' or 'unsettled (why)'."""
+    token_len = [len(s) for s in token_strings]
     t0 = time.monotonic()
     deadline = t0 + cfg["certify_time_limit"]
     pieces, conflicts, seen = {}, [], set()
-    for k in tqdm(wrong[:cfg["certify_max_pieces"]], desc="certify wrong train pieces", unit="piece", leave=False):
-        name = examples[k][0]
+    for name, lat, label, path, k in tqdm(todo, desc=desc, unit="piece", leave=False):
         left = deadline - time.monotonic()
         if left <= 0:
             pieces[name] = "time limit"
             continue
-        group = [k] + neighbours(index, k, cfg["certify_neighbours"], full=True)
-        cases = [(examples[h][0], index.lats[h], index.labels[h]) for h in group]
-        result = certify(cases, token_len, [index.paths[h] for h in group], time_limit=min(left, cfg["certify_case_seconds"]))
+        group = neighbours(index, label, path, cfg["certify_neighbours"], full=True, exclude=k)
+        cases = [(name, lat, label)] + [(index.piece_names[h], index.lats[h], index.labels[h]) for h in group]
+        result = certify(cases, token_len, [path] + [index.paths[h] for h in group], time_limit=min(left, cfg["certify_case_seconds"]))
         found = [c for c in result["conflicts"] if name in c["cases"]]
         mine = [c for c in found if c["verified"]]
         pieces[name] = ("certified" if mine else "unsettled (infeasible, the exact check failed)" if found
@@ -839,14 +849,46 @@ def certify_mismatches(index, examples, in_train, token_strings, cfg):
                 conflicts.append([{"piece": n, "bpe": [token_strings[i] for i in y], "beaten_by": [token_strings[i] for i in p],
                                    "margin": m, "multiplier": lam} for n, y, p, m, lam in c["rows"]])
     counts = collections.Counter(pieces.values())
-    log.info(f"certify: {len(wrong):,} wrong train pieces (not permutations), {len(pieces):,} checked: "
-             + ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items())) + f"; {len(conflicts):,} conflicts")
     if counts["time limit"]:
-        log.warning(f"certify: {counts['time limit']:,} wrong train pieces left unchecked at certify_time_limit "
-                    f"({cfg['certify_time_limit']} s) or certify_case_seconds; the tokenizer does not depend on it: "
-                    f"raise them in configs/distill.yaml to check more")
-    return {"wrong_train_pieces": len(wrong), "pieces": pieces, "counts": dict(counts), "conflicts": conflicts,
-            "seconds": round(time.monotonic() - t0, 1)}
+        log.warning(f"{desc}: {counts['time limit']:,} left unchecked at certify_time_limit ({cfg['certify_time_limit']} s) "
+                    f"or certify_case_seconds; the tokenizer does not depend on it: raise them in configs/distill.yaml to check more")
+    return {"pieces": pieces, "counts": dict(counts), "conflicts": conflicts, "seconds": round(time.monotonic() - t0, 1),
+            "summary": ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items())) + f"; {len(conflicts):,} conflicts"}
+
+
+def unseen_wrong_pieces(art, cfg, distilled, original, vocab, scores):
+    """The distinct pieces of held-out and out-of-domain text (the shipped pre-tokenizer's) that the distilled
+    model segments unlike BPE, most frequent first, up to certify_unseen_max_pieces: [(piece, lattice,
+    BPE label, Viterbi path, None)], and how many there were. Streamed in batches; the texts are read again
+    by the validation."""
+    counts = collections.Counter()
+    texts = itertools.chain(iter_docs(require(art.heldout_docs, "corpus")), *(
+        src["docs"] for src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["seed"],
+                                             in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus"))).values()))
+    for batch, _ in tqdm(text_batches(texts, cfg["eval_batch_bytes"], cfg["doc_max_bytes"]), desc="unseen text pieces", unit="batch", leave=False):
+        for text in batch:
+            counts.update(w for w, _ in distilled.pre_tokenizer.pre_tokenize_str(text))
+    words = sorted(counts)
+    wrong = [(counts[w], w, tuple(y.ids)) for w, y, g in zip(words, bare(original).encode_batch(words), bare(distilled).encode_batch(words))
+             if y.ids != g.ids]
+    wrong.sort(key=lambda x: (-x[0], x[1]))
+    max_len = max(map(len, vocab))
+    todo = []
+    for _, w, y in wrong[:cfg["certify_unseen_max_pieces"]]:
+        lat = lattice(w, vocab, max_len)
+        todo.append((w, lat, y, viterbi(lat, scores), None))
+    return todo, len(wrong)
+
+
+def certify_unseen(art, cfg, distilled, original, vocab, scores, index, token_strings):
+    """Certify the held-out and out-of-domain pieces the distilled model gets wrong against the learning's
+    examples: a certified one cannot be fixed without breaking some BPE-labelled string the learning holds."""
+    if not cfg["certify_unseen_max_pieces"]:
+        return {}
+    todo, n_wrong = unseen_wrong_pieces(art, cfg, distilled, original, vocab, scores)
+    result = check_pieces(todo, index, token_strings, cfg, "certify wrong unseen pieces")
+    log.info(f"certify: {n_wrong:,} wrong held-out and out-of-domain pieces, {len(todo):,} checked: " + result.pop("summary"))
+    return {"wrong_unseen_pieces": n_wrong, **result}
 
 
 # -----------------------------------------------------------------------------
@@ -1122,11 +1164,13 @@ def main():
     scores = merge_tree_scores(vocab, merges, cfg["power"], cfg["rank_offset"])
     scores, history, index = learn(examples, vocab, merges, scores, [len(s) for s in token_strings], cfg["max_rounds"], cfg["margin_rel"], targets)
     phases.start("certify")
+    index.piece_names = [p for p, _, _ in examples]
     certified = certify_mismatches(index, examples, in_train, token_strings, cfg)
+    distilled = build_unigram(vocab, scores, raw_pattern)
+    certified["unseen"] = certify_unseen(art, cfg, distilled, original, vocab, scores, index, token_strings)
     del examples, index
     phases.stop()
-    distilled = build_unigram(vocab, scores, raw_pattern)
-    certified_pieces = {p for p, v in certified["pieces"].items() if v == "certified"}
+    certified_pieces = {p for part in (certified, certified["unseen"]) for p, v in part.get("pieces", {}).items() if v == "certified"}
     models = (original, distilled, bare(distilled, pattern), pattern, certified_pieces)
 
     report = {"run_split": bool(pattern), "run_units": len(units), "split_conflicts": stats.pop("split_conflicts"), "certify": certified,

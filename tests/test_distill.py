@@ -35,7 +35,8 @@ FIXTURE_DOCS = [
     " +---------------+-------------------+\n /****************************************/ ('''\n",
     "DLLLIBRARY\nSTDLIB\n",  # no Unigram scores give both BPE's cut (a certified conflict: test_certified_conflict_reported)
 ]
-HELDOUT_DOCS = ["def sub(a, b):\n    return a - b  # ========\n\n\n", "Plain English text, held out.\n"]
+HELDOUT_DOCS = ["def sub(a, b):\n    return a - b  # ========\n\n\n", "Plain English text, held out.\n",
+                "DLLLIBRARY\nSTDLIB\n"]  # one of the two is wrong, held out too: certified against train (test_unseen_conflict_certified)
 OOD_FILES = {  # out-of-domain sources of the quick profile: type -> {file name: text}
     "prose": {"a.txt": "It was the best of times, it was the worst of times...\n"},
     "c_code": {"x.h": "/* ------------------------------------ */\n#define MASK 0xffffffffUL\n"},
@@ -597,6 +598,20 @@ def test_certified_conflict_reported(distilled):
     assert any(e["pretoken"] in ("DLLLIBRARY", "STDLIB") for e in classes[load_distill().CERTIFIED]["examples"])
     md = (art / "analysis" / "reports" / "distill_validation.md").read_text(encoding="utf-8")
     assert "## Certified conflicts" in md and "impossible for any scores (certified)" in md
+
+
+def test_unseen_conflict_certified(distilled):
+    """A held-out piece the model gets wrong is certified against the learning's examples: the held-out
+    document holds DLLLIBRARY and STDLIB, and no scores give both BPE's cut, so one is wrong and certified."""
+    art, _ = distilled
+    report = read_report(art)
+    unseen = report["certify"]["unseen"]
+    assert unseen["wrong_unseen_pieces"] >= 1
+    assert "certified" in {unseen["pieces"].get("DLLLIBRARY"), unseen["pieces"].get("STDLIB")}
+    assert any({r["piece"] for r in rows} == {"DLLLIBRARY", "STDLIB"} for rows in unseen["conflicts"])
+    assert report["heldout"]["mismatches"][load_distill().CERTIFIED]["occurrences"] >= 1
+    md = (art / "analysis" / "reports" / "distill_validation.md").read_text(encoding="utf-8")
+    assert "### Held-out and out-of-domain pieces" in md
 
 
 def test_generated_examples_deterministic():
