@@ -815,14 +815,14 @@ def certify_mismatches(index, examples, in_train, token_strings, cfg):
     "counts" of the verdicts, "conflicts": [each certified set, as token strings], "seconds"}."""
     wrong = sorted((k for k, r in enumerate(index.right) if not r and in_train[k]), key=lambda k: (-examples[k][2], examples[k][0]))
     todo = [(examples[k][0], index.lats[k], index.labels[k], index.paths[k], k) for k in wrong[:cfg["certify_max_pieces"]]]
-    result = check_pieces(todo, index, token_strings, cfg, "certify wrong train pieces")
+    result = check_pieces(todo, index, [p for p, _, _ in examples], token_strings, cfg, "certify wrong train pieces")
     log.info(f"certify: {len(wrong):,} wrong train pieces (not permutations), {len(todo):,} checked: " + result.pop("summary"))
     return {"wrong_train_pieces": len(wrong), **result}
 
 
-def check_pieces(todo, index, token_strings, cfg, desc):
+def check_pieces(todo, index, names, token_strings, cfg, desc):
     """Certify each (piece, lattice, BPE label, Viterbi path, its example index or None) of todo together with
-    its neighbours among the learning's examples, within certify_time_limit. Verdicts: 'certified' only when
+    its neighbours among the learning's examples (names: their pieces), within certify_time_limit. Verdicts: 'certified' only when
     its conflict passed the exact Farkas check, 'no conflict among neighbours' only when scores were found
     for it and all its neighbours; else 'time limit' or 'unsettled (why)'."""
     token_len = [len(s) for s in token_strings]
@@ -835,7 +835,7 @@ def check_pieces(todo, index, token_strings, cfg, desc):
             pieces[name] = "time limit"
             continue
         group = neighbours(index, label, path, cfg["certify_neighbours"], full=True, exclude=k)
-        cases = [(name, lat, label)] + [(index.piece_names[h], index.lats[h], index.labels[h]) for h in group]
+        cases = [(name, lat, label)] + [(names[h], index.lats[h], index.labels[h]) for h in group]
         result = certify(cases, token_len, [path] + [index.paths[h] for h in group], time_limit=min(left, cfg["certify_case_seconds"]))
         found = [c for c in result["conflicts"] if name in c["cases"]]
         mine = [c for c in found if c["verified"]]
@@ -880,13 +880,13 @@ def unseen_wrong_pieces(art, cfg, distilled, original, vocab, scores):
     return todo, len(wrong)
 
 
-def certify_unseen(art, cfg, distilled, original, vocab, scores, index, token_strings):
+def certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples, token_strings):
     """Certify the held-out and out-of-domain pieces the distilled model gets wrong against the learning's
     examples: a certified one cannot be fixed without breaking some BPE-labelled string the learning holds."""
     if not cfg["certify_unseen_max_pieces"]:
         return {}
     todo, n_wrong = unseen_wrong_pieces(art, cfg, distilled, original, vocab, scores)
-    result = check_pieces(todo, index, token_strings, cfg, "certify wrong unseen pieces")
+    result = check_pieces(todo, index, [p for p, _, _ in examples], token_strings, cfg, "certify wrong unseen pieces")
     log.info(f"certify: {n_wrong:,} wrong held-out and out-of-domain pieces, {len(todo):,} checked: " + result.pop("summary"))
     return {"wrong_unseen_pieces": n_wrong, **result}
 
@@ -1164,10 +1164,9 @@ def main():
     scores = merge_tree_scores(vocab, merges, cfg["power"], cfg["rank_offset"])
     scores, history, index = learn(examples, vocab, merges, scores, [len(s) for s in token_strings], cfg["max_rounds"], cfg["margin_rel"], targets)
     phases.start("certify")
-    index.piece_names = [p for p, _, _ in examples]
     certified = certify_mismatches(index, examples, in_train, token_strings, cfg)
     distilled = build_unigram(vocab, scores, raw_pattern)
-    certified["unseen"] = certify_unseen(art, cfg, distilled, original, vocab, scores, index, token_strings)
+    certified["unseen"] = certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples, token_strings)
     del examples, index
     phases.stop()
     certified_pieces = {p for part in (certified, certified["unseen"]) for p, v in part.get("pieces", {}).items() if v == "certified"}

@@ -627,16 +627,16 @@ def test_generated_examples_deterministic():
 
 
 def test_init_scores_keep_small_differences_after_any_token(gpt2_bpe):
-    """Viterbi adds scores left to right in float64. With the default rank_offset, a few of the top-scoring
+    """Viterbi adds scores left to right in float64. With configs/distill.yaml's rank_offset, a few of the top-scoring
     tokens summed have an ulp below the last merge's weight (1), so a difference that decides a piece alone
     still decides it after ' test'; with offset 0 the first merge alone weighs 6e18 (ulp 1024)."""
-    from lib.schema import STEPS
+    from lib.config import load_config
 
     distill = load_distill()
     model = json.loads(gpt2_bpe.to_str())["model"]
     vocab = {s: i for s, i in model["vocab"].items() if s != EOT}
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    offset = STEPS["distill"].model_fields["rank_offset"].default
+    offset = load_config("distill")["rank_offset"]  # what configs/distill.yaml gives users
     bounded = distill.merge_tree_scores(vocab, merges, 4.0, offset)
     unbounded = distill.merge_tree_scores(vocab, merges, 4.0, 0.0)
     assert offset > 0 and np.spacing(4 * max(bounded)) < 1 <= np.spacing(max(unbounded))
