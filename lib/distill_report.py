@@ -64,6 +64,15 @@ def conflicts_md(conflicts, show, first):
     return lines
 
 
+def guards_md(g):
+    """One sentence on the pair guards (04's PairGuards.summary), or nothing when they were off."""
+    if not g:
+        return ""
+    return (f" Pair guards: {g['strings']:,} guard strings made for {g['tokens']:,} moved tokens with {g['partners']:,} "
+            f"frequent train tokens; of {g['changes_tried']:,} candidate changes checked on them (each the best so far without "
+            f"them), {g['changes_outweighed']:,} broke as much guard weight as they gained and were dropped.")
+
+
 def report_md(r):
     pct = lambda x: f"{100 * x:.4f}%"
     show = lambda x: "`" + json.dumps(x, ensure_ascii=False).replace("|", "\\|").replace("`", "'") + "`"
@@ -75,7 +84,7 @@ def report_md(r):
              f"Run split stage: {'on (' + format(r['run_units'], ',') + ' run characters; a Split on the raw text before ByteLevel, which cuts as the split of each pre-token that the learning used in all but ' + format(r['heldout']['documents_pieces_differ'], ',') + ' held-out documents, where it leaves a run whole)' if r['run_split'] else 'off'}. "
              f"Learned on {ex['pieces']:,} distinct train pieces ({ex['piece_occurrences']:,} occurrences) and "
              f"{ex['vocab_strings']:,} vocab strings in {r['seconds_learning']:.1f} s; wrong example weight by round: "
-             f"{', '.join(f'{h:,}' for h in r['repair_history'])}.", "",
+             f"{', '.join(f'{h:,}' for h in r['repair_history'])}." + guards_md(r.get("pair_guards")), "",
              "## Agreement with GPT-2's BPE", "",
              "Per pre-token occurrence (GPT-2's pre-tokenizer; frequency-weighted), per distinct pre-token, and per "
              "whole document (every id equal). Held-out and out-of-domain text was never seen by the distillation.", "",

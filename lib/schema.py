@@ -105,6 +105,9 @@ class DistillConfig(StepConfig):
     generated_use: Literal["guard", "target"] = Field("target", description="generated examples only block repairs "
                                                                             "that break them, or are repaired too")
     generated_kinds: list[GeneratedKind] = Field(list(GENERATED_KINDS), min_length=1, description="kinds of generated strings")
+    guard_partners: int = Field(256, ge=0, le=50257, description="tokens a moved token is paired with to make guard "
+                                                                 "strings (0: no pair guards)")
+    guard_weight: float = Field(1.0, ge=0, description="weight of each guard string a repair would turn wrong")
     certify_max_pieces: int = Field(200, ge=0, description="wrong train pieces checked for a certified conflict")
     certify_neighbours: int = Field(1000, ge=0, description="examples sharing its tokens put in each LP")
     certify_unseen_max_pieces: int = Field(100, ge=0, description="held-out and out-of-domain pieces still wrong to certify (0: none)")

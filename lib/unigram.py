@@ -165,6 +165,7 @@ class RepairIndex:
         self.drift = np.zeros(len(lats))
         self.paths = [()] * len(lats)
         self.right = [False] * len(lats)
+        self.targets = None  # the examples a repair may try to fix (04's learn sets it); None: all
 
     def refresh_all(self, scores, progress=None):
         """refresh() of every example (with a tqdm bar named progress)."""

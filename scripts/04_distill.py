@@ -25,7 +25,9 @@ How:
   3. Greedy repair: for each example whose Viterbi output differs from BPE's, try raising one token of
      BPE's segmentation or lowering one token of the Viterbi output just enough; keep the change that
      fixes the most example occurrences net, checked on every example whose output the change can alter
-     (lib/unigram.py: RepairIndex proves the others keep theirs, so the result is that of checking all).
+     (lib/unigram.py: RepairIndex proves the others keep theirs, so the result is that of checking all),
+     less the guard strings it breaks: each moved token joined with a frequent train token on either
+     side, labelled by BPE (PairGuards), so that a fix does not break the same token in unseen words.
   3b. Certification: each train piece still wrong (permutations aside) and the examples sharing its
      tokens go into a linear program over all scores (lib/certify.py: HiGHS, cutting planes from
      Viterbi); an infeasible one is cut to a minimal set whose Farkas multipliers are checked exactly:
@@ -468,13 +470,13 @@ def read_table(art):
     return table
 
 
-def split_examples(words, ids, counts, splitter, token_strings):
+def split_examples(words, ids, counts, splitter, token_strings, progress=True):
     """Cut each labelled pre-token with the run split: ({(piece, ids): count}, cut-inside-a-token count).
     A pre-token whose ids do not spell it is a table that is not GPT-2's output: counted as a conflict."""
     examples = collections.Counter()
     bad = 0
     for w, y, n in tqdm(zip(words, ids, counts), total=len(words), desc="run split of pre-tokens", unit="pt",
-                        mininterval=1, leave=False):
+                        mininterval=1, leave=False, disable=not progress):
         pieces = [p for p, _ in splitter.pre_tokenize_str(w)] if splitter else [w]
         j, ok, out = 0, True, []
         for p in pieces:
@@ -669,6 +671,95 @@ def generated_labels(texts, original):
 
 
 # -----------------------------------------------------------------------------
+# pair guards: what a repair would break beyond the examples
+#
+# A repair moves a token's score in every string that holds it, and unseen text holds it where no example
+# does: lowering 'Ġcm' by 243 to fix one train piece turned ' cmode' and ' cmake' wrong, which the closed
+# form had right. So each token a repair would move is also tried on the strings it makes with the most
+# frequent train tokens on either side (one GPT-2 pre-token each, cut by the run split, labelled by BPE,
+# built the first time the token is tried); each one the change turns wrong counts against it.
+
+
+def frequent_tokens(examples, in_train, n):
+    """The n tokens used most often in the train pieces' BPE labels (ties by id).
+
+        >>> frequent_tokens([("Ġa", (64,), 3), ("bb", (65, 65), 1)], [True, True], 1)
+        [64]
+    """
+    counts = collections.Counter()
+    for (_, y, w), train in zip(examples, in_train):
+        if train:
+            for i in y:
+                counts[i] += w
+    return sorted(counts, key=lambda i: (-counts[i], i))[:n]
+
+
+def pair_guards(original, vocab, token_strings, splitter, examples, in_train, cfg):
+    """PairGuards over the guard_partners most frequent train tokens, or None when guard_partners is 0."""
+    if not cfg["guard_partners"]:
+        return None
+    partners = frequent_tokens(examples, in_train, cfg["guard_partners"])
+    keys = {(p, y) for p, y, _ in examples}
+    return PairGuards(original, vocab, token_strings, partners, splitter, keys, cfg["guard_weight"])
+
+
+class PairGuards:
+    """Guard strings per token: token + partner and partner + token, for each partner (frequent_tokens),
+    kept when GPT-2's pre-tokenizer leaves them whole and they are no example already (those count anyway).
+
+        >>> guards = PairGuards(original, vocab, token_strings, partners, splitter, example_keys, weight=1)
+        >>> guards.loss([vocab["Ġcm"]], -1e9, scores)      # ' cmode', ' cmake', ... turned wrong, times weight
+    """
+
+    def __init__(self, original, vocab, token_strings, partners, splitter, example_keys, weight):
+        self.original, self.vocab, self.token_strings = bare(original), vocab, token_strings
+        self.splitter, self.example_keys, self.weight = splitter, example_keys, weight
+        self.max_len = max(map(len, vocab))
+        self.partners = [t for t in map(self.text, partners) if t]
+        self.pre_tokenizer = pre_tokenizer_gpt2()
+        self.cache, self.tried, self.outweighed = {}, 0, 0
+
+    def text(self, i):
+        try:
+            return piece_bytes(self.token_strings[i]).decode("utf-8")
+        except (KeyError, UnicodeDecodeError):  # a token that cuts a character pairs with nothing whole
+            return None
+
+    def strings(self, i):
+        """[(lattice, BPE label)] of token i's guard strings (built once)."""
+        if i not in self.cache:
+            a, words = self.text(i), set()
+            for b in self.partners if a else []:
+                for joined in (a + b, b + a):
+                    cut = self.pre_tokenizer.pre_tokenize_str(joined)
+                    if len(cut) == 1:
+                        words.add(cut[0][0])
+            words = sorted(words)
+            ids = [tuple(e.ids) for e in self.original.encode_batch(words)] if words else []
+            pieces, _ = split_examples(words, ids, [1] * len(words), self.splitter, self.token_strings, progress=False)
+            self.cache[i] = [(lattice(p, self.vocab, self.max_len), y) for p, y in sorted(pieces)
+                             if (p, y) not in self.example_keys]
+        return self.cache[i]
+
+    def loss(self, group, delta, scores):
+        """weight x the guard strings of group's tokens that moving them by delta turns from right to wrong."""
+        strings = [g for i in group for g in self.strings(i)]
+        before = [is_right(viterbi(lat, scores), y) for lat, y in strings]
+        old = [scores[i] for i in group]
+        for i in group:
+            scores[i] += delta
+        broken = sum(b and not is_right(viterbi(lat, scores), y) for (lat, y), b in zip(strings, before))
+        for i, x in zip(group, old):
+            scores[i] = x
+        self.tried += 1
+        return self.weight * broken
+
+    def summary(self):
+        return {"partners": len(self.partners), "tokens": len(self.cache), "strings": sum(map(len, self.cache.values())),
+                "changes_tried": self.tried, "changes_outweighed": self.outweighed}
+
+
+# -----------------------------------------------------------------------------
 # learning: greedy repair of the closed-form scores (Viterbi and the skip index: lib/unigram.py)
 
 
@@ -692,11 +783,11 @@ def built_on(i, up, max_tree):
     return sorted(seen) if len(seen) <= max_tree else None
 
 
-def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, targets=None):
+def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, targets=None, guards=None):
     """Greedy repair of the scores on the examples [(piece, ids, weight)]; returns (scores, history, the
     RepairIndex: every example's lattice, label and Viterbi output under the final scores). targets: which
     examples a repair may try to fix (None: all); the others only guard, counting against a change that
-    breaks them."""
+    breaks them. guards: PairGuards, whose loss counts against a change too (None: none)."""
     up = merged_from(vocab, merges)
     max_len = max(map(len, vocab))
     lats = [lattice(p, vocab, max_len) for p, _, _ in tqdm(examples, desc="lattices", unit="ex", mininterval=1, leave=False)]
@@ -715,7 +806,7 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, ta
         for k in tqdm(wrong, desc=f"repair round {rnd + 1}", unit="ex", mininterval=1, leave=False):
             if index.right[k] or failed_at.get(k) == moves:
                 continue
-            if repair_example(k, index, scores, up, margin_rel):
+            if repair_example(k, index, scores, up, margin_rel, guards):
                 applied, moves = applied + 1, moves + 1
             else:
                 failed_at[k] = moves
@@ -728,14 +819,17 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, ta
         log.info(f"repair round {rnd + 1}: {applied:,} changes, wrong example weight {history[-1]:,}")
         if not applied:
             break
+    if guards:
+        log.info("pair guards: " + ", ".join(f"{k} {v:,}" for k, v in guards.summary().items()))
     return scores, history, index
 
 
-def repair_example(k, index, scores, up, margin_rel, max_tree=64):
+def repair_example(k, index, scores, up, margin_rel, guards=None, max_tree=64):
     """Try raising one token of BPE's segmentation of example k, or lowering one token of its Viterbi output,
     just enough; a raise may also move every token built on it by the same amount (as if its merge weighed
     more), which keeps ties that float64 cannot resolve in order. Keep the change that fixes the most example
-    weight net, counted on the examples it can affect (RepairIndex.affected); True if one was kept."""
+    weight net, counted on the examples it can affect (RepairIndex.affected), less what it breaks among the
+    guard strings (guards.loss, only for a change that would win without it); True if one was kept."""
     y, y_hat = index.labels[k], viterbi(index.lats[k], scores)
     diff = collections.Counter(y)
     diff.subtract(y_hat)
@@ -750,7 +844,12 @@ def repair_example(k, index, scores, up, margin_rel, max_tree=64):
         affected = index.affected(group, delta, scores)
         # the first best candidate wins, and only a gain > 0 is kept: a candidate that cannot beat both is
         # dropped as soon as that is certain
-        gain = change_gain(index, group, delta, scores, affected, best[0] if best else 0)
+        beat = best[0] if best else 0
+        gain = change_gain(index, group, delta, scores, affected, beat)
+        if gain is not None and guards is not None:
+            gain -= guards.loss(group, delta, scores)
+            if gain <= beat:
+                guards.outweighed, gain = guards.outweighed + 1, None
         if gain is not None:
             best = (gain, group, delta, affected)
     if best:
@@ -1162,7 +1261,9 @@ def main():
 
     phases.start("learning")
     scores = merge_tree_scores(vocab, merges, cfg["power"], cfg["rank_offset"])
-    scores, history, index = learn(examples, vocab, merges, scores, [len(s) for s in token_strings], cfg["max_rounds"], cfg["margin_rel"], targets)
+    guards = pair_guards(original, vocab, token_strings, splitter, examples, in_train, cfg)
+    scores, history, index = learn(examples, vocab, merges, scores, [len(s) for s in token_strings], cfg["max_rounds"],
+                                   cfg["margin_rel"], targets, guards)
     phases.start("certify")
     certified = certify_mismatches(index, examples, in_train, token_strings, cfg)
     distilled = build_unigram(vocab, scores, raw_pattern)
@@ -1173,7 +1274,8 @@ def main():
     models = (original, distilled, bare(distilled, pattern), pattern, certified_pieces)
 
     report = {"run_split": bool(pattern), "run_units": len(units), "split_conflicts": stats.pop("split_conflicts"), "certify": certified,
-              "repair_history": history, "seconds_learning": phases.seconds["learning"], "examples": stats}
+              "repair_history": history, "pair_guards": guards.summary() if guards else None,
+              "seconds_learning": phases.seconds["learning"], "examples": stats}
     parts, bench = validate(table, sample, models, token_strings, art, cfg, phases)
     report.update(parts)
     phases.start("writing (and throughput)")

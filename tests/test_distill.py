@@ -642,3 +642,56 @@ def test_init_scores_keep_small_differences_after_any_token(gpt2_bpe):
     assert offset > 0 and np.spacing(4 * max(bounded)) < 1 <= np.spacing(max(unbounded))
     last = vocab["".join(merges[-1])]
     assert bounded[last] - bounded[vocab[merges[-1][0]]] - bounded[vocab[merges[-1][1]]] == pytest.approx(1.0)
+
+
+def test_pair_guards_count_what_a_change_breaks_beyond_the_examples(gpt2_bpe):
+    """Lowering 'Ġcm' far enough turns ' cmode' (BPE 'Ġcm' + 'ode') wrong: a string no example holds,
+    made by pairing the token with a frequent partner; the loss counts it (times the weight), and a
+    change that moves nothing breaks nothing."""
+    distill = load_distill()
+    model = json.loads(gpt2_bpe.to_str())["model"]
+    vocab = {s: i for s, i in model["vocab"].items() if s != EOT}
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    scores = distill.merge_tree_scores(vocab, merges, 4.0, 10.0)
+    token_strings = [s for s, _ in sorted(vocab.items(), key=lambda x: x[1])] + [EOT]
+    partners = [vocab[s] for s in ("ode", "ake", "Ġthe")]
+    guards = distill.PairGuards(gpt2_bpe, vocab, token_strings, partners, None, {("Ġcmake", (vocab["Ġcm"], vocab["ake"]))}, 3)
+    strings = {tuple(y) for _, y in guards.strings(vocab["Ġcm"])}
+    assert (vocab["Ġcm"], vocab["ode"]) in strings and (vocab["Ġcm"], vocab["ake"]) not in strings  # an example already
+    assert guards.loss([vocab["Ġcm"]], 0.0, scores) == 0
+    assert guards.loss([vocab["Ġcm"]], -0.5 * scores[vocab["Ġcm"]], scores) >= 3
+    assert guards.summary()["changes_tried"] == 2
+
+
+def test_repair_keeps_a_change_only_when_it_outweighs_its_guard_loss(gpt2_bpe):
+    """repair_example subtracts the guards' loss from a change's gain: the same wrong piece is fixed when
+    its fix breaks nothing, and left wrong when the fix would break as much as it fixes."""
+    from lib.unigram import RepairIndex, lattice, viterbi
+
+    distill = load_distill()
+    model = json.loads(gpt2_bpe.to_str())["model"]
+    vocab = {s: i for s, i in model["vocab"].items() if s != EOT}
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    init = distill.merge_tree_scores(vocab, merges, 4.0, 10.0)
+    word = "ĠPARSER"  # the closed form cuts it 'ĠPAR' + 'SER', BPE 'ĠP' + 'ARS' + 'ER'
+    label = tuple(distill.bare(gpt2_bpe).encode(word).ids)
+    token_len = [len(s) for s, _ in sorted(vocab.items(), key=lambda x: x[1])] + [len(EOT)]
+
+    class FixedLoss:
+        def __init__(self, loss):
+            self.value, self.outweighed = loss, 0
+
+        def loss(self, group, delta, scores):
+            return self.value
+
+    kept = {}
+    for loss in (0, 1):
+        scores = list(init)
+        index = RepairIndex([lattice(word, vocab, 64)], [label], [1], [len(word)], token_len)
+        index.refresh_all(scores)
+        assert not index.right[0]
+        guards = FixedLoss(loss)
+        kept[loss] = distill.repair_example(0, index, scores, distill.merged_from(vocab, merges), 1e-12, guards)
+        assert (tuple(viterbi(index.lats[0], scores)) == label) == kept[loss]
+        assert (guards.outweighed > 0) == (loss > 0)
+    assert kept == {0: True, 1: False}
