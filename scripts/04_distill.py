@@ -19,9 +19,9 @@ How:
      differences when a token follows a big one: Viterbi sums scores left to right.
   2. Labelled examples: every distinct train pre-token with GPT-2's segmentation of it (the table),
      plus every vocab string (BPE encodes each to itself), plus generated strings labelled by BPE
-     (identifiers of word parts, suffixed words, acronyms, digits, token pairs, other scripts: built
-     from the vocab alone, seeded), repaired like the train pieces (generated_use: guard only counts
-     the ones a change breaks against it).
+     (identifiers of word parts, suffixed words, acronyms, upper-case words, numbers, token pairs, other
+     scripts: built from the vocab alone, seeded; and every number of up to 4 digits), repaired like the
+     train pieces (generated_use: guard only counts the ones a change breaks against it).
   3. Greedy repair: for each example whose Viterbi output differs from BPE's, try raising one token of
      BPE's segmentation or lowering one token of the Viterbi output just enough; keep the change that
      fixes the most example occurrences net, checked on every example whose output the change can alter
@@ -635,7 +635,8 @@ def generated_texts(vocab, n, seed, kinds=GENERATED_KINDS):
     are drawn by length first (uniform 1..10), so short parts ('tok', 'num') are as common as long ones.
 
         lower ' toknum'  suffixed ' walking'  camel 'typeDefault'  capital ' DataLoader'  upper 'TLSEXT'
-        digits ' 4954'  vocab_pair two tokens joined ('┌' + '───')  script 'данных' / ' 注释'
+        upper_words ' RECOVERY'  digits ' 4954'  digit_runs '70000001'  vocab_pair two tokens joined ('┌' + '───')
+        script 'данных' / ' 注释'
     """
     import random
 
@@ -649,16 +650,34 @@ def generated_texts(vocab, n, seed, kinds=GENERATED_KINDS):
         # every kind draws each round, so a kind left out changes none of the others' strings
         words = [part() for _ in range(rng.randint(2, 3))]
         caps = [part(4).upper() for _ in range(rng.randint(1, 3))]
+        # numbers in code are padded, masked and rounded ('0x00010000', '70000001', '999950'): runs of one
+        # digit, each 1 long half the time and up to 8 long otherwise
+        runs = [rng.choice("0123456789") * (1 if rng.random() < 0.5 else rng.randint(2, 8)) for _ in range(rng.randint(2, 4))]
         made = {"lower": space() + "".join(words),
                 "suffixed": space() + words[0] + "".join(rng.sample(SUFFIXES, rng.randint(1, 2))),
                 "camel": space() + words[0] + "".join(w.capitalize() for w in words[1:]),
                 "capital": space() + "".join(w.capitalize() for w in words),
                 "upper": space() + "".join(caps) + (part().capitalize() if rng.random() < 0.5 else ""),
+                "upper_words": space() + "".join(w.upper() for w in words[:rng.randint(1, 3)]),
                 "digits": space() + "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 12))),
+                "digit_runs": space() + "".join(runs)[:16],
                 "vocab_pair": rng.choice(texts) + rng.choice(texts),
                 "script": space() + "".join(rng.choice(other) for _ in range(rng.randint(1, 3))) if other else ""}
         out.extend(made[k] for k in kinds)
     return out[:n]
+
+
+def number_texts(max_len):
+    """Every ASCII number of 1..max_len digits, bare and after a space: numbers in text are mostly short
+    (years, sizes, ports), and no random draw covers the 22,220 of up to 4 digits.
+
+        >>> number_texts(1)[:3], len(number_texts(2))
+        (['0', ' 0', '1'], 220)
+    """
+    import itertools
+
+    return [space + "".join(d) for n in range(1, max_len + 1) for d in itertools.product("0123456789", repeat=n)
+            for space in ("", " ")]
 
 
 def generated_labels(texts, original):
@@ -1256,7 +1275,8 @@ def main():
     phases.start("run split")
     pattern, raw_pattern, units, splitter = make_run_split(original, vocab, merges, cfg)
     phases.start("labelled examples")
-    generated = generated_labels(generated_texts(vocab, cfg["generated_examples"], cfg["seed"], cfg["generated_kinds"]), original)
+    generated = generated_labels(generated_texts(vocab, cfg["generated_examples"], cfg["seed"], cfg["generated_kinds"])
+                                 + number_texts(cfg["number_examples_max_digits"]), original)
     examples, in_train, targets, stats = labelled_examples(table, vocab, splitter, token_strings, cfg, generated)
 
     phases.start("learning")

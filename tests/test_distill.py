@@ -44,7 +44,7 @@ OOD_FILES = {  # out-of-domain sources of the quick profile: type -> {file name:
 }
 QUICK = {"vocab_example_limit": 2000, "run_split_max_len": 96, "decode_samples": 3000, "throughput_bytes": 20000,
          "throughput_repeats": 1, "max_rounds": 3, "ood_max_bytes": 100000, "ood_emoji_docs": 2,
-         "generated_examples": 2000, "certify_time_limit": 60}
+         "generated_examples": 2000, "number_examples_max_digits": 2, "certify_time_limit": 60}
 
 
 def load_distill():
@@ -622,8 +622,17 @@ def test_generated_examples_deterministic():
     kind = dict(zip(distill.GENERATED_KINDS, one))
     assert kind["digits"].strip().isdigit() and "аб" in "".join(one) and kind["upper"].strip().isupper()
     assert kind["capital"].strip()[:1].isupper() and kind["lower"].islower()
+    assert kind["upper_words"].strip().isupper() and kind["digit_runs"].strip().isdigit()
     only = distill.generated_texts(vocab, 10, 0, ["digits"])
     assert only[0] == kind["digits"] and all(t.strip().isdigit() for t in only)  # a kind's strings do not depend on the others
+
+
+def test_number_examples_are_every_short_number():
+    distill = load_distill()
+    numbers = distill.number_texts(3)
+    assert len(numbers) == len(set(numbers)) == 2 * (10 + 100 + 1000)
+    assert {"7", " 7", "042", " 999"} <= set(numbers) and all(n.strip().isdigit() and len(n.strip()) <= 3 for n in numbers)
+    assert distill.number_texts(0) == []
 
 
 def test_init_scores_keep_small_differences_after_any_token(gpt2_bpe):
