@@ -20,8 +20,9 @@ How:
   2. Labelled examples: every distinct train pre-token with GPT-2's segmentation of it (the table),
      plus every vocab string (BPE encodes each to itself), plus generated strings labelled by BPE
      (identifiers of word parts, suffixed words, acronyms, upper-case words, numbers, token pairs, other
-     scripts: built from the vocab alone, seeded; and every number of up to 4 digits), repaired like the
-     train pieces (generated_use: guard only counts the ones a change breaks against it).
+     scripts: built from the vocab alone, seeded; and every number of up to number_examples_max_digits
+     digits), repaired like the train pieces (generated_use: guard only counts the ones a change
+     breaks against it).
   3. Greedy repair: for each example whose Viterbi output differs from BPE's, try raising one token of
      BPE's segmentation or lowering one token of the Viterbi output just enough; keep the change that
      fixes the most example occurrences net, checked on every example whose output the change can alter
