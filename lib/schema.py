@@ -126,7 +126,10 @@ class DistillConfig(StepConfig):
     eval_batch_bytes: int = Field(4_000_000, ge=1, description="held-out and out-of-domain text per batch")
     decode_samples: int = Field(100_000, ge=0, description="random id sequences for the decode identity check")
     decode_max_len: int = Field(32, ge=1)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="seed of the generated examples (the learning)")
+    eval_seed: int = Field(0, ge=0, description="seed of the validation's random text (decode samples, emoji "
+                                                "documents), apart from seed so that re-seeding the learning "
+                                                "is measured on the same text")
     throughput_bytes: int = Field(4_000_000, ge=1)
     throughput_repeats: int = Field(5, ge=1)
     report_examples: int = Field(10, ge=0)

@@ -982,7 +982,7 @@ def unseen_wrong_pieces(art, cfg, distilled, original, vocab, scores):
     by the validation."""
     counts = collections.Counter()
     texts = itertools.chain(iter_docs(require(art.heldout_docs, "corpus")), *(
-        src["docs"] for src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["seed"],
+        src["docs"] for src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["eval_seed"],
                                              in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus"))).values()))
     for batch, _ in tqdm(text_batches(texts, cfg["eval_batch_bytes"], cfg["doc_max_bytes"]), desc="unseen text pieces", unit="batch", leave=False):
         for text in batch:
@@ -1210,7 +1210,7 @@ def validate(table, sample, models, token_strings, art, cfg, phases):
                                            "held-out agreement", n_bench=cfg["throughput_bytes"], check_pieces=True)
     phases.start("validation: out of domain")
     out["out_of_domain"] = {}
-    for kind, src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["seed"],
+    for kind, src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["eval_seed"],
                                    in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus"))).items():
         result = evaluate_texts(src["docs"], models, token_strings, cfg, f"out of domain: {kind}")[0] if src["docs"] else {}
         for key in ("documents_pieces_differ", "documents_left_out_too_long"):
@@ -1219,7 +1219,7 @@ def validate(table, sample, models, token_strings, art, cfg, phases):
         if not src["docs"]:
             log.warning(f"out of domain: {kind}: {src['note']} ({', '.join(src['patterns'])})")
     phases.start("validation: decode identity")
-    out["decode_identity"] = decode_identity(original, distilled, cfg["decode_samples"], cfg["decode_max_len"], cfg["seed"])
+    out["decode_identity"] = decode_identity(original, distilled, cfg["decode_samples"], cfg["decode_max_len"], cfg["eval_seed"])
     size = sum(len(t.encode("utf-8")) for t in bench)
     for text in sample[0]:  # held-out first, then train documents, up to throughput_bytes
         if size >= cfg["throughput_bytes"]:
