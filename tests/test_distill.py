@@ -233,6 +233,30 @@ def test_emoji_text_is_deterministic_and_has_emoji():
     assert "\u200d" in text and "\ufe0f" in text and any(0x1F1E6 <= ord(c) <= 0x1F1FF for c in text)
 
 
+def test_validation_text_follows_eval_seed_not_seed(distilled, monkeypatch):
+    """The validation's random text (emoji documents, decode samples, the unseen pieces certified) is drawn
+    from eval_seed alone, so a learning re-run with another seed is measured on the same text."""
+    from tokenizers import Tokenizer
+    from lib.paths import Artifacts
+
+    distill = load_distill()
+    drawn = []
+    monkeypatch.setattr(distill, "train_agreement", lambda *args: {})
+    monkeypatch.setattr(distill, "evaluate_texts", lambda *args, **kwargs: ({}, []))
+    monkeypatch.setattr(distill, "ood_documents", lambda sources, max_bytes, n_emoji, seed, in_corpus: drawn.append(("ood", seed)) or {})
+    monkeypatch.setattr(distill, "decode_identity", lambda original, tok, n, max_len, seed: drawn.append(("decode", seed)) or {})
+    base, quick = (yaml.safe_load(p.read_text(encoding="utf-8")) for p in (ROOT / "configs" / "distill.yaml", distilled[1] / "quick" / "distill.yaml"))
+    cfg = {**base, **quick, "seed": 5, "eval_seed": 3}
+    distill.validate(None, ([],), (None, None), None, Artifacts(distilled[0]), cfg, distill.Phases())
+    assert drawn == [("ood", 3), ("decode", 3)]
+    drawn.clear()
+    cfg["certify_unseen_max_pieces"] = 0  # nothing to certify: the texts are only read
+    monkeypatch.setattr(distill, "iter_docs", lambda path: iter(()))
+    tok = Tokenizer.from_file(str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
+    distill.unseen_wrong_pieces(Artifacts(distilled[0]), cfg, tok, tok, {"a": 0}, [0.0])
+    assert drawn == [("ood", 3)]
+
+
 def test_random_id_decode_identity(distilled, gpt2_bpe):
     import random
     from tokenizers import Tokenizer
