@@ -846,8 +846,10 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, ta
 
 def repair_example(k, index, scores, up, margin_rel, guards=None, max_tree=64):
     """Try raising one token of BPE's segmentation of example k, or lowering one token of its Viterbi output,
-    just enough; a raise may also move every token built on it by the same amount (as if its merge weighed
-    more), which keeps ties that float64 cannot resolve in order. Keep the change that fixes the most example
+    just enough, alone or with every token built on it by the same amount (as if its merge weighed more or
+    less). A group move leaves each token's comparisons with its own extensions ('urn' with 'return') as
+    they were, where BPE's merge order decides them, and keeps ties that float64 cannot resolve in order.
+    Keep the change that fixes the most example
     weight net, counted on the examples it can affect (RepairIndex.affected), less what it breaks among the
     guard strings (guards.loss, only for a change that would win without it); True if one was kept."""
     y, y_hat = index.labels[k], viterbi(index.lats[k], scores)
@@ -857,7 +859,7 @@ def repair_example(k, index, scores, up, margin_rel, guards=None, max_tree=64):
     # the margin must outgrow float64 rounding of every score it touches
     need = s_hat - s_y + margin_rel * max(abs(s_y), abs(s_hat), *(abs(scores[i]) for i in diff), 1.0)
     candidates = [[i] for i, v in sorted(diff.items()) if v]
-    candidates += [t for i, v in sorted(diff.items()) if v > 0 and (t := built_on(i, up, max_tree)) and len(t) > 1]
+    candidates += [t for i, v in sorted(diff.items()) if v and (t := built_on(i, up, max_tree)) and len(t) > 1]
     best = None
     for group in candidates:
         delta = need / diff[group[0]]  # > 0 raises a BPE token, < 0 lowers a Viterbi one
