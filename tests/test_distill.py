@@ -728,3 +728,28 @@ def test_repair_keeps_a_change_only_when_it_outweighs_its_guard_loss(gpt2_bpe):
         assert (tuple(viterbi(index.lats[0], scores)) == label) == kept[loss]
         assert (guards.outweighed > 0) == (loss > 0)
     assert kept == {0: True, 1: False}
+
+
+def test_repair_lowers_a_token_with_its_extensions_when_alone_it_breaks_one():
+    """'abc' (label a+bc) is cut ab+c. Each single move that fixes it breaks another example: raising 'a'
+    breaks 'ae', raising 'bc' breaks 'bce', lowering 'c' breaks 'cf', and lowering 'ab' alone breaks 'abdd'
+    (ab+dd over abd+d). Lowering 'ab' together with 'abd', which is built on it, keeps that comparison, so
+    it is the change the repair keeps: every example right, ab and abd moved by the same amount."""
+    from lib.unigram import RepairIndex, lattice, viterbi
+
+    distill = load_distill()
+    strings = ["a", "b", "c", "d", "e", "f", "ab", "bc", "abd", "dd", "ae", "ce", "cf"]
+    vocab = {s: i for i, s in enumerate(strings)}
+    merges = [("a", "b"), ("b", "c"), ("ab", "d"), ("d", "d"), ("a", "e"), ("c", "e"), ("c", "f")]
+    scores = [0.0] * 6 + [10.0, 9.0, 14.5, 5.0, 0.5, 9.5, -0.5]
+    examples = {"abc": ["a", "bc"], "abdd": ["ab", "dd"], "ae": ["ae"], "bce": ["b", "ce"], "cf": ["c", "f"]}
+    words, labels = list(examples), [tuple(vocab[s] for s in y) for y in examples.values()]
+    index = RepairIndex([lattice(w, vocab, 3) for w in words], labels, [1] * len(words), [len(w) for w in words],
+                        [len(s) for s in strings])
+    before = list(scores)
+    index.refresh_all(scores)
+    assert index.right == [False, True, True, True, True]
+    assert distill.repair_example(0, index, scores, distill.merged_from(vocab, merges), 1e-12)
+    assert all(tuple(viterbi(lat, scores)) == y for lat, y in zip(index.lats, labels))
+    moved = {strings[i]: scores[i] - before[i] for i in range(len(strings)) if scores[i] != before[i]}
+    assert set(moved) == {"ab", "abd"} and moved["ab"] == moved["abd"] < 0
