@@ -101,6 +101,8 @@ class DistillConfig(StepConfig):
     rank_offset: float = Field(10.0, ge=0, le=50000, description="added to every merge rank in the init's weights")
     max_rounds: int = Field(10, ge=0, le=1000, description="rounds of greedy repair (0: the init alone)")
     margin_rel: float = Field(1.0e-12, gt=2.2e-16, lt=1, description="margin of a repair, relative to the scores")
+    repair_group_max_tokens: int = Field(1024, ge=1, le=50_257, description="most tokens a group move of the repair "
+                                         "(a token and every token built on it) may hold; 1 = single tokens only")
     vocab_weight: int = Field(1, ge=0, description="weight of each vocab string as an example")
     vocab_example_limit: int = Field(0, ge=0, description="vocab strings used as examples; 0 = all")
     learn_max_piece_chars: int = Field(2000, ge=1, description="longer train pieces are left out of the learning")

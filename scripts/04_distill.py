@@ -803,11 +803,12 @@ def built_on(i, up, max_tree):
     return sorted(seen) if len(seen) <= max_tree else None
 
 
-def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, targets=None, guards=None):
+def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, targets=None, guards=None, max_group=1024):
     """Greedy repair of the scores on the examples [(piece, ids, weight)]; returns (scores, history, the
     RepairIndex: every example's lattice, label and Viterbi output under the final scores). targets: which
     examples a repair may try to fix (None: all); the others only guard, counting against a change that
-    breaks them. guards: PairGuards, whose loss counts against a change too (None: none)."""
+    breaks them. guards: PairGuards, whose loss counts against a change too (None: none). max_group: the
+    most tokens a group move (a token and every token built on it) may hold."""
     up = merged_from(vocab, merges)
     max_len = max(map(len, vocab))
     lats = [lattice(p, vocab, max_len) for p, _, _ in tqdm(examples, desc="lattices", unit="ex", mininterval=1, leave=False)]
@@ -826,7 +827,7 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, ta
         for k in tqdm(wrong, desc=f"repair round {rnd + 1}", unit="ex", mininterval=1, leave=False):
             if index.right[k] or failed_at.get(k) == moves:
                 continue
-            if repair_example(k, index, scores, up, margin_rel, guards):
+            if repair_example(k, index, scores, up, margin_rel, guards, max_group):
                 applied, moves = applied + 1, moves + 1
             else:
                 failed_at[k] = moves
@@ -844,7 +845,7 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, ta
     return scores, history, index
 
 
-def repair_example(k, index, scores, up, margin_rel, guards=None, max_tree=64):
+def repair_example(k, index, scores, up, margin_rel, guards=None, max_tree=1024):
     """Try raising one token of BPE's segmentation of example k, or lowering one token of its Viterbi output,
     just enough, alone or with every token built on it by the same amount (as if its merge weighed more or
     less). A group move leaves each token's comparisons with its own extensions ('urn' with 'return') as
@@ -1286,7 +1287,7 @@ def main():
     scores = merge_tree_scores(vocab, merges, cfg["power"], cfg["rank_offset"])
     guards = pair_guards(original, vocab, token_strings, splitter, examples, in_train, cfg)
     scores, history, index = learn(examples, vocab, merges, scores, [len(s) for s in token_strings], cfg["max_rounds"],
-                                   cfg["margin_rel"], targets, guards)
+                                   cfg["margin_rel"], targets, guards, cfg["repair_group_max_tokens"])
     phases.start("certify")
     certified = certify_mismatches(index, examples, in_train, token_strings, cfg)
     distilled = build_unigram(vocab, scores, raw_pattern)
