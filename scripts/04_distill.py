@@ -792,15 +792,15 @@ def merged_from(vocab, merges):
     return up
 
 
-def built_on(i, up, max_tree):
-    """Token i and every token built on it (sorted), or None when that is more than max_tree tokens."""
+def built_on(i, up, max_group):
+    """Token i and every token built on it (sorted), or None when that is more than max_group tokens."""
     seen, todo = {i}, [i]
-    while todo and len(seen) <= max_tree:
+    while todo and len(seen) <= max_group:
         for j in up[todo.pop()]:
             if j not in seen:
                 seen.add(j)
                 todo.append(j)
-    return sorted(seen) if len(seen) <= max_tree else None
+    return sorted(seen) if len(seen) <= max_group else None
 
 
 def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, targets=None, guards=None, max_group=1024):
@@ -845,14 +845,14 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, ta
     return scores, history, index
 
 
-def repair_example(k, index, scores, up, margin_rel, guards=None, max_tree=1024):
+def repair_example(k, index, scores, up, margin_rel, guards=None, max_group=1024):
     """Try raising one token of BPE's segmentation of example k, or lowering one token of its Viterbi output,
     just enough, alone or with every token built on it by the same amount (as if its merge weighed more or
     less). A group move leaves each token's comparisons with its own extensions ('urn' with 'return') as
-    they were, where BPE's merge order decides them, and keeps ties that float64 cannot resolve in order.
-    Keep the change that fixes the most example
-    weight net, counted on the examples it can affect (RepairIndex.affected), less what it breaks among the
-    guard strings (guards.loss, only for a change that would win without it); True if one was kept."""
+    they were, where BPE's merge order decides them, and keeps ties that float64 cannot resolve in order;
+    max_group caps a group's tokens. Keep the change that fixes the most example weight net, counted on the
+    examples it can affect (RepairIndex.affected), less what it breaks among the guard strings
+    (guards.loss, only for a change that would win without it); True if one was kept."""
     y, y_hat = index.labels[k], viterbi(index.lats[k], scores)
     diff = collections.Counter(y)
     diff.subtract(y_hat)
@@ -860,7 +860,7 @@ def repair_example(k, index, scores, up, margin_rel, guards=None, max_tree=1024)
     # the margin must outgrow float64 rounding of every score it touches
     need = s_hat - s_y + margin_rel * max(abs(s_y), abs(s_hat), *(abs(scores[i]) for i in diff), 1.0)
     candidates = [[i] for i, v in sorted(diff.items()) if v]
-    candidates += [t for i, v in sorted(diff.items()) if v and (t := built_on(i, up, max_tree)) and len(t) > 1]
+    candidates += [t for i, v in sorted(diff.items()) if v and (t := built_on(i, up, max_group)) and len(t) > 1]
     best = None
     for group in candidates:
         delta = need / diff[group[0]]  # > 0 raises a BPE token, < 0 lowers a Viterbi one

@@ -750,7 +750,7 @@ def test_repair_lowers_a_token_with_its_extensions_when_alone_it_breaks_one():
     index.refresh_all(scores)
     assert index.right == [False, True, True, True, True]
     up = distill.merged_from(vocab, merges)
-    assert not distill.repair_example(0, index, scores, up, 1e-12, max_tree=1)  # single tokens only: no fix
+    assert not distill.repair_example(0, index, scores, up, 1e-12, max_group=1)  # single tokens only: no fix
     assert scores == before
     assert distill.repair_example(0, index, scores, up, 1e-12)
     assert all(tuple(viterbi(lat, scores)) == y for lat, y in zip(index.lats, labels))
