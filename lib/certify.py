@@ -190,6 +190,41 @@ def farkas(rows):
     return lam
 
 
+def least_change(rows, cost, time_limit):
+    """The score changes d of least sum cost[t] * |d[t]| with sum coef[t] * d[t] >= need for every row
+    [(coef, need)] (HiGHS; d[t] = up[t] - down[t], both >= 0, keeps |d| linear). 04's exact repair: need is
+    the margin a label lacks against a path under the current scores. ('feasible', {token: d, the nonzero
+    ones}) / ('infeasible', None) / (another HiGHS status such as 'time limit reached', None).
+
+        >>> least_change([({1: 1, 2: -1}, 2.0)], {1: 1.0, 2: 3.0}, 10)      # raising 1 is cheaper
+        ('feasible', {1: 2.0})
+    """
+    import highspy
+    import numpy as np
+
+    tokens = sorted({t for coef, _ in rows for t in coef})
+    col = {t: j for j, t in enumerate(tokens)}
+    n, inf = len(tokens), highspy.kHighsInf
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
+    c = np.array([float(cost[t]) for t in tokens])
+    h.addVars(2 * n, np.zeros(2 * n), np.full(2 * n, inf))
+    h.changeColsCost(2 * n, np.arange(2 * n, dtype=np.int32), np.concatenate([c, c]))
+    for coef, need in rows:
+        index = np.array([col[t] for t in coef] + [n + col[t] for t in coef], dtype=np.int32)
+        value = np.array([float(v) for v in coef.values()] + [-float(v) for v in coef.values()])
+        h.addRow(float(need), inf, len(index), index, value)
+    h.run()
+    status = h.getModelStatus()
+    if status == highspy.HighsModelStatus.kOptimal:
+        x = h.getSolution().col_value
+        return "feasible", {t: x[j] - x[n + j] for t, j in col.items() if x[j] != x[n + j]}
+    if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+        return "infeasible", None
+    return h.modelStatusToString(status).lower(), None
+
+
 # -----------------------------------------------------------------------------
 # cutting planes over a set of cases
 

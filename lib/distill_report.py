@@ -73,6 +73,18 @@ def guards_md(g):
             f"them), {g['changes_outweighed']:,} broke as much guard weight as they gained and were dropped.")
 
 
+def exact_md(e):
+    """One sentence on the exact repair (04's exact_repair), or nothing when it was off."""
+    if not e or not e["pieces"]:
+        return ""
+    counts = ", ".join(f"{v:,} {k}" for k, v in sorted(e["counts"].items()))
+    late = e["counts"].get("time limit")
+    return (f" Exact repair (one LP per train piece left wrong, {e['seconds']} s): of {e['wrong_train_pieces']:,} wrong "
+            f"train pieces, {len(e['pieces']):,} tried: {counts}; wrong example weight after it {e['wrong_weight']:,}."
+            + (f" **{late:,} pieces were left untried at `exact_repair_time_limit`: the scores are the best found "
+               "by then.**" if late else ""))
+
+
 def report_md(r):
     pct = lambda x: f"{100 * x:.4f}%"
     show = lambda x: "`" + json.dumps(x, ensure_ascii=False).replace("|", "\\|").replace("`", "'") + "`"
@@ -84,7 +96,7 @@ def report_md(r):
              f"Run split stage: {'on (' + format(r['run_units'], ',') + ' run characters; a Split on the raw text before ByteLevel, which cuts as the split of each pre-token that the learning used in all but ' + format(r['heldout']['documents_pieces_differ'], ',') + ' held-out documents, where it leaves a run whole)' if r['run_split'] else 'off'}. "
              f"Learned on {ex['pieces']:,} distinct train pieces ({ex['piece_occurrences']:,} occurrences) and "
              f"{ex['vocab_strings']:,} vocab strings in {r['seconds_learning']:.1f} s; wrong example weight by round: "
-             f"{', '.join(f'{h:,}' for h in r['repair_history'])}." + guards_md(r.get("pair_guards")), "",
+             f"{', '.join(f'{h:,}' for h in r['repair_history'])}." + guards_md(r.get("pair_guards")) + exact_md(r.get("exact_repair")), "",
              "## Agreement with GPT-2's BPE", "",
              "Per pre-token occurrence (GPT-2's pre-tokenizer; frequency-weighted), per distinct pre-token, and per "
              "whole document (every id equal). Held-out and out-of-domain text was never seen by the distillation.", "",
@@ -104,7 +116,7 @@ def report_md(r):
               "Classes: *permutation tie*: the same tokens in another order, which no scores can break (a run the "
               "split leaves whole because a neighbour could merge with it); *impossible for any scores (certified)*: "
               "a piece of the pre-token is in a certified conflict (below); *run in context*: a differing cut in or "
-              "at a run of 3+ of one character; *score order*: the rest, left by the greedy repair.", ""]
+              "at a run of 3+ of one character; *score order*: the rest, left by the greedy and the exact repair (no certificate found).", ""]
     texts = ["train", "heldout"] + [k for k, a in ood.items() if a.get("pretoken_occurrences")]
     classes = sorted({c for t in texts for c in (r[t] if t in r else ood[t])["mismatches"]})
     lines += ["| text | " + " | ".join(c.split(" (")[0] for c in classes) + " |", "|---|" + "---:|" * len(classes)]

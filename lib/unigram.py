@@ -246,6 +246,34 @@ class RepairIndex:
         room = off - self.drift[ex] - slack - delta * extra * (1 + 1e-9)
         return ex, np.minimum(room, near), extra
 
+    def _room_many(self, delta, scores):
+        """(examples holding a token of delta {token: change}, the most their Viterbi comparisons can shift,
+        how far each stays from a change of its output: <= 0 may change) when every token moves at once: the
+        path moves by at most sum |d| * on, any other path by at most sum |d| * mult (its edges of the token)."""
+        moved = sorted(delta)
+        pairs = self._pairs(moved)
+        step = np.repeat(np.abs([delta[t] for t in moved]), np.diff(self.tok_ptr)[moved])
+        ex, inv = np.unique(self.pair_ex[pairs], return_inverse=True)
+        shift = np.bincount(inv, weights=step * (self.mult[pairs] + self.on[pairs]), minlength=len(ex)) * (1 + 1e-9)
+        m = np.maximum(self.mag[ex], max(abs(scores[t] + d) for t, d in delta.items()))
+        room = self.runner[ex] - self.drift[ex] - ROUNDING * (self.lengths[ex] + 2.0) ** 2 * m - shift
+        return ex, shift, room
+
+    def affected_many(self, delta, scores):
+        """The examples whose Viterbi output may change when each token t moves by delta[t] at once."""
+        ex, _, room = self._room_many(delta, scores)
+        return ex[room <= 0]
+
+    def apply_many(self, delta, scores):
+        """Move every token t by delta[t] for good: charge the examples skipped with the most their gaps
+        can shrink, and refresh those that may change."""
+        ex, shift, room = self._room_many(delta, scores)
+        self.drift[ex] += shift
+        for t, d in delta.items():
+            scores[t] += d
+        self.mag[ex] = np.maximum(self.mag[ex], max(abs(scores[t]) for t in delta))
+        self.refresh(ex[room <= 0].tolist(), scores)
+
     def affected(self, group, delta, scores):
         """The examples whose Viterbi output may change when the tokens of group move by delta, those closest
         to a change first."""

@@ -68,7 +68,7 @@ from lib.pretokens import read_pretoken_table
 from lib.schema import GENERATED_KINDS
 from lib.tokenizer_compare import decode_identity, throughput
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_level_pipeline, load_gpt2_tokenizer, piece_bytes, save_hf_tokenizer
-from lib.certify import certify
+from lib.certify import certify, least_change
 from lib.unigram import RepairIndex, as_tokenizers_reads, is_right, lattice, path_score, viterbi
 
 STEP = "04_distill"
@@ -746,7 +746,7 @@ class PairGuards:
             return None
 
     def strings(self, i):
-        """[(lattice, BPE label)] of token i's guard strings (built once)."""
+        """[(lattice, BPE label, piece)] of token i's guard strings (built once)."""
         if i not in self.cache:
             a, words = self.text(i), set()
             for b in self.partners if a else []:
@@ -757,18 +757,18 @@ class PairGuards:
             words = sorted(words)
             ids = [tuple(e.ids) for e in self.original.encode_batch(words)] if words else []
             pieces, _ = split_examples(words, ids, [1] * len(words), self.splitter, self.token_strings, progress=False)
-            self.cache[i] = [(lattice(p, self.vocab, self.max_len), y) for p, y in sorted(pieces)
+            self.cache[i] = [(lattice(p, self.vocab, self.max_len), y, p) for p, y in sorted(pieces)
                              if (p, y) not in self.example_keys]
         return self.cache[i]
 
     def loss(self, group, delta, scores):
         """weight x the guard strings of group's tokens that moving them by delta turns from right to wrong."""
         strings = [g for i in group for g in self.strings(i)]
-        before = [is_right(viterbi(lat, scores), y) for lat, y in strings]
+        before = [is_right(viterbi(lat, scores), y) for lat, y, _ in strings]
         old = [scores[i] for i in group]
         for i in group:
             scores[i] += delta
-        broken = sum(b and not is_right(viterbi(lat, scores), y) for (lat, y), b in zip(strings, before))
+        broken = sum(b and not is_right(viterbi(lat, scores), y) for (lat, y, _), b in zip(strings, before))
         for i, x in zip(group, old):
             scores[i] = x
         self.tried += 1
@@ -831,11 +831,7 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, ta
                 applied, moves = applied + 1, moves + 1
             else:
                 failed_at[k] = moves
-        before = list(scores)
-        scores[:] = as_tokenizers_reads(scores, until_stable=True)
-        moved = [i for i, (x, y) in enumerate(zip(before, scores)) if x != y]
-        moves += bool(moved)
-        index.refresh_touched(moved, scores, progress=f"round {rnd + 1}: Viterbi of the examples touched")
+        moves += bool(settle(index, scores, progress=f"round {rnd + 1}: Viterbi of the examples touched"))
         history.append(index.wrong_weight())
         log.info(f"repair round {rnd + 1}: {applied:,} changes, wrong example weight {history[-1]:,}")
         if not applied:
@@ -843,6 +839,16 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, ta
     if guards:
         log.info("pair guards: " + ", ".join(f"{k} {v:,}" for k, v in guards.summary().items()))
     return scores, history, index
+
+
+def settle(index, scores, progress=None):
+    """Round the scores to what tokenizers reads back from a tokenizer.json and refresh the examples that
+    a rounding touched or whose bounds drifted (so index is exact again); returns the tokens rounded."""
+    before = list(scores)
+    scores[:] = as_tokenizers_reads(scores, until_stable=True)
+    moved = [i for i, (x, y) in enumerate(zip(before, scores)) if x != y]
+    index.refresh_touched(moved, scores, progress=progress)
+    return moved
 
 
 def repair_example(k, index, scores, up, margin_rel, guards=None, max_group=1024):
@@ -911,6 +917,115 @@ def change_gain(index, group, delta, scores, affected, beat):
 
 
 # -----------------------------------------------------------------------------
+# exact repair: one LP per train piece the greedy left wrong (lib/certify.least_change, HiGHS)
+#
+# The greedy moves one token, or one token with its extensions, at a time; '(-(-' needs four moved at
+# once. For each wrong train piece, heaviest first, a linear program asks for the score changes of least
+# weighted |change| that make BPE's segmentation beat every path Viterbi finds by the margin. Every example
+# and pair-guard string the change would turn wrong then joins the LP with its row (cutting planes over
+# strings as well as paths), until the change breaks none: it is kept. An infeasible LP hands the strings
+# it held to certify, whose exact check often finds the conflict among them. A token costs log2(2 + the
+# examples holding it), so the LP prefers moving rare tokens, which disturb less text. A change of more
+# than exact_repair_max_tokens tokens is given up: a wide change can keep every example right and still
+# break strings that no example holds (README).
+
+
+def exact_repair(index, examples, in_train, scores, guards, cfg):
+    """least_fix for each wrong train piece (heaviest first, up to exact_repair_max_pieces, within
+    exact_repair_time_limit). Returns {"pieces": {piece: verdict}, "counts", "seconds", "held": {piece: the
+    strings of its infeasible LP, [(name, lattice, label)], for certify}}."""
+    wrong = sorted((k for k, r in enumerate(index.right) if not r and in_train[k]), key=lambda k: (-examples[k][2], examples[k][0]))
+    cost = np.log2(2.0 + np.diff(index.tok_ptr))
+    t0 = time.monotonic()
+    deadline = t0 + cfg["exact_repair_time_limit"]
+    pieces, held = {}, {}
+    for k in tqdm(wrong[:cfg["exact_repair_max_pieces"]], desc="exact repair", unit="piece", leave=False):
+        name = examples[k][0]
+        if time.monotonic() > deadline:
+            pieces[name] = "time limit"
+        elif index.right[k]:
+            pieces[name] = "fixed (by an earlier fix)"
+        else:
+            pieces[name], strings = least_fix(k, examples, index, scores, guards, cost, cfg, deadline)
+            if strings:
+                held[name] = strings
+    settle(index, scores, progress="exact repair: Viterbi of the examples touched")
+    counts = collections.Counter(pieces.values())
+    log.info(f"exact repair: {len(wrong):,} wrong train pieces, {len(pieces):,} tried: "
+             + ", ".join(f"{v:,} {c}" for c, v in sorted(counts.items())) + f"; wrong example weight {index.wrong_weight():,}")
+    if counts["time limit"]:
+        log.warning(f"exact repair: {counts['time limit']:,} pieces left untried at exact_repair_time_limit "
+                    f"({cfg['exact_repair_time_limit']} s): the tokenizer keeps the scores found so far; raise it in configs/distill.yaml")
+    return {"wrong_train_pieces": len(wrong), "pieces": pieces, "counts": dict(counts), "wrong_weight": index.wrong_weight(),
+            "seconds": round(time.monotonic() - t0, 1), "held": held}
+
+
+def least_fix(k, examples, index, scores, guards, cost, cfg, deadline):
+    """Fix example k by least_change over the strings held (k first), adding each string the change turns
+    wrong and each path that beats a held label (broken_by), until nothing breaks. Returns ('fixed', None)
+    with the change applied; ('infeasible', the strings held); or why it gave up ('too wide', 'too many
+    strings', 'LP <status>', 'unsettled (float tie)'), the scores unchanged."""
+    held, keys = [(examples[k][0], index.lats[k], index.labels[k])], {("example", k)}
+    path = tuple(viterbi(index.lats[k], scores))
+    rows, seen = [score_row(index.labels[k], path, scores, cfg["margin_rel"])], {(examples[k][0], path)}
+    while True:
+        if len(held) > cfg["exact_repair_max_strings"]:
+            return "too many strings", None
+        status, delta = least_change(rows, cost, deadline - time.monotonic())
+        if status == "infeasible":
+            return "infeasible", held
+        if status != "feasible":
+            return f"LP {status}", None
+        if len(delta) > cfg["exact_repair_max_tokens"]:
+            return "too wide", None
+        beaten = broken_by(delta, held, keys, examples, index, scores, guards)
+        if not beaten:
+            index.apply_many(delta, scores)
+            return "fixed", None
+        if all((string[0], tuple(path)) in seen for string, path, _ in beaten):
+            return "unsettled (float tie)", None  # the LP met those rows, float64 Viterbi did not
+        for string, path, new in beaten:
+            held += [string] if new else []
+            seen.add((string[0], tuple(path)))
+            rows.append(score_row(string[2], path, scores, cfg["margin_rel"]))
+
+
+def broken_by(delta, held, keys, examples, index, scores, guards):
+    """What moving each token t by delta[t] breaks: [((name, lattice, label), the path that now beats the
+    label, new)]: a held string still beaten (new False), or an example or a guard string of a moved token
+    that was right and turns wrong (new True; its key joins keys). The scores are restored."""
+    maybe = [h for h in index.affected_many(delta, scores).tolist() if index.right[h] and ("example", h) not in keys]
+    guard = [(("guard", t, j), (p, lat, y)) for t in (sorted(delta) if guards else []) for j, (lat, y, p) in enumerate(guards.strings(t))]
+    guard = [(key, g) for key, g in guard if key not in keys and is_right(viterbi(g[1], scores), g[2])]
+    old = {t: scores[t] for t in delta}
+    for t, d in delta.items():
+        scores[t] += d
+    out = [(g, path, False) for g in held if not is_right(path := viterbi(g[1], scores), g[2])]
+    for key, g in [(("example", h), (examples[h][0], index.lats[h], index.labels[h])) for h in maybe] + guard:
+        path = viterbi(g[1], scores)
+        if not is_right(path, g[2]):
+            keys.add(key)
+            out.append((g, path, True))
+    for t, x in old.items():
+        scores[t] = x
+    return out
+
+
+def score_row(label, path, scores, margin_rel):
+    """(coef, need): sum coef[t] * d[t] >= need makes label beat path by the margin under scores + d. The
+    margin outgrows float64 rounding of the sums (margin_rel) and HiGHS's tolerance of 1e-7 (1e-3 at least).
+
+        >>> score_row((1,), (2, 3), [0.0, 5.0, 2.0, 2.0], 1e-12)      # 1 lacks 1e-3 - (5 - 4)
+        ({1: 1, 2: -1, 3: -1}, -0.999)
+    """
+    diff = collections.Counter(label)
+    diff.subtract(path)
+    coef = {t: v for t, v in diff.items() if v}
+    s_y, s_p = path_score(label, scores), path_score(path, scores)
+    margin = max(4 * margin_rel * max(abs(s_y), abs(s_p), *(abs(scores[t]) for t in coef), 1.0), 1e-3)
+    return coef, margin - (s_y - s_p)
+
+# -----------------------------------------------------------------------------
 # certification: which wrong train pieces no scores can fix (lib/certify.py: LP, cutting planes, Farkas)
 
 
@@ -931,34 +1046,40 @@ def neighbours(index, label, path, limit, full, exclude=None):
     return (order(both) + order(any_ - both))[:limit]
 
 
-def certify_mismatches(index, examples, in_train, token_strings, cfg):
+def certify_mismatches(index, examples, in_train, token_strings, cfg, held=None):
     """For each wrong train piece (heaviest first, up to certify_max_pieces within certify_time_limit): an
-    LP over it and its neighbours (check_pieces). Returns {"wrong_train_pieces", "pieces": {piece: verdict},
-    "counts" of the verdicts, "conflicts": [each certified set, as token strings], "seconds"}."""
+    LP over it, the strings its exact repair held (held: {piece: [(name, lattice, label)]}) and its
+    neighbours (check_pieces). Returns {"wrong_train_pieces", "pieces": {piece: verdict}, "counts" of the
+    verdicts, "conflicts": [each certified set, as token strings], "seconds"}."""
     wrong = sorted((k for k, r in enumerate(index.right) if not r and in_train[k]), key=lambda k: (-examples[k][2], examples[k][0]))
-    todo = [(examples[k][0], index.lats[k], index.labels[k], index.paths[k], k) for k in wrong[:cfg["certify_max_pieces"]]]
+    todo = [(examples[k][0], index.lats[k], index.labels[k], index.paths[k], k, (held or {}).get(examples[k][0], [])[1:])
+            for k in wrong[:cfg["certify_max_pieces"]]]
     result = check_pieces(todo, index, [p for p, _, _ in examples], token_strings, cfg, "certify wrong train pieces")
     log.info(f"certify: {len(wrong):,} wrong train pieces (not permutations), {len(todo):,} checked: " + result.pop("summary"))
     return {"wrong_train_pieces": len(wrong), **result}
 
 
 def check_pieces(todo, index, names, token_strings, cfg, desc):
-    """Certify each (piece, lattice, BPE label, Viterbi path, its example index or None) of todo together with
-    its neighbours among the learning's examples (names: their pieces), within certify_time_limit. Verdicts: 'certified' only when
+    """Certify each (piece, lattice, BPE label, Viterbi path, its example index or None, more strings to hold
+    [(name, lattice, label)]) of todo together with those strings and its neighbours among the learning's
+    examples (names: their pieces), within certify_time_limit. Verdicts: 'certified' only when
     its conflict passed the exact Farkas check, 'no conflict among neighbours' only when scores were found
     for it and all its neighbours; else 'time limit' or 'unsettled (why)'."""
     token_len = [len(s) for s in token_strings]
     t0 = time.monotonic()
     deadline = t0 + cfg["certify_time_limit"]
     pieces, conflicts, seen = {}, [], set()
-    for name, lat, label, path, k in tqdm(todo, desc=desc, unit="piece", leave=False):
+    for name, lat, label, path, k, extra in tqdm(todo, desc=desc, unit="piece", leave=False):
         left = deadline - time.monotonic()
         if left <= 0:
             pieces[name] = "time limit"
             continue
         group = neighbours(index, label, path, cfg["certify_neighbours"], full=True, exclude=k)
-        cases = [(name, lat, label)] + [(names[h], index.lats[h], index.labels[h]) for h in group]
-        result = certify(cases, token_len, [path] + [index.paths[h] for h in group], time_limit=min(left, cfg["certify_case_seconds"]))
+        group = [h for h in group if names[h] not in {n for n, _, _ in extra}]
+        cases = [(name, lat, label)] + [(names[h], index.lats[h], index.labels[h]) for h in group] + extra
+        # a held string starts from its label (no row): Viterbi under the LP's scores adds what beats it
+        start = [path] + [index.paths[h] for h in group] + [y for _, _, y in extra]
+        result = certify(cases, token_len, start, time_limit=min(left, cfg["certify_case_seconds"]))
         found = [c for c in result["conflicts"] if name in c["cases"]]
         mine = [c for c in found if c["verified"]]
         pieces[name] = ("certified" if mine else "unsettled (infeasible, the exact check failed)" if found
@@ -998,7 +1119,7 @@ def unseen_wrong_pieces(art, cfg, distilled, original, vocab, scores):
     todo = []
     for _, w, y in wrong[:cfg["certify_unseen_max_pieces"]]:
         lat = lattice(w, vocab, max_len)
-        todo.append((w, lat, y, viterbi(lat, scores), None))
+        todo.append((w, lat, y, viterbi(lat, scores), None, []))
     return todo, len(wrong)
 
 
@@ -1037,7 +1158,7 @@ def classify(word, bpe, got, token_strings, certified=()):
     runs = [m.span() for m in re.finditer(r"(.{1,4}?)\1{2,}", word)]
     if any(lo <= c <= hi for c in cuts_b ^ cuts_g for lo, hi in runs):
         return "run in context (a cut in or at a run of 3+)"
-    return "score order (left by the greedy repair)"
+    return "score order (left by the repairs)"
 
 
 def agreement(words, bpe, counts, models, token_strings, n_examples, batch=50_000, desc=None):
@@ -1288,8 +1409,9 @@ def main():
     guards = pair_guards(original, vocab, token_strings, splitter, examples, in_train, cfg)
     scores, history, index = learn(examples, vocab, merges, scores, [len(s) for s in token_strings], cfg["max_rounds"],
                                    cfg["margin_rel"], targets, guards, cfg["repair_group_max_tokens"])
+    exact = exact_repair(index, examples, in_train, scores, guards, cfg)
     phases.start("certify")
-    certified = certify_mismatches(index, examples, in_train, token_strings, cfg)
+    certified = certify_mismatches(index, examples, in_train, token_strings, cfg, exact.pop("held"))
     distilled = build_unigram(vocab, scores, raw_pattern)
     certified["unseen"] = certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples, token_strings)
     del examples, index
@@ -1298,7 +1420,7 @@ def main():
     models = (original, distilled, bare(distilled, pattern), pattern, certified_pieces)
 
     report = {"run_split": bool(pattern), "run_units": len(units), "split_conflicts": stats.pop("split_conflicts"), "certify": certified,
-              "repair_history": history, "pair_guards": guards.summary() if guards else None,
+              "repair_history": history, "exact_repair": exact, "pair_guards": guards.summary() if guards else None,
               "seconds_learning": phases.seconds["learning"], "examples": stats}
     parts, bench = validate(table, sample, models, token_strings, art, cfg, phases)
     report.update(parts)

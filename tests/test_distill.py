@@ -16,6 +16,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -689,7 +690,7 @@ def test_pair_guards_count_what_a_change_breaks_beyond_the_examples(gpt2_bpe):
     token_strings = [s for s, _ in sorted(vocab.items(), key=lambda x: x[1])] + [EOT]
     partners = [vocab[s] for s in ("ode", "ake", "Ġthe")]
     guards = distill.PairGuards(gpt2_bpe, vocab, token_strings, partners, None, {("Ġcmake", (vocab["Ġcm"], vocab["ake"]))}, 3)
-    strings = {tuple(y) for _, y in guards.strings(vocab["Ġcm"])}
+    strings = {tuple(y) for _, y, _ in guards.strings(vocab["Ġcm"])}
     assert (vocab["Ġcm"], vocab["ode"]) in strings and (vocab["Ġcm"], vocab["ake"]) not in strings  # an example already
     assert guards.loss([vocab["Ġcm"]], 0.0, scores) == 0
     assert guards.loss([vocab["Ġcm"]], -0.5 * scores[vocab["Ġcm"]], scores) >= 3
@@ -756,3 +757,78 @@ def test_repair_lowers_a_token_with_its_extensions_when_alone_it_breaks_one():
     assert all(tuple(viterbi(lat, scores)) == y for lat, y in zip(index.lats, labels))
     moved = {strings[i]: scores[i] - before[i] for i in range(len(strings)) if scores[i] != before[i]}
     assert set(moved) == {"ab", "abd"} and moved["ab"] == moved["abd"] < 0
+
+
+def exact_case(strings, examples, scores):
+    """(vocab, RepairIndex refreshed under scores, the examples as [(piece, label ids, 1)]) of a hand-made case."""
+    from lib.unigram import RepairIndex, lattice
+
+    vocab = {s: i for i, s in enumerate(strings)}
+    words, labels = list(examples), [tuple(vocab[s] for s in y) for y in examples.values()]
+    index = RepairIndex([lattice(w, vocab, max(map(len, strings))) for w in words], labels, [1] * len(words),
+                        [len(w) for w in words], [len(s) for s in strings])
+    index.refresh_all(scores)
+    return vocab, index, [(w, y, 1) for w, y in zip(words, labels)]
+
+
+EXACT_CFG = {"margin_rel": 1e-12, "exact_repair_max_strings": 1000, "exact_repair_max_tokens": 64}
+
+
+def test_exact_repair_moves_several_tokens_where_every_single_move_breaks_an_example():
+    """The case of the group-lowering test above, with single moves only: the greedy gives up on 'abc', and
+    the exact repair's LP moves several tokens at once, keeping every example right. Capped at one token
+    (exact_repair_max_tokens), it gives up and leaves the scores as they were."""
+    import numpy as np
+    from lib.unigram import viterbi
+
+    distill = load_distill()
+    strings = ["a", "b", "c", "d", "e", "f", "ab", "bc", "abd", "dd", "ae", "ce", "cf"]
+    merges = [("a", "b"), ("b", "c"), ("ab", "d"), ("d", "d"), ("a", "e"), ("c", "e"), ("c", "f")]
+    scores = [0.0] * 6 + [10.0, 9.0, 14.5, 5.0, 0.5, 9.5, -0.5]
+    examples = {"abc": ["a", "bc"], "abdd": ["ab", "dd"], "ae": ["ae"], "bce": ["b", "ce"], "cf": ["c", "f"]}
+    vocab, index, ex = exact_case(strings, examples, scores)
+    before = list(scores)
+    assert not distill.repair_example(0, index, scores, distill.merged_from(vocab, merges), 1e-12, max_group=1)
+    cost = np.log2(2.0 + np.diff(index.tok_ptr))
+    deadline = time.monotonic() + 60
+    assert distill.least_fix(0, ex, index, scores, None, cost, {**EXACT_CFG, "exact_repair_max_tokens": 1}, deadline) == ("too wide", None)
+    assert scores == before
+    assert distill.least_fix(0, ex, index, scores, None, cost, EXACT_CFG, deadline) == ("fixed", None)
+    assert all(tuple(viterbi(lat, scores)) == y for lat, (_, y, _) in zip(index.lats, ex))
+    assert index.right == [True] * 5
+    assert sum(a != b for a, b in zip(scores, before)) >= 2
+
+
+def test_exact_repair_hands_a_conflict_to_certify():
+    """'abc' = ab+c asks ab + c > a + bc (a+bc wins a tie), 'zabc' = z+a+bc asks a + bc >= ab + c. Fixing
+    'zabc' breaks 'abc', which joins the LP: infeasible, scores unchanged, and certify proves the pair."""
+    import numpy as np
+    from lib.certify import certify
+
+    distill = load_distill()
+    strings = ["a", "b", "c", "z", "ab", "bc"]
+    scores = [0.0, 0.0, 0.0, 0.0, 3.0, 2.0]
+    vocab, index, ex = exact_case(strings, {"abc": ["ab", "c"], "zabc": ["z", "a", "bc"]}, scores)
+    assert index.right == [True, False]
+    before = list(scores)
+    cost = np.log2(2.0 + np.diff(index.tok_ptr))
+    verdict, held = distill.least_fix(1, ex, index, scores, None, cost, EXACT_CFG, time.monotonic() + 60)
+    assert verdict == "infeasible" and [name for name, _, _ in held] == ["zabc", "abc"] and scores == before
+    result = certify(held, [len(s) for s in strings], time_limit=30)
+    assert [c["cases"] for c in result["conflicts"]] == [["abc", "zabc"]] and result["conflicts"][0]["verified"]
+
+
+def test_exact_repair_past_its_time_limit_keeps_the_scores_and_says_so(caplog):
+    """exact_repair_time_limit 0: no piece is tried, the scores stay as they were, and one warning line names
+    the key to raise."""
+    distill = load_distill()
+    strings = ["a", "b", "c", "z", "ab", "bc"]
+    scores = [0.0, 0.0, 0.0, 0.0, 3.0, 2.0]
+    _, index, ex = exact_case(strings, {"abc": ["ab", "c"], "zabc": ["z", "a", "bc"]}, scores)
+    before = list(scores)
+    cfg = {**EXACT_CFG, "exact_repair_max_pieces": 10, "exact_repair_time_limit": 0.0}
+    with caplog.at_level("WARNING"):
+        result = distill.exact_repair(index, ex, [True, True], scores, None, cfg)
+    assert result["pieces"] == {"zabc": "time limit"} and scores == before
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "exact_repair_time_limit" in warned[0] and "\n" not in warned[0]
