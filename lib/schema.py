@@ -117,7 +117,7 @@ class DistillConfig(StepConfig):
                                                                  "strings (0: no pair guards)")
     guard_weight: float = Field(1.0, ge=0, description="weight of each guard string a repair would turn wrong")
     exact_repair_max_pieces: int = Field(200, ge=0, description="wrong train pieces the exact repair tries (0: off)")
-    exact_repair_max_tokens: int = Field(64, ge=1, le=50_257, description="most tokens one exact fix may move")
+    exact_repair_max_tokens: int = Field(1024, ge=1, le=50_257, description="most tokens one exact fix may move")
     exact_repair_max_strings: int = Field(20_000, ge=1, description="most strings one exact fix's LP may hold")
     exact_repair_time_limit: float = Field(300.0, ge=0, description="time for the whole exact repair")
     certify_max_pieces: int = Field(200, ge=0, description="wrong train pieces checked for a certified conflict")

@@ -738,6 +738,7 @@ class PairGuards:
         self.partners = [t for t in map(self.text, partners) if t]
         self.pre_tokenizer = pre_tokenizer_gpt2()
         self.cache, self.tried, self.outweighed = {}, 0, 0
+        self.pairs = {}  # (a, b) -> the guard strings of a + b (joined)
 
     def text(self, i):
         try:
@@ -760,6 +761,26 @@ class PairGuards:
             self.cache[i] = [(lattice(p, self.vocab, self.max_len), y, p) for p, y in sorted(pieces)
                              if (p, y) not in self.example_keys]
         return self.cache[i]
+
+    def joined(self, tokens):
+        """[(lattice, BPE label, piece)] of the strings a + b, for a and b in tokens (one change's moved
+        tokens), that GPT-2's pre-tokenizer leaves whole and that are no example: where a wide change meets
+        itself ('200' + '430' when both move). Built once per pair."""
+        words = {}
+        for a, b in itertools.product(tokens, repeat=2):
+            if (a, b) not in self.pairs:
+                self.pairs[(a, b)] = []
+                ta, tb = self.text(a), self.text(b)
+                cut = self.pre_tokenizer.pre_tokenize_str(ta + tb) if ta and tb else []
+                if len(cut) == 1:
+                    words[(a, b)] = cut[0][0]
+        if words:
+            labels = [tuple(e.ids) for e in self.original.encode_batch(list(words.values()))]
+            for (key, w), y in zip(words.items(), labels):
+                pieces, _ = split_examples([w], [y], [1], self.splitter, self.token_strings, progress=False)
+                self.pairs[key] = [(lattice(p, self.vocab, self.max_len), q, p) for p, q in sorted(pieces)
+                                   if (p, q) not in self.example_keys]
+        return [g for key in itertools.product(tokens, repeat=2) for g in self.pairs[key]]
 
     def loss(self, group, delta, scores):
         """weight x the guard strings of group's tokens that moving them by delta turns from right to wrong."""
@@ -925,9 +946,9 @@ def change_gain(index, group, delta, scores, affected, beat):
 # and pair-guard string the change would turn wrong then joins the LP with its row (cutting planes over
 # strings as well as paths), until the change breaks none: it is kept. An infeasible LP hands the strings
 # it held to certify, whose exact check often finds the conflict among them. A token costs log2(2 + the
-# examples holding it), so the LP prefers moving rare tokens, which disturb less text. A change of more
-# than exact_repair_max_tokens tokens is given up: a wide change can keep every example right and still
-# break strings that no example holds (README).
+# examples holding it), so the LP prefers moving rare tokens, which disturb less text. A wide change can
+# keep every example right and still break strings that no example holds, most often where two of its
+# moved tokens meet ('200' + '430'): so those joined pairs are guard strings too (PairGuards.joined).
 
 
 def exact_repair(index, examples, in_train, scores, guards, cfg):
@@ -949,6 +970,8 @@ def exact_repair(index, examples, in_train, scores, guards, cfg):
             pieces[name], strings = least_fix(k, examples, index, scores, guards, cost, cfg, deadline)
             if strings:
                 held[name] = strings
+            if guards:
+                guards.pairs.clear()  # up to exact_repair_max_tokens ** 2 joined strings: memory stays one fix's
     settle(index, scores, progress="exact repair: Viterbi of the examples touched")
     counts = collections.Counter(pieces.values())
     log.info(f"exact repair: {len(wrong):,} wrong train pieces, {len(pieces):,} tried: "
@@ -992,11 +1015,14 @@ def least_fix(k, examples, index, scores, guards, cost, cfg, deadline):
 
 def broken_by(delta, held, keys, examples, index, scores, guards):
     """What moving each token t by delta[t] breaks: [((name, lattice, label), the path that now beats the
-    label, new)]: a held string still beaten (new False), or an example or a guard string of a moved token
-    that was right and turns wrong (new True; its key joins keys). The scores are restored."""
+    label, new)]: a held string still beaten (new False), or an example or a guard string (PairGuards: of a
+    moved token, or two moved tokens joined) that was right and turns wrong (new True; its key joins
+    keys). The scores are restored."""
     maybe = [h for h in index.affected_many(delta, scores).tolist() if index.right[h] and ("example", h) not in keys]
-    guard = [(("guard", t, j), (p, lat, y)) for t in (sorted(delta) if guards else []) for j, (lat, y, p) in enumerate(guards.strings(t))]
-    guard = [(key, g) for key, g in guard if key not in keys and is_right(viterbi(g[1], scores), g[2])]
+    moved = sorted(delta)
+    guard = [g for t in moved for g in guards.strings(t)] + (guards.joined(moved) if len(moved) > 1 else []) if guards else []
+    guard = {("guard", p): (p, lat, y) for lat, y, p in guard}
+    guard = [(key, g) for key, g in guard.items() if key not in keys and is_right(viterbi(g[1], scores), g[2])]
     old = {t: scores[t] for t in delta}
     for t, d in delta.items():
         scores[t] += d

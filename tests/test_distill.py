@@ -678,16 +678,21 @@ def test_init_scores_keep_small_differences_after_any_token(gpt2_bpe):
     assert bounded[last] - bounded[vocab[merges[-1][0]]] - bounded[vocab[merges[-1][1]]] == pytest.approx(1.0)
 
 
-def test_pair_guards_count_what_a_change_breaks_beyond_the_examples(gpt2_bpe):
-    """Lowering 'Ġcm' far enough turns ' cmode' (BPE 'Ġcm' + 'ode') wrong: a string no example holds,
-    made by pairing the token with a frequent partner; the loss counts it (times the weight), and a
-    change that moves nothing breaks nothing."""
+def gpt2_tables(gpt2_bpe):
+    """(04's module, GPT-2's vocab, merges, the closed-form scores, token strings by id with EOT)."""
     distill = load_distill()
     model = json.loads(gpt2_bpe.to_str())["model"]
     vocab = {s: i for s, i in model["vocab"].items() if s != EOT}
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     scores = distill.merge_tree_scores(vocab, merges, 4.0, 10.0)
-    token_strings = [s for s, _ in sorted(vocab.items(), key=lambda x: x[1])] + [EOT]
+    return distill, vocab, merges, scores, [s for s, _ in sorted(vocab.items(), key=lambda x: x[1])] + [EOT]
+
+
+def test_pair_guards_count_what_a_change_breaks_beyond_the_examples(gpt2_bpe):
+    """Lowering 'Ġcm' far enough turns ' cmode' (BPE 'Ġcm' + 'ode') wrong: a string no example holds,
+    made by pairing the token with a frequent partner; the loss counts it (times the weight), and a
+    change that moves nothing breaks nothing."""
+    distill, vocab, merges, scores, token_strings = gpt2_tables(gpt2_bpe)
     partners = [vocab[s] for s in ("ode", "ake", "Ġthe")]
     guards = distill.PairGuards(gpt2_bpe, vocab, token_strings, partners, None, {("Ġcmake", (vocab["Ġcm"], vocab["ake"]))}, 3)
     strings = {tuple(y) for _, y, _ in guards.strings(vocab["Ġcm"])}
@@ -832,3 +837,24 @@ def test_exact_repair_past_its_time_limit_keeps_the_scores_and_says_so(caplog):
     assert result["pieces"] == {"zabc": "time limit"} and scores == before
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 1 and "exact_repair_time_limit" in warned[0] and "\n" not in warned[0]
+
+
+def test_exact_repair_guards_the_strings_where_two_moved_tokens_meet(gpt2_bpe):
+    """PairGuards.joined: '200' + '430' is the pre-token '200430' (BPE '2004' + '30'), a guard string when
+    both move; '200' + 'Ġthe' is two pre-tokens and an example is no guard string. broken_by reports the
+    joined string a change of both tokens turns wrong."""
+    from lib.unigram import RepairIndex, lattice
+
+    distill, vocab, merges, scores, token_strings = gpt2_tables(gpt2_bpe)
+    a, b, the = vocab["200"], vocab["430"], vocab["Ġthe"]
+    example = ("430200", tuple(distill.bare(gpt2_bpe).encode("430200").ids))
+    guards = distill.PairGuards(gpt2_bpe, vocab, token_strings, [], None, {example}, 1)
+    joined = {p: y for _, y, p in guards.joined([a, b, the])}
+    assert joined == {"200200": tuple(distill.bare(gpt2_bpe).encode("200200").ids),
+                      "200430": (vocab["2004"], vocab["30"]), "430430": tuple(distill.bare(gpt2_bpe).encode("430430").ids)}
+    index = RepairIndex([lattice("Ġthe", vocab, 64)], [(the,)], [1], [4], [len(s) for s in token_strings])
+    index.refresh_all(scores)
+    up = 2.0 * (scores[vocab["2004"]] + scores[vocab["30"]])
+    beaten = distill.broken_by({a: up, b: up}, [], set(), [("Ġthe", (the,), 1)], index, scores, guards)
+    assert "200430" in {name for (name, _, _), _, new in beaten if new}
+    assert scores == gpt2_tables(gpt2_bpe)[3]  # restored
