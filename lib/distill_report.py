@@ -81,7 +81,7 @@ def exact_md(e):
     late = e["counts"].get("time limit")
     return (f" Exact repair (one LP per train piece left wrong, {e['seconds']} s): of {e['wrong_train_pieces']:,} wrong "
             f"train pieces, {len(e['pieces']):,} tried: {counts}; wrong example weight after it {e['wrong_weight']:,}."
-            + (f" **{late:,} pieces were left untried at `exact_repair_time_limit`: the scores are the best found "
+            + (f" **{late:,} pieces were left untried (or cut off) at `exact_repair_time_limit`: the scores are the best found "
                "by then.**" if late else ""))
 
 

@@ -968,6 +968,8 @@ def exact_repair(index, examples, in_train, scores, guards, cfg):
             pieces[name] = "fixed (by an earlier fix)"
         else:
             pieces[name], strings = least_fix(k, examples, index, scores, guards, cost, cfg, deadline)
+            if pieces[name].startswith("LP") and time.monotonic() > deadline:
+                pieces[name] = "time limit"  # its LP was cut off by the phase's limit: counted with the untried
             if strings:
                 held[name] = strings
             if guards:
@@ -977,7 +979,7 @@ def exact_repair(index, examples, in_train, scores, guards, cfg):
     log.info(f"exact repair: {len(wrong):,} wrong train pieces, {len(pieces):,} tried: "
              + ", ".join(f"{v:,} {c}" for c, v in sorted(counts.items())) + f"; wrong example weight {index.wrong_weight():,}")
     if counts["time limit"]:
-        log.warning(f"exact repair: {counts['time limit']:,} pieces left untried at exact_repair_time_limit "
+        log.warning(f"exact repair: {counts['time limit']:,} pieces left untried (or cut off) at exact_repair_time_limit "
                     f"({cfg['exact_repair_time_limit']} s): the tokenizer keeps the scores found so far; raise it in configs/distill.yaml")
     return {"wrong_train_pieces": len(wrong), "pieces": pieces, "counts": dict(counts), "wrong_weight": index.wrong_weight(),
             "seconds": round(time.monotonic() - t0, 1), "held": held}
@@ -1050,6 +1052,7 @@ def score_row(label, path, scores, margin_rel):
     s_y, s_p = path_score(label, scores), path_score(path, scores)
     margin = max(4 * margin_rel * max(abs(s_y), abs(s_p), *(abs(scores[t]) for t in coef), 1.0), 1e-3)
     return coef, margin - (s_y - s_p)
+
 
 # -----------------------------------------------------------------------------
 # certification: which wrong train pieces no scores can fix (lib/certify.py: LP, cutting planes, Farkas)

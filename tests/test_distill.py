@@ -783,7 +783,6 @@ def test_exact_repair_moves_several_tokens_where_every_single_move_breaks_an_exa
     """The case of the group-lowering test above, with single moves only: the greedy gives up on 'abc', and
     the exact repair's LP moves several tokens at once, keeping every example right. Capped at one token
     (exact_repair_max_tokens), it gives up and leaves the scores as they were."""
-    import numpy as np
     from lib.unigram import viterbi
 
     distill = load_distill()
@@ -807,7 +806,6 @@ def test_exact_repair_moves_several_tokens_where_every_single_move_breaks_an_exa
 def test_exact_repair_hands_a_conflict_to_certify():
     """'abc' = ab+c asks ab + c > a + bc (a+bc wins a tie), 'zabc' = z+a+bc asks a + bc >= ab + c. Fixing
     'zabc' breaks 'abc', which joins the LP: infeasible, scores unchanged, and certify proves the pair."""
-    import numpy as np
     from lib.certify import certify
 
     distill = load_distill()
