@@ -190,14 +190,40 @@ def farkas(rows):
     return lam
 
 
+def prove(rows, deadline):
+    """What rows [(coef, margin)] that no scores meet all strictly (S(label) - S(path) > 0: an LP's dual
+    ray with positive margins) prove, exactly: ('conflict', keep, multipliers) when a minimal subset keep
+    is infeasible with its own margins too (no scores reproduce these labels: see farkas); ('tie', keep,
+    multipliers) when it is not: then every score vector meeting those rows meets each with equality (the
+    multipliers add them up to 0 >= 0, each term >= 0), so the labels hold only where two segmentations of a
+    string score exactly the same, and float64 rounding decides, as in a permutation tie. None when the
+    deadline passes or the exact check fails.
+
+        >>> prove([({1: 1, 2: -1}, 1), ({1: -1, 2: 1}, 0)], time.monotonic() + 10)[0]      # a > b, b >= a
+        'conflict'
+        >>> prove([({1: 1, 2: -1}, 0), ({1: -1, 2: 1}, 0)], time.monotonic() + 10)[0]      # a >= b, b >= a
+        'tie'
+    """
+    strict = [(coef, 1) for coef, _ in rows]
+    keep = minimal_infeasible(strict, deadline)
+    lam = farkas([strict[i] for i in keep]) if keep else None
+    if lam is None:
+        return None
+    return ("conflict" if sum(x * rows[i][1] for x, i in zip(lam, keep)) > 0 else "tie"), keep, lam
+
+
 def least_change(rows, cost, time_limit):
     """The score changes d of least sum cost[t] * |d[t]| with sum coef[t] * d[t] >= need for every row
     [(coef, need)] (HiGHS; d[t] = up[t] - down[t], both >= 0, keeps |d| linear). 04's exact repair: need is
     the margin a label lacks against a path under the current scores. ('feasible', {token: d, the nonzero
-    ones}) / ('infeasible', None) / (another HiGHS status such as 'time limit reached', None).
+    ones}) / ('infeasible', the rows of HiGHS's dual ray, or None) / (another HiGHS status such as 'time
+    limit reached', None). The ray's rows alone are infeasible (a Farkas proof in floats, with these needs):
+    usually a handful of the thousands, and where a conflict among the labels is to be found.
 
         >>> least_change([({1: 1, 2: -1}, 2.0)], {1: 1.0, 2: 3.0}, 10)      # raising 1 is cheaper
         ('feasible', {1: 2.0})
+        >>> least_change([({1: 1, 2: -1}, 1.0), ({1: -1, 2: 1}, 1.0), ({3: 1}, 0.0)], {1: 1.0, 2: 1.0, 3: 1.0}, 10)
+        ('infeasible', [0, 1])
     """
     import highspy
     import numpy as np
@@ -207,6 +233,7 @@ def least_change(rows, cost, time_limit):
     n, inf = len(tokens), highspy.kHighsInf
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
+    t_end = time.monotonic() + time_limit
     h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
     c = np.array([float(cost[t]) for t in tokens])
     h.addVars(2 * n, np.zeros(2 * n), np.full(2 * n, inf))
@@ -221,7 +248,14 @@ def least_change(rows, cost, time_limit):
         x = h.getSolution().col_value
         return "feasible", {t: x[j] - x[n + j] for t, j in col.items() if x[j] != x[n + j]}
     if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
-        return "infeasible", None
+        _, has, ray = h.getDualRay()
+        if not has and time.monotonic() < t_end:  # presolve found it: the simplex without it gives the ray
+            h.setOptionValue("presolve", "off")
+            h.setOptionValue("time_limit", float(max(t_end - time.monotonic(), 1e-3)))
+            h.clearSolver()
+            h.run()
+            _, has, ray = h.getDualRay()
+        return "infeasible", ([r for r, v in enumerate(ray) if abs(v) > 1e-9] or None) if has else None
     return h.modelStatusToString(status).lower(), None
 
 

@@ -32,7 +32,8 @@ def certify_md(c, show):
              f"Train pieces still wrong after the repair, permutations aside: {c['wrong_train_pieces']:,}; checked "
              f"({c['seconds']} s): {counts}. Each check is a linear program (HiGHS) over every score of the piece's "
              "lattice and those of up to `certify_neighbours` examples sharing its tokens, with Viterbi adding the "
-             "paths that still win (cutting planes). *certified*: the LP is infeasible; a minimal infeasible set "
+             "paths that still win (cutting planes); where it finds no conflict, the rows of the exact repair's "
+             "infeasible LP (its dual ray) are checked the same way. *certified*: the LP is infeasible; a minimal infeasible set "
              "is below with exact Farkas multipliers: adding each row (BPE's segmentation scores at least the margin "
              "more than the path that beats it) times its multiplier gives 0 >= a positive number, so no Unigram "
              "scores reproduce BPE on these strings together. *no conflict among neighbours*: scores exist for the "
@@ -40,6 +41,14 @@ def certify_md(c, show):
              "the fix). Margin 1: the path wins ties against BPE's (HF's Viterbi keeps the longest last piece), "
              "so BPE's must score strictly more; 0: at least as much.", ""]
     lines += conflicts_md(c["conflicts"], show, 1)
+    if c.get("ties"):
+        lines += ["### Forced ties", "",
+                  "Wrong train pieces whose exact repair was infeasible with any positive margin, though no conflict "
+                  "holds: adding these rows times their exact multipliers gives 0 >= 0 with every row >= 0, so any "
+                  "scores that reproduce BPE on these strings score BPE's segmentation and the path in each row "
+                  "exactly the same. HF's Viterbi then picks between equal float64 sums of different tokens, and "
+                  "rounding decides, as in a permutation tie (*forced tie (certified)*).", ""]
+        lines += conflicts_md(c["ties"], show, 1, "Forced tie")
     u = c.get("unseen")
     if u:
         counts = ", ".join(f"{v:,} {k}" for k, v in sorted(u["counts"].items())) or "none"
@@ -52,11 +61,11 @@ def certify_md(c, show):
     return lines
 
 
-def conflicts_md(conflicts, show, first):
-    """One table per certified conflict: its rows and exact Farkas multipliers."""
+def conflicts_md(conflicts, show, first, title="Conflict"):
+    """One table per certified conflict (or forced tie): its rows and exact Farkas multipliers."""
     lines = []
     for n, rows in enumerate(conflicts, first):
-        lines += [f"Conflict {n}:", "", "| string | GPT-2 BPE | beaten by (same string) | margin | multiplier |",
+        lines += [f"{title} {n}:", "", "| string | GPT-2 BPE | beaten by (same string) | margin | multiplier |",
                   "|---|---|---|---:|---:|"]
         lines += [f"| {show(x['piece'])} | {show(x['bpe'])} | {show(x['beaten_by'])} | {x['margin']} | {x['multiplier']} |"
                   for x in rows]
@@ -115,7 +124,9 @@ def report_md(r):
     lines += ["", "## Mismatches by class", "",
               "Classes: *permutation tie*: the same tokens in another order, which no scores can break (a run the "
               "split leaves whole because a neighbour could merge with it); *impossible for any scores (certified)*: "
-              "a piece of the pre-token is in a certified conflict (below); *run in context*: a differing cut in or "
+              "a piece of the pre-token is in a certified conflict (below); *forced tie (certified)*: a piece whose "
+              "BPE segmentation any fitting scores tie exactly with another (below), so rounding decides; *run in "
+              "context*: a differing cut in or "
               "at a run of 3+ of one character; *score order*: the rest, left by the greedy and the exact repair (no certificate found).", ""]
     texts = ["train", "heldout"] + [k for k, a in ood.items() if a.get("pretoken_occurrences")]
     classes = sorted({c for t in texts for c in (r[t] if t in r else ood[t])["mismatches"]})

@@ -32,8 +32,11 @@ How:
   3b. Certification: each train piece still wrong (permutations aside) and the examples sharing its
      tokens go into a linear program over all scores (lib/certify.py: HiGHS, cutting planes from
      Viterbi); an infeasible one is cut to a minimal set whose Farkas multipliers are checked exactly:
-     no Unigram scores reproduce BPE on those strings together (the report's certified class).
-     The held-out and out-of-domain pieces still wrong are checked the same way against the examples.
+     no Unigram scores reproduce BPE on those strings together (the report's certified class). Where
+     that search finds none, the rows of the exact repair's infeasible LP (its dual ray) are checked the
+     same way: a conflict, or a forced tie (the labels hold only with two segmentations scoring exactly
+     the same, so rounding decides). The held-out and out-of-domain pieces still wrong are checked
+     against the examples like the train pieces.
   4. Ties no score can break (a run like '#####': BPE '####,#', Unigram's Viterbi '#,####') are cut the
      way BPE cuts them by a Split pre-tokenizer stage: runs of one character anywhere in a pre-token,
      where tracing BPE on the run proves that no merge can cross the run's edges for that neighbour and
@@ -68,7 +71,7 @@ from lib.pretokens import read_pretoken_table
 from lib.schema import GENERATED_KINDS
 from lib.tokenizer_compare import decode_identity, throughput
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_level_pipeline, load_gpt2_tokenizer, piece_bytes, save_hf_tokenizer
-from lib.certify import certify, least_change
+from lib.certify import certify, least_change, prove, row as label_row
 from lib.unigram import RepairIndex, as_tokenizers_reads, is_right, lattice, path_score, viterbi
 
 STEP = "04_distill"
@@ -944,8 +947,9 @@ def change_gain(index, group, delta, scores, affected, beat):
 # once. For each wrong train piece, heaviest first, a linear program asks for the score changes of least
 # weighted |change| that make BPE's segmentation beat every path Viterbi finds by the margin. Every example
 # and pair-guard string the change would turn wrong then joins the LP with its row (cutting planes over
-# strings as well as paths), until the change breaks none: it is kept. An infeasible LP hands the strings
-# it held to certify, whose exact check often finds the conflict among them. A token costs log2(2 + the
+# strings as well as paths), until the change breaks none: it is kept. An infeasible LP's dual ray names
+# the few rows (of thousands) that cannot hold together: they are checked exactly (lib/certify.prove),
+# and their strings go to certify with the piece's neighbours. A token costs log2(2 + the
 # examples holding it), so the LP prefers moving rare tokens, which disturb less text. A wide change can
 # keep every example right and still break strings that no example holds, most often where two of its
 # moved tokens meet ('200' + '430'): so those joined pairs are guard strings too (PairGuards.joined).
@@ -953,8 +957,8 @@ def change_gain(index, group, delta, scores, affected, beat):
 
 def exact_repair(index, examples, in_train, scores, guards, cfg):
     """least_fix for each wrong train piece (heaviest first, up to exact_repair_max_pieces, within
-    exact_repair_time_limit). Returns {"pieces": {piece: verdict}, "counts", "seconds", "held": {piece: the
-    strings of its infeasible LP, [(name, lattice, label)], for certify}}."""
+    exact_repair_time_limit). Returns {"pieces": {piece: verdict}, "counts", "seconds", "held": {piece whose
+    LP was infeasible: least_fix's {"strings": [(name, lattice, label)], "proof"}, for certify}}."""
     wrong = sorted((k for k, r in enumerate(index.right) if not r and in_train[k]), key=lambda k: (-examples[k][2], examples[k][0]))
     cost = np.log2(2.0 + np.diff(index.tok_ptr))
     t0 = time.monotonic()
@@ -988,17 +992,22 @@ def exact_repair(index, examples, in_train, scores, guards, cfg):
 def least_fix(k, examples, index, scores, guards, cost, cfg, deadline):
     """Fix example k by least_change over the strings held (k first), adding each string the change turns
     wrong and each path that beats a held label (broken_by), until nothing breaks. Returns ('fixed', None)
-    with the change applied; ('infeasible', the strings held); or why it gave up ('too wide', 'too many
-    strings', 'LP <status>', 'unsettled (float tie)'), the scores unchanged."""
+    with the change applied; ('infeasible', {"strings": those whose rows make up the LP's dual ray, k first
+    (a handful of those held, for certify), "proof": lib/certify.prove of those rows as a conflict record
+    (prove_record), or None}); or why it gave up ('too wide', 'too many strings', 'LP <status>', 'unsettled
+    (float tie)'), the scores unchanged."""
     held, keys = [(examples[k][0], index.lats[k], index.labels[k])], {("example", k)}
     path = tuple(viterbi(index.lats[k], scores))
     rows, seen = [score_row(index.labels[k], path, scores, cfg["margin_rel"])], {(examples[k][0], path)}
+    owner, against = [0], [path]  # rows[r] is held[owner[r]]'s label against the path against[r]
     while True:
         if len(held) > cfg["exact_repair_max_strings"]:
             return "too many strings", None
         status, delta = least_change(rows, cost, deadline - time.monotonic())
         if status == "infeasible":
-            return "infeasible", held
+            ray = delta or range(len(rows))
+            proof = prove_record([(held[owner[r]], against[r]) for r in ray], index.token_len, deadline)
+            return "infeasible", {"strings": [held[h] for h in sorted({0} | {owner[r] for r in ray})], "proof": proof}
         if status != "feasible":
             return f"LP {status}", None
         if len(delta) > cfg["exact_repair_max_tokens"]:
@@ -1009,10 +1018,15 @@ def least_fix(k, examples, index, scores, guards, cost, cfg, deadline):
             return "fixed", None
         if all((string[0], tuple(path)) in seen for string, path, _ in beaten):
             return "unsettled (float tie)", None  # the LP met those rows, float64 Viterbi did not
+        place = {id(string): h for h, string in enumerate(held)}  # a held string comes back as itself
         for string, path, new in beaten:
-            held += [string] if new else []
+            if new:
+                place[id(string)] = len(held)
+                held.append(string)
             seen.add((string[0], tuple(path)))
             rows.append(score_row(string[2], path, scores, cfg["margin_rel"]))
+            owner.append(place[id(string)])
+            against.append(tuple(path))
 
 
 def broken_by(delta, held, keys, examples, index, scores, guards):
@@ -1054,6 +1068,18 @@ def score_row(label, path, scores, margin_rel):
     return coef, margin - (s_y - s_p)
 
 
+def prove_record(pairs, token_len, deadline):
+    """lib/certify.prove of [((name, lattice, label), path)]: {"kind": 'conflict' or 'tie', "cases": the names,
+    "rows": [(name, label, path, margin, multiplier)]} (as certify's conflicts), or None."""
+    rows = [label_row(string[2], path, token_len) for string, path in pairs]
+    proved = prove(rows, deadline)
+    if proved is None:
+        return None
+    kind, keep, lam = proved
+    return {"kind": kind, "cases": sorted({pairs[i][0][0] for i in keep}), "verified": True,
+            "rows": [(pairs[i][0][0], list(pairs[i][0][2]), list(pairs[i][1]), rows[i][1], str(x)) for i, x in zip(keep, lam)]}
+
+
 # -----------------------------------------------------------------------------
 # certification: which wrong train pieces no scores can fix (lib/certify.py: LP, cutting planes, Farkas)
 
@@ -1077,15 +1103,35 @@ def neighbours(index, label, path, limit, full, exclude=None):
 
 def certify_mismatches(index, examples, in_train, token_strings, cfg, held=None):
     """For each wrong train piece (heaviest first, up to certify_max_pieces within certify_time_limit): an
-    LP over it, the strings its exact repair held (held: {piece: [(name, lattice, label)]}) and its
-    neighbours (check_pieces). Returns {"wrong_train_pieces", "pieces": {piece: verdict}, "counts" of the
-    verdicts, "conflicts": [each certified set, as token strings], "seconds"}."""
+    LP over it, the strings its exact repair held and its neighbours (check_pieces). Where that finds no
+    conflict, the exact repair's own proof stands (held: {piece: least_fix's {"strings", "proof"}}): a
+    conflict is 'certified', a tie 'forced tie (certified)'. Returns {"wrong_train_pieces", "pieces":
+    {piece: verdict}, "counts" of the verdicts, "conflicts" and "ties": [each proved set, as token strings],
+    "seconds"}."""
+    held = held or {}
     wrong = sorted((k for k, r in enumerate(index.right) if not r and in_train[k]), key=lambda k: (-examples[k][2], examples[k][0]))
-    todo = [(examples[k][0], index.lats[k], index.labels[k], index.paths[k], k, (held or {}).get(examples[k][0], [])[1:])
+    todo = [(examples[k][0], index.lats[k], index.labels[k], index.paths[k], k, held.get(examples[k][0], {}).get("strings", [])[1:])
             for k in wrong[:cfg["certify_max_pieces"]]]
     result = check_pieces(todo, index, [p for p, _, _ in examples], token_strings, cfg, "certify wrong train pieces")
-    log.info(f"certify: {len(wrong):,} wrong train pieces (not permutations), {len(todo):,} checked: " + result.pop("summary"))
+    result.pop("summary")
+    result["ties"] = []
+    for name, verdict in result["pieces"].items():
+        proof = held.get(name, {}).get("proof")
+        if proof and verdict != "certified":
+            result["pieces"][name] = "certified" if proof["kind"] == "conflict" else FORCED_TIE
+            result["conflicts" if proof["kind"] == "conflict" else "ties"].append(conflict_rows(proof, token_strings))
+    counts = collections.Counter(result["pieces"].values())
+    result["counts"] = dict(counts)
+    log.info(f"certify: {len(wrong):,} wrong train pieces (not permutations), {len(todo):,} checked: "
+             + ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
+             + f"; {len(result['conflicts']):,} conflicts, {len(result['ties']):,} forced ties")
     return {"wrong_train_pieces": len(wrong), **result}
+
+
+def conflict_rows(conflict, token_strings):
+    """A proved set's rows (certify's conflicts, prove_record) as token strings, for the report."""
+    return [{"piece": n, "bpe": [token_strings[i] for i in y], "beaten_by": [token_strings[i] for i in p],
+             "margin": m, "multiplier": lam} for n, y, p, m, lam in conflict["rows"]]
 
 
 def check_pieces(todo, index, names, token_strings, cfg, desc):
@@ -1118,8 +1164,7 @@ def check_pieces(todo, index, names, token_strings, cfg, desc):
             key = tuple(c["cases"])
             if key not in seen:
                 seen.add(key)
-                conflicts.append([{"piece": n, "bpe": [token_strings[i] for i in y], "beaten_by": [token_strings[i] for i in p],
-                                   "margin": m, "multiplier": lam} for n, y, p, m, lam in c["rows"]])
+                conflicts.append(conflict_rows(c, token_strings))
     counts = collections.Counter(pieces.values())
     if counts["time limit"]:
         log.warning(f"{desc}: {counts['time limit']:,} left unchecked at certify_time_limit ({cfg['certify_time_limit']} s) "
@@ -1168,20 +1213,24 @@ def certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples
 
 
 CERTIFIED = "impossible for any scores (certified)"
+FORCED_TIE = "forced tie (certified)"
 
 
 def classify(word, bpe, got, token_strings, certified=()):
     """Why the distilled segmentation differs: a permutation of BPE's tokens (a tie no score breaks: a run
     the split leaves whole), a piece of the word in a certified conflict (certify_mismatches: no scores
-    reproduce BPE on it and the strings it conflicts with), a differing cut in or at the edge of a run of
-    3+ of one character (BPE pairs the run before its neighbour, which scores cannot always say), else the
-    order of the scores. certified: (the certified pieces, the run split that cuts a word into pieces)."""
+    reproduce BPE on it and the strings it conflicts with) or in a forced tie (scores reproduce it only with
+    two segmentations scoring exactly the same: rounding decides), a differing cut in or at the edge of a
+    run of 3+ of one character (BPE pairs the run before its neighbour, which scores cannot always say),
+    else the order of the scores. certified: ({piece: 'certified' or FORCED_TIE}, the run split that cuts a
+    word into pieces)."""
     if sorted(bpe) == sorted(got):
         return "permutation tie (a run the split leaves whole)"
     if certified and certified[0]:
         pieces = [p for p, _ in certified[1].pre_tokenize_str(word)] if certified[1] else [word]
-        if any(p in certified[0] for p in pieces):
-            return CERTIFIED
+        verdicts = {certified[0][p] for p in pieces if p in certified[0]}
+        if verdicts:
+            return CERTIFIED if "certified" in verdicts else FORCED_TIE
     cuts_b = set(np.cumsum([len(token_strings[i]) for i in bpe]).tolist())
     cuts_g = set(np.cumsum([len(token_strings[i]) for i in got]).tolist())
     runs = [m.span() for m in re.finditer(r"(.{1,4}?)\1{2,}", word)]
@@ -1445,7 +1494,8 @@ def main():
     certified["unseen"] = certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples, token_strings)
     del examples, index
     phases.stop()
-    certified_pieces = {p for part in (certified, certified["unseen"]) for p, v in part.get("pieces", {}).items() if v == "certified"}
+    certified_pieces = {p: v for part in (certified["unseen"], certified) for p, v in part.get("pieces", {}).items()
+                        if v in ("certified", FORCED_TIE)}
     models = (original, distilled, bare(distilled, pattern), pattern, certified_pieces)
 
     report = {"run_split": bool(pattern), "run_units": len(units), "split_conflicts": stats.pop("split_conflicts"), "certify": certified,

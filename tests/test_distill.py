@@ -583,6 +583,20 @@ def test_farkas_is_exact():
     assert farkas([({1: 1}, 1)]) is None  # feasible
 
 
+def test_prove_tells_a_conflict_from_a_forced_tie():
+    """Rows no scores meet all strictly: a > b with b >= a is a conflict (no scores); a >= b with b >= a
+    holds only at a == b (a forced tie); the multipliers add the rows up to 0 >= 1 and 0 >= 0. A third row
+    outside the proof is left out; rows that can all hold strictly prove nothing."""
+    from fractions import Fraction
+    from lib.certify import prove
+
+    deadline = time.monotonic() + 30
+    extra = ({3: 1, 1: -1}, 1)
+    assert prove([({1: 1, 2: -1}, 1), extra, ({1: -1, 2: 1}, 0)], deadline) == ("conflict", [0, 2], [Fraction(1), Fraction(1)])
+    assert prove([({1: 1, 2: -1}, 0), extra, ({1: -1, 2: 1}, 0)], deadline) == ("tie", [0, 2], [Fraction(1), Fraction(1)])
+    assert prove([({1: 1, 2: -1}, 0), extra], deadline) is None
+
+
 def test_certify_real_gpt2_conflict(gpt2_bpe):
     """On GPT-2 itself: BPE cuts 'DLLLIBRARY' as D,LL,LIB,R,ARY and 'STDLIB' as ST,DL,IB, which ask
     D + LIB >= DL + IB and DL + IB > D + LIB: no scores give both."""
@@ -816,9 +830,34 @@ def test_exact_repair_hands_a_conflict_to_certify():
     before = list(scores)
     cost = np.log2(2.0 + np.diff(index.tok_ptr))
     verdict, held = distill.least_fix(1, ex, index, scores, None, cost, EXACT_CFG, time.monotonic() + 60)
-    assert verdict == "infeasible" and [name for name, _, _ in held] == ["zabc", "abc"] and scores == before
-    result = certify(held, [len(s) for s in strings], time_limit=30)
+    assert verdict == "infeasible" and [name for name, _, _ in held["strings"]] == ["zabc", "abc"] and scores == before
+    # the LP's own dual ray, checked exactly, is the conflict: (ab+c) - (a+bc) >= 1 and (a+bc) - (ab+c) >= 0
+    proof = held["proof"]
+    assert proof["kind"] == "conflict" and proof["cases"] == ["abc", "zabc"] and sorted(r[3] for r in proof["rows"]) == [0, 1]
+    result = certify(held["strings"], [len(s) for s in strings], time_limit=30)
     assert [c["cases"] for c in result["conflicts"]] == [["abc", "zabc"]] and result["conflicts"][0]["verified"]
+
+
+def test_the_exact_repairs_own_proof_stands_where_certify_finds_none():
+    """certify_time_limit 0: certify's own search checks nothing, and the proof that least_fix made of its
+    LP's dual ray decides: 'zabc' is certified with the conflict's rows; the same proof as a forced tie
+    gives the class of its own, which classify reports for the piece."""
+    distill = load_distill()
+    strings = ["a", "b", "c", "z", "ab", "bc"]
+    scores = [0.0, 0.0, 0.0, 0.0, 3.0, 2.0]
+    _, index, ex = exact_case(strings, {"abc": ["ab", "c"], "zabc": ["z", "a", "bc"]}, scores)
+    cost = np.log2(2.0 + np.diff(index.tok_ptr))
+    _, held = distill.least_fix(1, ex, index, scores, None, cost, EXACT_CFG, time.monotonic() + 60)
+    cfg = {"certify_max_pieces": 10, "certify_neighbours": 10, "certify_case_seconds": 1.0, "certify_time_limit": 0.0}
+    result = distill.certify_mismatches(index, ex, [True, True], strings, cfg, {"zabc": held})
+    assert result["pieces"] == {"zabc": "certified"} and result["ties"] == []
+    assert sorted(r["piece"] for r in result["conflicts"][0]) == ["abc", "zabc"]
+    tie = {"zabc": {**held, "proof": {**held["proof"], "kind": "tie"}}}
+    result = distill.certify_mismatches(index, ex, [True, True], strings, cfg, tie)
+    assert result["pieces"] == {"zabc": distill.FORCED_TIE} and result["conflicts"] == [] and len(result["ties"]) == 1
+    got = [3, 4, 2]  # z + ab + c: the distilled output
+    assert distill.classify("zabc", index.labels[1], got, strings, ({"zabc": distill.FORCED_TIE}, None)) == distill.FORCED_TIE
+    assert distill.classify("zabc", index.labels[1], got, strings, ({"zabc": "certified"}, None)) == distill.CERTIFIED
 
 
 def test_exact_repair_past_its_time_limit_keeps_the_scores_and_says_so(caplog):
