@@ -60,6 +60,28 @@ def row(label, path, token_len):
 # the LP (HiGHS): is there any score vector meeting these rows?
 
 
+def silent_highs():
+    """A HiGHS instance that prints nothing. The constructor prints HiGHS's banner (two lines, the first
+    time in a process) before any option can be set, into the middle of a progress bar, so stdout's file
+    descriptor points at /dev/null while it runs."""
+    import os
+    import sys
+
+    import highspy
+
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+    h.setOptionValue("output_flag", False)
+    return h
+
+
 class RowLP:
     """Rows S(label) - S(path) >= margin over free scores, grown as Viterbi finds paths, each solve warm from
     the last basis (HiGHS keeps it when rows are added).
@@ -71,8 +93,7 @@ class RowLP:
     def __init__(self):
         import highspy
 
-        self.highspy, self.h = highspy, highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
+        self.highspy, self.h = highspy, silent_highs()
         self.h.setOptionValue("presolve", "off")  # so that an infeasible LP comes with its dual ray
         # Column 0 is t in [0, 1], maximised, with every margin-0 row asking S(label) - S(path) >= t: a
         # solution then keeps those rows strict where it can, so Viterbi under it meets no float tie. It
@@ -231,8 +252,7 @@ def least_change(rows, cost, time_limit):
     tokens = sorted({t for coef, _ in rows for t in coef})
     col = {t: j for j, t in enumerate(tokens)}
     n, inf = len(tokens), highspy.kHighsInf
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = silent_highs()
     t_end = time.monotonic() + time_limit
     h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
     c = np.array([float(cost[t]) for t in tokens])
