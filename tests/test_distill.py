@@ -597,6 +597,31 @@ def test_prove_tells_a_conflict_from_a_forced_tie():
     assert prove([({1: 1, 2: -1}, 0), extra], deadline) is None
 
 
+def test_prove_a_ten_string_gpt2_conflict_from_the_exact_repairs_dual_ray(gpt2_bpe):
+    """The rows the exact repair's dual ray named for ' 69069' on the default corpus: ten number strings,
+    each BPE's segmentation against the path that beat it. Their token counts cancel and four margins are 1:
+    0 >= 4 for any scores. Dropping one row leaves nothing to prove."""
+    from lib.certify import prove, row
+
+    vocab = gpt2_bpe.get_vocab()
+    token_len = {i: len(s) for s, i in vocab.items()}
+    cases = [("Ġ69069", "Ġ69 06 9", "Ġ6 90 69"), ("Ġ69224510122", "Ġ6 92 24 51 01 22", "Ġ69 224 51 01 22"),
+             ("6775500890", "67 75 500 8 90", "67 75 500 89 0"), ("Ġ1556866913", "Ġ155 68 669 13", "Ġ155 68 66 9 13"),
+             ("Ġ128006212892", "Ġ12 800 62 12 89 2", "Ġ12 800 62 128 92"), ("Ġ166905224", "Ġ16 69 05 224", "Ġ16 69 052 24"),
+             ("Ġ1245927112", "Ġ12 459 27 112", "Ġ12 459 27 1 12"), ("Ġ2479052", "Ġ24 79 052", "Ġ24 79 05 2"),
+             ("1128", "1 128", "112 8"), ("06669", "0 66 69", "06 669")]
+    ids = lambda pieces: [vocab[p] for p in pieces.split()]
+    bare = gpt2_bpe.__class__.from_str(gpt2_bpe.to_str())
+    bare.pre_tokenizer = None
+    assert [bare.encode(w).ids for w, _, _ in cases] == [ids(y) for _, y, _ in cases]  # BPE's own segmentations
+    assert all("".join(y.split()) == w == "".join(p.split()) for w, y, p in cases)
+    rows = [row(ids(y), ids(p), token_len) for _, y, p in cases]
+    kind, keep, lam = prove(rows, time.monotonic() + 60)
+    assert kind == "conflict" and keep == list(range(10)) and set(lam) == {1}
+    assert sum(m for _, m in rows) == 4
+    assert prove(rows[1:], time.monotonic() + 60) is None
+
+
 def test_certify_real_gpt2_conflict(gpt2_bpe):
     """On GPT-2 itself: BPE cuts 'DLLLIBRARY' as D,LL,LIB,R,ARY and 'STDLIB' as ST,DL,IB, which ask
     D + LIB >= DL + IB and DL + IB > D + LIB: no scores give both."""
