@@ -41,14 +41,7 @@ def certify_md(c, show):
              "the fix). Margin 1: the path wins ties against BPE's (HF's Viterbi keeps the longest last piece), "
              "so BPE's must score strictly more; 0: at least as much.", ""]
     lines += conflicts_md(c["conflicts"], show, 1)
-    if c.get("ties"):
-        lines += ["### Forced ties", "",
-                  "Wrong train pieces whose exact repair was infeasible with any positive margin, though no conflict "
-                  "holds: adding these rows times their exact multipliers gives 0 >= 0 with every row >= 0, so any "
-                  "scores that reproduce BPE on these strings score BPE's segmentation and the path in each row "
-                  "exactly the same. HF's Viterbi then picks between equal float64 sums of different tokens, and "
-                  "rounding decides, as in a permutation tie (*forced tie (certified)*).", ""]
-        lines += conflicts_md(c["ties"], show, 1, "Forced tie")
+    lines += ties_md(c.get("ties"), show, 1, "Wrong train pieces")
     u = c.get("unseen")
     if u:
         counts = ", ".join(f"{v:,} {k}" for k, v in sorted(u["counts"].items())) or "none"
@@ -56,9 +49,26 @@ def certify_md(c, show):
                   f"Pieces of held-out and out-of-domain text the distilled model gets wrong: {u['wrong_unseen_pieces']:,}; "
                   f"the most frequent checked the same way against the learning's examples ({u['seconds']} s): {counts}. "
                   "A certified one cannot be fixed without breaking some string the learning holds (every one "
-                  "labelled by BPE: train pieces, vocab strings, generated examples).", ""]
+                  "labelled by BPE: train pieces, vocab strings, generated examples)."
+                  + (f" Each piece also went through the exact repair's LP first, with nothing applied (the learning "
+                     f"never sees this text): for {len(u['fixable']):,} it found a change of scores that breaks no "
+                     "example or guard string, so the learning could have had them right; its infeasible LPs' rows "
+                     "are checked as for the train pieces." if "fixable" in u else ""), ""]
         lines += conflicts_md(u["conflicts"], show, len(c["conflicts"]) + 1)
+        lines += ties_md(u.get("ties"), show, len(c.get("ties") or []) + 1, "Wrong held-out and out-of-domain pieces")
     return lines
+
+
+def ties_md(ties, show, first, whose):
+    """Report lines: the forced ties (lib/certify.prove), or nothing."""
+    if not ties:
+        return []
+    return ["#### Forced ties", "",
+            f"{whose} whose exact LP was infeasible with any positive margin, though no conflict holds: adding "
+            "these rows times their exact multipliers gives 0 >= 0 with every row >= 0, so any scores that reproduce "
+            "BPE on these strings score BPE's segmentation and the path in each row exactly the same. HF's Viterbi "
+            "then picks between equal float64 sums of different tokens, and rounding decides, as in a permutation "
+            "tie (*forced tie (certified)*).", ""] + conflicts_md(ties, show, first, "Forced tie")
 
 
 def conflicts_md(conflicts, show, first, title="Conflict"):

@@ -35,8 +35,8 @@ How:
      no Unigram scores reproduce BPE on those strings together (the report's certified class). Where
      that search finds none, the rows of the exact repair's infeasible LP (its dual ray) are checked the
      same way: a conflict, or a forced tie (the labels hold only with two segmentations scoring exactly
-     the same, so rounding decides). The held-out and out-of-domain pieces still wrong are checked
-     against the examples like the train pieces.
+     the same, so rounding decides). The held-out and out-of-domain pieces still wrong get the exact
+     repair's LP too, with nothing applied, and are then checked against the examples the same way.
   4. Ties no score can break (a run like '#####': BPE '####,#', Unigram's Viterbi '#,####') are cut the
      way BPE cuts them by a Split pre-tokenizer stage: runs of one character anywhere in a pre-token,
      where tracing BPE on the run proves that no merge can cross the run's edges for that neighbour and
@@ -971,7 +971,8 @@ def exact_repair(index, examples, in_train, scores, guards, cfg):
         elif index.right[k]:
             pieces[name] = "fixed (by an earlier fix)"
         else:
-            pieces[name], strings = least_fix(k, examples, index, scores, guards, cost, cfg, deadline)
+            string = (name, index.lats[k], index.labels[k])
+            pieces[name], strings = least_fix(string, ("example", k), examples, index, scores, guards, cost, cfg, deadline)
             if pieces[name].startswith("LP") and time.monotonic() > deadline:
                 pieces[name] = "time limit"  # its LP was cut off by the phase's limit: counted with the untried
             if strings:
@@ -989,16 +990,17 @@ def exact_repair(index, examples, in_train, scores, guards, cfg):
             "seconds": round(time.monotonic() - t0, 1), "held": held}
 
 
-def least_fix(k, examples, index, scores, guards, cost, cfg, deadline):
-    """Fix example k by least_change over the strings held (k first), adding each string the change turns
-    wrong and each path that beats a held label (broken_by), until nothing breaks. Returns ('fixed', None)
-    with the change applied; ('infeasible', {"strings": those whose rows make up the LP's dual ray, k first
-    (a handful of those held, for certify), "proof": lib/certify.prove of those rows as a conflict record
-    (prove_record), or None}); or why it gave up ('too wide', 'too many strings', 'LP <status>', 'unsettled
-    (float tie)'), the scores unchanged."""
-    held, keys = [(examples[k][0], index.lats[k], index.labels[k])], {("example", k)}
-    path = tuple(viterbi(index.lats[k], scores))
-    rows, seen = [score_row(index.labels[k], path, scores, cfg["margin_rel"])], {(examples[k][0], path)}
+def least_fix(string, key, examples, index, scores, guards, cost, cfg, deadline, apply=True):
+    """Fix string (name, lattice, BPE label; key: ('example', k) when it is example k, else None) by
+    least_change over the strings held (it first), adding each string the change turns wrong and each path
+    that beats a held label (broken_by), until nothing breaks. Returns ('fixed', None) with the change
+    applied (apply False: 'fixable', the scores unchanged); ('infeasible', {"strings": those whose rows make
+    up the LP's dual ray, it first (a handful of those held, for certify), "proof": lib/certify.prove of
+    those rows as a conflict record (prove_record), or None}); or why it gave up ('too wide', 'too many
+    strings', 'LP <status>', 'unsettled (float tie)'), the scores unchanged."""
+    held, keys = [string], {key} - {None}
+    path = tuple(viterbi(string[1], scores))
+    rows, seen = [score_row(string[2], path, scores, cfg["margin_rel"])], {(string[0], path)}
     owner, against = [0], [path]  # rows[r] is held[owner[r]]'s label against the path against[r]
     while True:
         if len(held) > cfg["exact_repair_max_strings"]:
@@ -1014,6 +1016,8 @@ def least_fix(k, examples, index, scores, guards, cost, cfg, deadline):
             return "too wide", None
         beaten = broken_by(delta, held, keys, examples, index, scores, guards)
         if not beaten:
+            if not apply:
+                return "fixable", None
             index.apply_many(delta, scores)
             return "fixed", None
         if all((string[0], tuple(path)) in seen for string, path, _ in beaten):
@@ -1113,6 +1117,14 @@ def certify_mismatches(index, examples, in_train, token_strings, cfg, held=None)
     todo = [(examples[k][0], index.lats[k], index.labels[k], index.paths[k], k, held.get(examples[k][0], {}).get("strings", [])[1:])
             for k in wrong[:cfg["certify_max_pieces"]]]
     result = check_pieces(todo, index, [p for p, _, _ in examples], token_strings, cfg, "certify wrong train pieces")
+    log.info(f"certify: {len(wrong):,} wrong train pieces (not permutations), {len(todo):,} checked: " + apply_proofs(result, held, token_strings))
+    return {"wrong_train_pieces": len(wrong), **result}
+
+
+def apply_proofs(result, held, token_strings):
+    """Where check_pieces found no conflict, least_fix's proof stands (held: {piece: {"strings", "proof"}}): a
+    conflict makes the piece 'certified', a tie FORCED_TIE. Updates result's pieces, counts, conflicts and
+    ties; returns the summary line."""
     result.pop("summary")
     result["ties"] = []
     for name, verdict in result["pieces"].items():
@@ -1122,10 +1134,8 @@ def certify_mismatches(index, examples, in_train, token_strings, cfg, held=None)
             result["conflicts" if proof["kind"] == "conflict" else "ties"].append(conflict_rows(proof, token_strings))
     counts = collections.Counter(result["pieces"].values())
     result["counts"] = dict(counts)
-    log.info(f"certify: {len(wrong):,} wrong train pieces (not permutations), {len(todo):,} checked: "
-             + ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
-             + f"; {len(result['conflicts']):,} conflicts, {len(result['ties']):,} forced ties")
-    return {"wrong_train_pieces": len(wrong), **result}
+    return (", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
+            + f"; {len(result['conflicts']):,} conflicts, {len(result['ties']):,} forced ties")
 
 
 def conflict_rows(conflict, token_strings):
@@ -1197,15 +1207,42 @@ def unseen_wrong_pieces(art, cfg, distilled, original, vocab, scores):
     return todo, len(wrong)
 
 
-def certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples, token_strings):
+def certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples, guards, token_strings):
     """Certify the held-out and out-of-domain pieces the distilled model gets wrong against the learning's
-    examples: a certified one cannot be fixed without breaking some BPE-labelled string the learning holds."""
+    examples: a certified one cannot be fixed without breaking some BPE-labelled string the learning holds.
+    Each first goes through least_fix without applying anything (unseen_fixes); then check_pieces with the
+    strings of its infeasible LP, as for the train pieces. "fixable": those least_fix found a change for
+    that breaks no example or guard string (the learning could have had them right)."""
     if not cfg["certify_unseen_max_pieces"]:
         return {}
     todo, n_wrong = unseen_wrong_pieces(art, cfg, distilled, original, vocab, scores)
+    held, fixable = unseen_fixes(todo, examples, index, scores, guards, cfg)
+    todo = [(*item[:5], held.get(item[0], {}).get("strings", [])[1:]) for item in todo]
     result = check_pieces(todo, index, [p for p, _, _ in examples], token_strings, cfg, "certify wrong unseen pieces")
-    log.info(f"certify: {n_wrong:,} wrong held-out and out-of-domain pieces, {len(todo):,} checked: " + result.pop("summary"))
-    return {"wrong_unseen_pieces": n_wrong, **result}
+    summary = apply_proofs(result, held, token_strings)
+    log.info(f"certify: {n_wrong:,} wrong held-out and out-of-domain pieces, {len(todo):,} checked: {summary}; "
+             f"{len(fixable):,} fixable without breaking an example")
+    return {"wrong_unseen_pieces": n_wrong, **result, "fixable": fixable}
+
+
+def unseen_fixes(todo, examples, index, scores, guards, cfg):
+    """least_fix of each unseen piece of todo, nothing applied (the learning never sees them), each within
+    certify_case_seconds and all within certify_time_limit: ({piece: its {"strings", "proof"}} where
+    the LP was infeasible, [the pieces it found a change for])."""
+    cost = np.log2(2.0 + np.diff(index.tok_ptr))
+    deadline = time.monotonic() + cfg["certify_time_limit"]
+    held, fixable = {}, []
+    for name, lat, label, *_ in tqdm(todo, desc="exact LP of wrong unseen pieces", unit="piece", leave=False):
+        if time.monotonic() > deadline:
+            break
+        verdict, out = least_fix((name, lat, label), None, examples, index, scores, guards, cost, cfg,
+                                 min(deadline, time.monotonic() + cfg["certify_case_seconds"]), apply=False)
+        if verdict == "infeasible":
+            held[name] = out
+        fixable += [name] if verdict == "fixable" else []
+        if guards:
+            guards.pairs.clear()
+    return held, fixable
 
 
 # -----------------------------------------------------------------------------
@@ -1491,7 +1528,7 @@ def main():
     phases.start("certify")
     certified = certify_mismatches(index, examples, in_train, token_strings, cfg, exact.pop("held"))
     distilled = build_unigram(vocab, scores, raw_pattern)
-    certified["unseen"] = certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples, token_strings)
+    certified["unseen"] = certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples, guards, token_strings)
     del examples, index
     phases.stop()
     certified_pieces = {p: v for part in (certified["unseen"], certified) for p, v in part.get("pieces", {}).items()

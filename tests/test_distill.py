@@ -597,10 +597,10 @@ def test_prove_tells_a_conflict_from_a_forced_tie():
     assert prove([({1: 1, 2: -1}, 0), extra], deadline) is None
 
 
-def test_prove_a_ten_string_gpt2_conflict_from_the_exact_repairs_dual_ray(gpt2_bpe):
+def test_prove_gpt2_conflict_and_forced_tie_from_the_exact_repairs_dual_ray(gpt2_bpe):
     """The rows the exact repair's dual ray named for ' 69069' on the default corpus: ten number strings,
     each BPE's segmentation against the path that beat it. Their token counts cancel and four margins are 1:
-    0 >= 4 for any scores. Dropping one row leaves nothing to prove."""
+    0 >= 4 for any scores. Dropping one row leaves nothing to prove. Three with every margin 0: a tie."""
     from lib.certify import prove, row
 
     vocab = gpt2_bpe.get_vocab()
@@ -620,6 +620,12 @@ def test_prove_a_ten_string_gpt2_conflict_from_the_exact_repairs_dual_ray(gpt2_b
     assert kind == "conflict" and keep == list(range(10)) and set(lam) == {1}
     assert sum(m for _, m in rows) == 4
     assert prove(rows[1:], time.monotonic() + 60) is None
+    # and a forced tie it found in C headers: BPE's '70000001', '1000000' and '00100' hold together only
+    # where 7+0000+001 and 7+000000+1 score exactly the same (every margin 0, the counts cancel)
+    tie = [("70000001", "7 0000 001", "7 000000 1"), ("1000000", "1 000000", "100 0000"), ("00100", "00 100", "001 00")]
+    assert [bare.encode(w).ids for w, _, _ in tie] == [ids(y) for _, y, _ in tie]
+    kind, keep, lam = prove([row(ids(y), ids(p), token_len) for _, y, p in tie], time.monotonic() + 60)
+    assert kind == "tie" and keep == [0, 1, 2] and set(lam) == {1}
 
 
 def test_certify_real_gpt2_conflict(gpt2_bpe):
@@ -815,6 +821,11 @@ def exact_case(strings, examples, scores):
     return vocab, index, [(w, y, 1) for w, y in zip(words, labels)]
 
 
+def example(k, ex, index):
+    """Example k as least_fix takes it: (piece, lattice, label)."""
+    return ex[k][0], index.lats[k], index.labels[k]
+
+
 EXACT_CFG = {"margin_rel": 1e-12, "exact_repair_max_strings": 1000, "exact_repair_max_tokens": 64}
 
 
@@ -834,9 +845,13 @@ def test_exact_repair_moves_several_tokens_where_every_single_move_breaks_an_exa
     assert not distill.repair_example(0, index, scores, distill.merged_from(vocab, merges), 1e-12, max_group=1)
     cost = np.log2(2.0 + np.diff(index.tok_ptr))
     deadline = time.monotonic() + 60
-    assert distill.least_fix(0, ex, index, scores, None, cost, {**EXACT_CFG, "exact_repair_max_tokens": 1}, deadline) == ("too wide", None)
+    one_token = {**EXACT_CFG, "exact_repair_max_tokens": 1}
+    assert distill.least_fix(example(0, ex, index), ("example", 0), ex, index, scores, None, cost, one_token, deadline) == ("too wide", None)
     assert scores == before
-    assert distill.least_fix(0, ex, index, scores, None, cost, EXACT_CFG, deadline) == ("fixed", None)
+    # as for an unseen piece (certify_unseen): found, not applied
+    got = distill.least_fix(example(0, ex, index), None, ex, index, scores, None, cost, EXACT_CFG, deadline, apply=False)
+    assert got == ("fixable", None) and scores == before and index.right[0] is False
+    assert distill.least_fix(example(0, ex, index), ("example", 0), ex, index, scores, None, cost, EXACT_CFG, deadline) == ("fixed", None)
     assert all(tuple(viterbi(lat, scores)) == y for lat, (_, y, _) in zip(index.lats, ex))
     assert index.right == [True] * 5
     assert sum(a != b for a, b in zip(scores, before)) >= 2
@@ -854,7 +869,7 @@ def test_exact_repair_hands_a_conflict_to_certify():
     assert index.right == [True, False]
     before = list(scores)
     cost = np.log2(2.0 + np.diff(index.tok_ptr))
-    verdict, held = distill.least_fix(1, ex, index, scores, None, cost, EXACT_CFG, time.monotonic() + 60)
+    verdict, held = distill.least_fix(example(1, ex, index), ("example", 1), ex, index, scores, None, cost, EXACT_CFG, time.monotonic() + 60)
     assert verdict == "infeasible" and [name for name, _, _ in held["strings"]] == ["zabc", "abc"] and scores == before
     # the LP's own dual ray, checked exactly, is the conflict: (ab+c) - (a+bc) >= 1 and (a+bc) - (ab+c) >= 0
     proof = held["proof"]
@@ -872,7 +887,7 @@ def test_the_exact_repairs_own_proof_stands_where_certify_finds_none():
     scores = [0.0, 0.0, 0.0, 0.0, 3.0, 2.0]
     _, index, ex = exact_case(strings, {"abc": ["ab", "c"], "zabc": ["z", "a", "bc"]}, scores)
     cost = np.log2(2.0 + np.diff(index.tok_ptr))
-    _, held = distill.least_fix(1, ex, index, scores, None, cost, EXACT_CFG, time.monotonic() + 60)
+    _, held = distill.least_fix(example(1, ex, index), ("example", 1), ex, index, scores, None, cost, EXACT_CFG, time.monotonic() + 60)
     cfg = {"certify_max_pieces": 10, "certify_neighbours": 10, "certify_case_seconds": 1.0, "certify_time_limit": 0.0}
     result = distill.certify_mismatches(index, ex, [True, True], strings, cfg, {"zabc": held})
     assert result["pieces"] == {"zabc": "certified"} and result["ties"] == []
