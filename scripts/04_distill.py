@@ -1232,8 +1232,10 @@ def unseen_fixes(todo, examples, index, scores, guards, cfg):
     cost = np.log2(2.0 + np.diff(index.tok_ptr))
     deadline = time.monotonic() + cfg["certify_time_limit"]
     held, fixable = {}, []
-    for name, lat, label, *_ in tqdm(todo, desc="exact LP of wrong unseen pieces", unit="piece", leave=False):
+    for n, (name, lat, label, *_) in enumerate(tqdm(todo, desc="exact LP of wrong unseen pieces", unit="piece", leave=False)):
         if time.monotonic() > deadline:
+            log.warning(f"exact LP of wrong unseen pieces: {len(todo) - n:,} left untried at certify_time_limit "
+                        f"({cfg['certify_time_limit']} s); the tokenizer does not depend on it: raise it in configs/distill.yaml")
             break
         verdict, out = least_fix((name, lat, label), None, examples, index, scores, guards, cost, cfg,
                                  min(deadline, time.monotonic() + cfg["certify_case_seconds"]), apply=False)
