@@ -68,7 +68,7 @@ from lib.log import die, log, setup_logging
 from lib.oodtext import corpus_file_hashes, ood_documents
 from lib.paths import Artifacts
 from lib.pretokens import MAKE_TARGET as TABLE_STEP, read_pretoken_table
-from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_alphabet, load_gpt2_tokenizer, to_byte_level
+from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_alphabet, is_byte_level, load_gpt2_tokenizer, to_byte_level
 from lib.unigram import as_tokenizers_reads, lattice, viterbi
 
 STEP = "05_select"
@@ -608,10 +608,20 @@ def remapped_models(data, pieces, scores, rules, new_piece_bonus, points):
     return {n: Tokenizer.from_str(json.dumps(with_rules(data, rules[:n], new[:n]))).model for n in points}
 
 
+def is_whitespace_piece(piece):
+    """True for a piece of whitespace only (indentation, blank lines): no new token can make it less than one.
+
+        >>> is_whitespace_piece("ĊĠĠĠĠĠĠĠ"), is_whitespace_piece("Ġreturn")
+        (True, False)
+    """
+    return is_byte_level(piece) and piece_text(piece).isspace()
+
+
 def measure(texts, original, tokenizer, models, batch_docs=256):
-    """For each text type: documents, bytes, GPT-2 BPE tokens (encoding every document) and {n: remapped
-    tokens} (from its distinct pre-tokens: the model sees one pre-token at a time). Documents are read in
-    batches, one pass, so a held-out split of GBs holds one batch and the distinct pre-tokens."""
+    """For each text type: documents, bytes, GPT-2 BPE tokens (encoding every document), {n: remapped tokens}
+    (from its distinct pre-tokens: the model sees one pre-token at a time), and the same on its whitespace
+    pieces alone ("whitespace": their number, GPT-2's tokens and {n: remapped tokens} on them). Documents are
+    read in batches, one pass, so a held-out split of GBs holds one batch and the distinct pre-tokens."""
     phase("measured saving on held-out and out-of-domain text")
     out = []
     for name, docs, source in tqdm(texts, desc="measure", unit="type"):
@@ -620,8 +630,11 @@ def measure(texts, original, tokenizer, models, batch_docs=256):
             gpt2 += sum(len(e.ids) for e in original.encode_batch(batch, add_special_tokens=False))
             n_eot += count_pretokens(tokenizer, batch, counts)
             n_docs, n_bytes = n_docs + len(batch), n_bytes + sum(len(t.encode("utf-8")) for t in batch)
+        space = {p: f for p, f in counts.items() if is_whitespace_piece(p)}
         out.append({"name": name, "source": source, "documents": n_docs, "gpt2": gpt2, "bytes": n_bytes,
-                    "tokens": {n: tokens_from_counts(m, counts, n_eot) for n, m in models.items()}})
+                    "tokens": {n: tokens_from_counts(m, counts, n_eot) for n, m in models.items()},
+                    "whitespace": {"pieces": sum(space.values()), "gpt2": tokens_from_counts(original.model, space),
+                                   "tokens": {n: tokens_from_counts(m, space) for n, m in models.items()}}})
     return out
 
 
@@ -767,6 +780,34 @@ def log_measured(md, table, measured, rule):
     md.extend(f"| {n:,} | {percent(train)} | " + " | ".join(map(percent, others)) + " |" for n, train, others in table)
     md.append("\n| text | documents | bytes | GPT-2 tokens | source |\n|---|---:|---:|---:|---|")
     md.extend(f"| {m['name']} | {m['documents']:,} | {m['bytes']:,} | {m['gpt2']:,} | {m['source']} |" for m in measured)
+    log_saving_sources(md, measured, table[-1][0])
+
+
+def saving_sources(m, n):
+    """(saving on whitespace pieces, saving on the rest, the whitespace ceiling), each as a share of GPT-2's
+    tokens on the text, with n reassigned ids. The ceiling is the saving with every whitespace piece one token
+    and the rest as GPT-2 cuts it: what new strings of whitespace alone can give."""
+    space, total = m["whitespace"], max(m["gpt2"], 1)
+    on_space = (space["gpt2"] - space["tokens"][n]) / total
+    rest = ((m["gpt2"] - space["gpt2"]) - (m["tokens"][n] - space["tokens"][n])) / total
+    return on_space, rest, (space["gpt2"] - space["pieces"]) / total
+
+
+def log_saving_sources(md, measured, n):
+    """Where the measured saving comes from: whitespace pieces (bounded by one token each) and the rest
+    (words, numbers, punctuation: strings the text must share with the train split)."""
+    md.append(f"\n### Where the saving comes from ({n:,} ids)\n")
+    md.append("A whitespace piece (indentation, blank lines) costs GPT-2 a token per space or newline, and a new "
+              "token can make it one token but no fewer: the *whitespace ceiling* is the saving with every "
+              "whitespace piece one token and everything else as GPT-2 cuts it. What lies beyond it has to come "
+              "from words, numbers and punctuation that the text shares with the train split.\n")
+    md.append("| text | whitespace pieces | GPT-2 tokens on them | saving on whitespace | whitespace ceiling | "
+              "saving on the rest | total |\n|---|---:|---:|---:|---:|---:|---:|")
+    for m in measured:
+        if m["gpt2"]:
+            space, rest, ceiling = saving_sources(m, n)
+            md.append(f"| {m['name']} | {m['whitespace']['pieces']:,} | {m['whitespace']['gpt2']:,} | {percent(space)} | "
+                      f"{percent(ceiling)} | {percent(rest)} | {percent(space + rest)} |")
 
 
 def write_selection_log(art, cfg, corpus, cands, greedy, selection, give_away, rejected_ids, rows, tokens_after, table,
@@ -803,6 +844,11 @@ def log_summary(art, cfg, corpus, rows, n_forced, tokens_after, table, measured,
     for n, train, others in table if measured else ():
         log.info(f"saving against GPT-2 with {n:,} ids: train (predicted) {train:.1%}, " +
                  ", ".join(f"{m['name']} {x:.1%}" for m, x in zip(measured, others) if x is not None))
+    if measured and table:
+        n = table[-1][0]
+        parts = [(m["name"], *saving_sources(m, n)) for m in measured if m["gpt2"]]
+        log.info(f"where the saving comes from at {n:,} ids (on whitespace, of its ceiling; on the rest): "
+                 + ", ".join(f"{name} {space:.1%} of {ceiling:.1%}; {rest:.1%}" for name, space, rest, ceiling in parts))
     log.info(f"wrote {art.remap_rules}, {art.replacement_candidates}, {art.selection_log} ({seconds:,.1f} s)")
 
 

@@ -263,6 +263,37 @@ def test_select_prediction_matches_remapped_tokenizer(built):
         assert emitted[row.old_id] == row.new_domain_count, row.new_text
 
 
+def test_select_log_splits_the_saving_into_whitespace_and_the_rest(built):
+    """selection_log.md says where the measured saving comes from: the held-out text's whitespace pieces and GPT-2's
+    tokens on them (counted here from the text), a whitespace saving within its ceiling, and a rest that adds up
+    to the measured total."""
+    from tokenizers import Tokenizer
+
+    art = built["art"]
+    _, distilled, remapped = load(built)
+    original = Tokenizer.from_file(str(art / "tokenizers" / "original" / "tokenizer.json"))
+    held = [json.loads(line)["text"] for line in open(art / "corpora" / "cleaned" / "heldout.jsonl", encoding="utf-8")]
+    spaces = [p for t in held for p, _ in distilled.pre_tokenizer.pre_tokenize_str(t) if ivr.piece_text(p).isspace()]
+    gpt2_on_spaces = sum(len(original.model.tokenize(p)) for p in spaces)
+    gpt2 = sum(len(e.ids) for e in original.encode_batch(held, add_special_tokens=False))
+    remapped_total = sum(len(e.ids) for e in remapped.encode_batch(held, add_special_tokens=False))
+    remapped_on_spaces = sum(len(remapped.model.tokenize(p)) for p in spaces)
+    assert 0 < len(spaces) < gpt2_on_spaces  # indentation: several GPT-2 tokens per whitespace piece
+
+    log_md = (art / "analysis" / "reports" / "selection_log.md").read_text(encoding="utf-8")
+    section = log_md.split("### Where the saving comes from")[1].split("\n## ")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| held-out |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    pct = lambda c: float(c.rstrip("%")) / 100
+    assert int(cells[1].replace(",", "")) == len(spaces)
+    assert int(cells[2].replace(",", "")) == gpt2_on_spaces
+    assert pct(cells[3]) == pytest.approx((gpt2_on_spaces - remapped_on_spaces) / gpt2, abs=5e-4)
+    assert pct(cells[4]) == pytest.approx((gpt2_on_spaces - len(spaces)) / gpt2, abs=5e-4)
+    assert pct(cells[3]) <= pct(cells[4])
+    assert pct(cells[6]) == pytest.approx(1 - remapped_total / gpt2, abs=5e-4)
+    assert pct(cells[3]) + pct(cells[5]) == pytest.approx(pct(cells[6]), abs=1.5e-3)
+
+
 def test_select_never_gives_away_protected(built):
     import pandas as pd
 
