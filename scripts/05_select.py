@@ -16,7 +16,8 @@ artifacts/analysis/reports/:
                               new string, its train count, how GPT-2 splits it, estimated token saving
   selection_log.md            the research record: config, corpus statistics, top candidates, predicted
                               tokens per byte before / after on the train split, beside the measured saving
-                              on held-out and out-of-domain text, what was rejected and why
+                              on held-out and out-of-domain text (split into whitespace, against its
+                              one-token-each ceiling, and the rest), what was rejected and why
   05_select.config.yaml
 
 Pre-tokens. The distilled tokenizer cuts text with GPT-2's regex plus a run split (`#####` -> `####`,
