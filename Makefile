@@ -28,6 +28,10 @@ cfg = $(CONFIGS)/$(1).yaml $(wildcard $(CONFIGS)/$(PROFILE)/$(1).yaml)
 
 LIB := lib/__init__.py lib/paths.py lib/config.py lib/schema.py lib/files.py lib/log.py
 LIB_TOK := $(LIB) lib/tokenizer.py
+# tokenizers.js (the runtime of transformers.js), pinned in scripts/js/package-lock.json: 04 and 06 check
+# that their tokenizer gives the same ids there. Without node on PATH the check says so and is skipped.
+NODE_STAMP := scripts/js/node_modules/.installed
+NODE_DEPS := lib/parity.py scripts/js/parity.mjs $(if $(shell command -v node 2>/dev/null),$(NODE_STAMP))
 LIB_IVR := $(LIB_TOK) lib/ivr.py lib/unigram.py
 
 ORIG := $(ARTIFACTS)/tokenizers/original
@@ -44,7 +48,7 @@ GENERAL := $(ARTIFACTS)/corpora/general
 # Switching PROFILE must rebuild: the stamp holds the profile of the last run and changes only with it.
 # (Plain shell at parse time: a no-op `make` starts no Python.)
 PROFILE_STAMP := $(ARTIFACTS)/.profile
-ifneq ($(filter-out help venv lock test bench clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out help venv node lock test bench clean,$(or $(MAKECMDGOALS),all)),)
 $(shell mkdir -p $(ARTIFACTS) && { [ "$$(cat $(PROFILE_STAMP) 2>/dev/null)" = "$(PROFILE)" ] || echo "$(PROFILE)" > $(PROFILE_STAMP); })
 endif
 # Your corpus files and folders: adding, removing or editing one re-runs 02.
@@ -82,7 +86,7 @@ $(ANALYZE_OUT) &: scripts/03_analyze.py $(call cfg,analyze) $(LIB_TOK) lib/preto
 
 # --- 04 distill: a Unigram tokenizer that reproduces GPT-2's BPE, and its validation report
 DISTILL_OUT := $(DISTILLED)/tokenizer.json $(REPORTS)/distill_validation.md $(REPORTS)/distill_validation.json
-$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_TOK) lib/pretokens.py lib/unigram.py lib/certify.py lib/oodtext.py lib/tokenizer_compare.py lib/distill_report.py $(REPORTS)/pretoken_table.parquet $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(CLEANED)/manifest.json $(PROFILE_STAMP) | $(VENV_STAMP)
+$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_TOK) $(NODE_DEPS) lib/runsplit.py lib/pretokens.py lib/unigram.py lib/certify.py lib/oodtext.py lib/tokenizer_compare.py lib/distill_report.py $(REPORTS)/pretoken_table.parquet $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(CLEANED)/manifest.json $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 05 select: which ids to give away, and to which domain strings (measured on held-out and ood_sources code)
@@ -92,7 +96,7 @@ $(SELECT_OUT) &: scripts/05_select.py $(call cfg,select) $(call cfg,distill) $(L
 
 # --- 06 remap: the IVR tokenizer (distilled Unigram with reassigned ids)
 REMAP_OUT := $(REMAPPED)/tokenizer.json $(REPORTS)/remap_report.json
-$(REMAP_OUT) &: scripts/06_remap.py $(call cfg,remap) $(call cfg,select) $(LIB_IVR) $(REPORTS)/remap_rules.yaml $(DISTILLED)/tokenizer.json $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
+$(REMAP_OUT) &: scripts/06_remap.py $(call cfg,remap) $(call cfg,select) $(LIB_IVR) $(NODE_DEPS) $(REPORTS)/remap_rules.yaml $(DISTILLED)/tokenizer.json $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 07 align: embedding rows moved per the rules, new rows initialised
@@ -159,6 +163,13 @@ $(VENV_STAMP): $(LOCK)
 	$(PIP_ENV) $(PY) -m pip install --quiet --disable-pip-version-check -r $(LOCK)
 	touch $@
 
+#> node             install the pinned tokenizers.js (npm ci --ignore-scripts; runs by itself when needed)
+node: $(NODE_STAMP)
+$(NODE_STAMP): scripts/js/package.json scripts/js/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm is not on PATH; install Node >= 18 with npm to check tokenizers.js parity"; exit 1; }
+	npm ci --ignore-scripts --no-audit --no-fund --prefix scripts/js
+	touch $@
+
 #> lock             re-resolve requirements.in into requirements.lock (needs the package registry)
 lock:
 	rm -rf $(VENV).lock && $(PYTHON) -m venv $(VENV).lock
@@ -167,7 +178,7 @@ lock:
 	mv requirements.lock.partial requirements.lock && rm -rf $(VENV).lock
 
 #> test             run the test suite (offline, CPU, 2 workers, about 4 minutes on 2 cores)
-test: $(VENV_STAMP)
+test: $(VENV_STAMP) $(filter $(NODE_STAMP),$(NODE_DEPS))
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 #> bench            measure what a run costs -> artifacts/bench/bench.md (offline, about 1.5 h with the scaling section; BENCH_ARGS="--help")
@@ -188,4 +199,4 @@ help:
 	@echo "targets are artifact files (make $(ORIG)/tokenizer.json) or these:"
 	@sed -n 's/^#> /  /p' $(MAKEFILE_LIST)
 
-.PHONY: venv lock test bench clean help
+.PHONY: venv node lock test bench clean help

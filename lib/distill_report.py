@@ -104,6 +104,19 @@ def exact_md(e):
                "by then.**" if late else ""))
 
 
+def parity_md(p):
+    """The tokenizers.js parity line (lib/parity.check's report)."""
+    if not p or not p.get("checked"):
+        return f"tokenizers.js parity: **not checked** ({(p or {}).get('why', 'no report')})."
+    kinds = ", ".join(f"{k} {n:,}" for k, n in p["by_kind"].items())
+    line = (f"Python `tokenizers` and {p['runtime']} on the same tokenizer.json: **{p['documents_differ']:,} of "
+            f"{p['documents']:,} texts give other ids** ({p['bytes']:,} bytes; texts per kind: {kinds}).")
+    if p.get("first"):
+        f = p["first"]
+        line += f" The first ({f['kind']}, {f['text'][:80]!r}), at id {f['at_id']}: Python {f['python']}, tokenizers.js {f['tokenizers_js']}."
+    return line
+
+
 def report_md(r):
     pct = lambda x: f"{100 * x:.4f}%"
     show = lambda x: "`" + json.dumps(x, ensure_ascii=False).replace("|", "\\|").replace("`", "'") + "`"
@@ -112,7 +125,7 @@ def report_md(r):
                                      f"{pct(a['document_agreement'])} | {a['ids_compared']:,} |")
     ex = r["examples"]
     lines = ["# 04 distill: validation of the distilled Unigram tokenizer", "",
-             f"Run split stage: {'on (' + format(r['run_units'], ',') + ' run characters; a Split on the raw text before ByteLevel, which cuts as the split of each pre-token that the learning used in all but ' + format(r['heldout']['documents_pieces_differ'], ',') + ' held-out documents, where it leaves a run whole)' if r['run_split'] else 'off'}. "
+             f"Run split stage: {'on (' + format(r['run_units'], ',') + ' run characters; one Split after ByteLevel, inside each pre-token: the pieces the learning used)' if r['run_split'] else 'off'}. "
              f"Learned on {ex['pieces']:,} distinct train pieces ({ex['piece_occurrences']:,} occurrences) and "
              f"{ex['vocab_strings']:,} vocab strings in {r['seconds_learning']:.1f} s; wrong example weight by round: "
              f"{', '.join(f'{h:,}' for h in r['repair_history'])}." + guards_md(r.get("pair_guards")) + exact_md(r.get("exact_repair")), "",
@@ -159,6 +172,7 @@ def report_md(r):
     lines += ["## Decode identity", "",
               f"{d['sequences']:,} random id sequences (1-{d['max_len']} ids, seed {d['seed']}, some with {EOT}), decoded "
               f"with and without skip_special_tokens: **{d['mismatches']:,} mismatches**.", "",
+              "## Where the tokenizer runs", "", parity_md(r.get("js_parity")), "",
               "## Encode throughput (same texts, one thread, alternating, best run of each, CPU time)", "",
               f"GPT-2 BPE {t['gpt2_bpe_mb_per_s']} MB/s, distilled {t['distilled_mb_per_s']} MB/s: "
               f"ratio **{t['ratio']}** on {t['bytes']:,} bytes.", "",

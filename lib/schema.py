@@ -142,6 +142,10 @@ class DistillConfig(StepConfig):
     ood_sources: dict[str, list[str]] = Field(OOD_SOURCES, description="out-of-domain text: type -> file globs")
     ood_max_bytes: int = Field(1_000_000, ge=0)
     ood_emoji_docs: int = Field(40, ge=0)
+    js_parity: Literal["error", "warn"] = Field("error", description="a tokenizers.js difference stops the step "
+                                                                      "(error) or is only reported, loudly (warn)")
+    js_parity_max_bytes: int = Field(200_000, ge=0, description="text per kind (held-out, each out-of-domain "
+                                                                "type) encoded by tokenizers.js too; 0 = none")
 
 
 # --- 05 select
@@ -173,6 +177,10 @@ class RemapConfig(StepConfig):
     fuzz_texts: int = Field(3000, ge=0, description="fuzz texts round-tripped through the IVR tokenizer")
     fuzz_seed: int = Field(0, ge=0)
     curve_points: list[int] = Field([100, 500, 1000, 2000], description="saving curve points (reassigned ids)")
+    js_parity: Literal["error", "warn"] = Field("error", description="a tokenizers.js difference stops the step "
+                                                                      "(error) or is only reported, loudly (warn)")
+    js_parity_max_bytes: int = Field(200_000, ge=0, description="held-out windows and fuzz texts encoded by "
+                                                                "tokenizers.js too; 0 = none")
 
     @model_validator(mode="after")
     def _points_positive(self):

@@ -38,13 +38,13 @@ How:
      the same, so rounding decides). The held-out and out-of-domain pieces still wrong get the exact
      repair's LP too, with nothing applied, and are then checked against the examples the same way.
   4. Ties no score can break (a run like '#####': BPE '####,#', Unigram's Viterbi '#,####') are cut the
-     way BPE cuts them by a Split pre-tokenizer stage: runs of one character anywhere in a pre-token,
-     where tracing BPE on the run proves that no merge can cross the run's edges for that neighbour and
-     that run length; and '\\n\\n' pairs in whitespace. Checked against BPE on every run. The learning
-     reads it after ByteLevel, inside each pre-token; the tokenizer runs the same cuts on the raw text
-     before ByteLevel (one regex pass instead of a second stage over every pre-token: faster).
+     way BPE cuts them by a Split stage after ByteLevel (lib/runsplit.py): runs of one character in a
+     pre-token, where tracing BPE on the run proves that no merge can cross the run's edges for that
+     neighbour and run length; and '\\n\\n' pairs in whitespace. Checked against BPE on every run. Its
+     regex is portable: tokenizers.js (transformers.js) cuts the same, which the validation checks.
   5. Validation also runs on text of other kinds (configs/distill.yaml: ood_sources): English prose,
-     markdown, C, JavaScript, Korean, Chinese, Japanese, emoji.
+     markdown, C, JavaScript, Korean, Chinese, Japanese, emoji; and a sample of it in tokenizers.js
+     (lib/parity.py): a text whose ids differ there stops the step (js_parity: warn only warns).
 """
 
 import collections
@@ -66,12 +66,15 @@ from lib.distill_report import report_md
 from lib.files import atomic_path, iter_docs, require, write_json, write_text
 from lib.log import die, log, setup_logging
 from lib.oodtext import corpus_file_hashes, ood_documents
+from lib.parity import budget, tricky_texts
+from lib.parity import check as check_parity
 from lib.paths import Artifacts
 from lib.pretokens import read_pretoken_table
 from lib.schema import GENERATED_KINDS
 from lib.tokenizer_compare import decode_identity, throughput
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_level_pipeline, load_gpt2_tokenizer, piece_bytes, save_hf_tokenizer
 from lib.certify import certify, least_change, prove, row as label_row
+from lib.runsplit import build_run_split
 from lib.unigram import RepairIndex, as_tokenizers_reads, is_right, lattice, path_score, viterbi
 
 STEP = "04_distill"
@@ -114,343 +117,32 @@ def merge_tree_scores(vocab, merges, power, rank_offset=0.0):
 
 
 # -----------------------------------------------------------------------------
-# the run split: runs of one character ('#####', '\n\n\n', '---' inside '+---+') are cut where BPE cuts them
-#
-# Scores cannot order a run: BPE cuts '#####' as '####,#', and '#,####' has the same score, which HF's
-# Viterbi prefers. A Split stage after ByteLevel cuts such runs before Unigram sees them, and it may cut
-# only where BPE cuts. Inside a run of a unit u (a character; for a multi-byte one, its byte-level chars)
-# BPE merges as in the bare run u*n, so the run's chunks are BPE(u*n)'s tokens, as long as no merge
-# crosses the run's edges. A merge (A, B) crosses the left edge only if A ends with the character L before
-# the run and B is a left symbol of the run at some moment, and BPE applies it only while that symbol is
-# alive with a lower rank than the run's own merges that retire it. Tracing BPE on u*n gives each left
-# (right) symbol and the highest rank the run pops while it lives; the characters L (R) that can cross
-# are then known exactly for each n, with no assumption on the text around. The regex cuts a run whose
-# neighbours cannot cross, for every n (periodic in n beyond a point, checked up to run_split_max_len).
-
-
-def bpe_trace(word, ranks):
-    """HF BPE on one word: (tokens, left symbols, right symbols); each symbol is (string, highest rank
-    popped while it is the left / right symbol; inf if it survives). Same order as tokenizers' BPE:
-    the lowest-rank pair first, the leftmost of equal ranks."""
-    import heapq
-
-    n = len(word)
-    sym = list(word)
-    nxt, prv = list(range(1, n)) + [-1], list(range(-1, n - 1))
-    heap = [(ranks[(sym[i], sym[i + 1])], i, sym[i], sym[i + 1]) for i in range(n - 1) if (sym[i], sym[i + 1]) in ranks]
-    heapq.heapify(heap)
-    alive = [True] * n
-    left, right = [[sym[0], -1]], [[sym[-1], -1]]
-    last = n - 1
-    while heap:
-        r, i, a, b = heapq.heappop(heap)
-        k = nxt[i]
-        if not alive[i] or k == -1 or sym[i] != a or sym[k] != b:
-            continue
-        left[-1][1] = max(left[-1][1], r)
-        right[-1][1] = max(right[-1][1], r)
-        sym[i], alive[k], nxt[i] = a + b, False, nxt[k]
-        if nxt[k] != -1:
-            prv[nxt[k]] = i
-        if i == 0:
-            left.append([sym[i], -1])
-        if k == last:
-            last = i
-            right.append([sym[i], -1])
-        for x, y in ((prv[i], i), (i, nxt[i])):
-            if x != -1 and y != -1 and (sym[x], sym[y]) in ranks:
-                heapq.heappush(heap, (ranks[(sym[x], sym[y])], x, sym[x], sym[y]))
-    left[-1][1] = right[-1][1] = float("inf")
-    tokens, i = [], 0
-    while i != -1:
-        tokens.append(sym[i])
-        i = nxt[i]
-    return tokens, [tuple(x) for x in left], [tuple(x) for x in right]
-
-
-def run_units(vocab):
-    """Characters whose runs BPE merges: byte-level chars with a vocab token of 2+ of them (not Ġ, Ċ: spaces
-    and newlines have their own rule), and multi-byte characters (2-4 byte-level chars) likewise."""
-    repeated = {t[0] for t in vocab if len(t) >= 2 and t == t[0] * len(t)}
-    single = sorted(s for s in vocab if len(s) == 1 and s not in "ĠĊ" and s in repeated)
-    multi = set()
-    for s in vocab:
-        for k in (2, 3, 4):
-            u = s[:k]
-            if len(s) >= 2 * k and len(s) % k == 0 and s == u * (len(s) // k):
-                try:
-                    if len(piece_bytes(u).decode("utf-8")) == 1:
-                        multi.add(u)
-                except (KeyError, UnicodeDecodeError):
-                    pass
-    return single + sorted(multi)
-
-
-def esc(s):
-    return "".join("\\x%02X" % ord(ch) if ch.isascii() and not ch.isalnum() else ch for ch in s)
-
-
-def quant(lo, hi):
-    return "{%d,}" % lo if hi is None else "{%d}" % lo if lo == hi else "{%d,%d}" % (lo, hi)
-
-
-def char_class(chars):
-    return "[" + "".join("\\x%02X" % ord(c) if c.isascii() and not c.isalnum() else c for c in sorted(chars)) + "]"
-
-
-def spans(ns):
-    out = []
-    for n in ns:
-        if out and out[-1][1] == n - 1:
-            out[-1][1] = n
-        else:
-            out.append([n, n])
-    return out
-
-
-# A contraction ('s 't 'm 'd 'll 're 've) ends inside a run of its last letter when its apostrophe starts a
-# pre-token: at the start, or after a letter, digit or whitespace other than a space (a space or
-# punctuation takes the apostrophe into its own pre-token).
-CONTRACTION_HEADS = {"s": "'", "t": "'", "m": "'", "d": "'", "l": "'", "e": "'[rv]"}
-CONTRACTION_END = "(?<![\\p{{L}}\\p{{N}}[^\\S ]]{h}{E})(?<!\\A{h}{E})"
-# The GPT-2 pre-token classes a run character can be in (the regex's ` ?\p{L}+`, ` ?\p{N}+`, ` ?[^\s\p{L}\p{N}]+`).
-GPT2_CLASSES = {"L": r"\p{L}", "N": r"\p{N}", "P": r"[^\s\p{L}\p{N}]"}
-
-
-def gpt2_class(ch):
-    import regex
-
-    return next((k for k, v in GPT2_CLASSES.items() if regex.fullmatch(v, ch)), None)  # None: whitespace
-
-
-class RunRegex:
-    """The regex parts for the runs of one unit u, from BPE traces of u*n and 'Ġ'+u*n, n = 1..max_len.
-
-    regex() reads byte-level pre-tokens (a Split after ByteLevel: the learning's view); regex(raw=True)
-    reads raw text, before ByteLevel, so that the tokenizer needs no stage of its own (see raw_run_pattern)."""
-
-    def __init__(self, u, by_left, by_right, ranks, max_len):
-        self.u, self.max_len = u, max_len
-        self.char = piece_bytes(u).decode("utf-8")  # run units are whole characters (run_units)
-        self.klass = gpt2_class(self.char)
-        self.trace = {p: {n: bpe_trace(p + u * n, ranks) for n in range(1, max_len + 1)} for p in ("", "Ġ")}
-        crossing = lambda syms, index, end: frozenset(
-            o[end] for s, top in syms for r, o in index.get(s, ()) if r < top) - {u[end]}
-        self.unsafe_left = {n: crossing(self.trace[""][n][1], by_right, -1) for n in range(1, max_len + 1)}
-        self.unsafe_right = {n: crossing(self.trace[""][n][2], by_left, 0) for n in range(1, max_len + 1)}
-        self.unsafe_right_g = {n: crossing(self.trace["Ġ"][n][2], by_left, 0) for n in range(1, max_len + 1)}
-
-    def rows(self, prefix):
-        """[(a, lo, hi)]: on prefix + u*n with lo <= n - a <= hi, BPE's first token is prefix + u*a and the
-        rest is BPE(u*(n - a)); hi None: the same up to max_len, taken to hold beyond."""
-        u, t, out = self.u, self.trace, []
-        for n in range(1, self.max_len + 1):
-            toks = t[prefix][n][0]
-            a, r = divmod(len(toks[0]) - len(prefix), len(u))
-            if len(toks) < 2 or r or toks[0] != prefix + u * a or n - a < 1 or t[""][n - a][0] != toks[1:]:
-                continue
-            if out and out[-1][0] == a and out[-1][2] == n - a - 1:
-                out[-1][2] = n - a
-            else:
-                out.append([a, n - a, n - a])
-        for row in out:
-            if row[2] == self.max_len - row[0] and row[1] < row[2]:
-                row[2] = None
-        return [tuple(r) for r in out]
-
-    def lengths(self, f, lo):
-        """Group run lengths n >= lo by f(n): {set: (lengths below n0, period p, residues n0..n0+p-1)}."""
-        m = self.max_len
-        for p in (1, 2, 4, 8, 16, 32, 64):
-            n0 = m - p
-            while n0 > lo and f[n0 - 1] == f[n0 - 1 + p]:
-                n0 -= 1
-            if n0 <= m // 2 and n0 + 2 * p <= m:  # seen repeating over half the lengths traced, 2+ periods
-                break
-        else:
-            die(f"runs of {self.u!r}: the cut rule shows no period up to length {m}; raise run_split_max_len")
-        groups = collections.defaultdict(lambda: ([], []))
-        for n in range(lo, n0):
-            groups[f[n]][0].append(n)
-        for n in range(n0, n0 + p):
-            groups[f[n]][1].append(n)
-        return {s: (fin, p, res) for s, (fin, res) in groups.items()}
-
-    def char_class(self, chars, side):
-        """A class of the neighbours (byte-level chars) on `side`; "" when empty. On raw text a neighbour is
-        a whole character: only those in the run's own pre-token count (its class, and a space before the
-        run), and a non-ASCII byte stands for every non-ASCII character it can end (L) or start (R)."""
-        if not self.raw:
-            return char_class(chars) if chars else ""
-        ascii_, ranges = set(), set()
-        for c in chars:
-            b = piece_bytes(c)[0]
-            if b < 128:
-                if (chr(b) == " " and side == "L") or gpt2_class(chr(b)) == self.klass:
-                    ascii_.add(chr(b))
-            elif side == "L" and b < 0xC0:  # the last byte of some character: all of them, to be safe
-                ranges.add((0x80, 0x10FFFF))
-            elif side == "R" and 0xC2 <= b <= 0xF4:  # a lead byte: the code points it starts
-                lead, shift = (0xC0, 6) if b < 0xE0 else (0xE0, 12) if b < 0xF0 else (0xF0, 18)
-                ranges.add(((b - lead) << shift, ((b - lead + 1) << shift) - 1))
-        if not ascii_ and not ranges:
-            return ""
-        inner = "".join(sorted("\\x%02X" % ord(c) if not c.isalnum() else c for c in ascii_))
-        inner += "".join("[\\x{%X}-\\x{%X}&&%s]" % (max(lo, 0x80), hi, GPT2_CLASSES[self.klass]) for lo, hi in sorted(ranges))
-        return "[" + inner + "]"
-
-    def length_is(self, fin, p, res, off):
-        """Regex (a lookahead body) true when the run from here holds n - off more units, n in the group."""
-        G = self.G
-        alts = [G + quant(a - off, b - off) for a, b in spans([n for n in fin if n >= off])]
-        for r in res:
-            r -= off
-            r += p * max(0, -(r // p))
-            alts.append(G + quant(r, None) if p == 1 else G + quant(r, r) + "(?:" + G + quant(p, p) + ")*")
-        return "(?:" + "|".join(alts) + ")(?!" + self.E + ")" if alts else "(?!)"
-
-    def gate(self, f, lo, side, off):
-        """Regex: the neighbour on `side` cannot cross the run's edge, for this run's length (off units of
-        the run are behind the current position)."""
-        G, E = self.G, self.E
-        groups = self.lengths(f, lo)
-        if len(groups) == 1:
-            c = self.char_class(next(iter(groups)), side)
-            if not c:
-                return ""
-            return "(?<!" + c + G * off + ")" if side == "L" else "(?=" + G + "*(?!" + E + ")(?!" + c + "))"
-        alts = []
-        for s, (fin, p, res) in sorted(groups.items(), key=lambda kv: sorted(kv[0])):
-            n, c = self.length_is(fin, p, res, off), self.char_class(s, side)
-            if side == "L":
-                alts.append("(?=" + n + ")" + ("(?<!" + c + G * off + ")" if c else ""))
-            else:
-                alts.append("(?=" + n + ("(?!" + c + ")" if c else "") + ")")
-        return "(?:" + "|".join(alts) + ")"
-
-    def chunk(self):
-        """After one unit of the run is consumed: the rest of BPE's next token of the run."""
-        G, E, m = self.G, self.E, self.max_len
-        alts = [G + quant(a - 1, a - 1) + "(?=" + G + quant(lo, hi) + "(?!" + E + "))" for a, lo, hi in self.rows("")]
-        whole = [n for n in range(1, m + 1) if len(self.trace[""][n][0]) == 1]
-        alts += [G + quant(a - 1, b - 1) + "(?!" + E + ")" for a, b in spans(whole)]
-        return "(?:" + "|".join(alts) + ")" if alts else "(?!)"
-
-    def regex(self, raw=False, after_space=False):
-        """Three ways a match starts on a unit of the run (it is consumed first, so the regex engine can
-        skip other characters): it continues a run cut by the previous match (\\G); it is the second token
-        of a piece 'Ġ' + run (the first token 'Ġ' + u*a is left as its own piece); it starts a run whose
-        neighbours cannot cross (a piece's start and end count as safe neighbours).
-
-        raw: on raw text, where the pre-token around the run is not cut out yet. The neighbours that
-        count are those of its pre-token (char_class), and a match must leave pieces that GPT-2's regex
-        splits as it splits the whole text: no cut right after whitespace + space (`\\s+(?!\\S)` would
-        keep them together) and no run of letters that a contraction ('s, 're, ...) begins.
-        after_space (raw): only the starts right after a space, whatever is before it: a lookahead for
-        raw_run_pattern, which cuts that space out first when whitespace is before it."""
-        self.raw = raw
-        self.E = esc(self.char) if raw else esc(self.u)
-        self.G = self.E if raw or len(self.u) == 1 else "(?:" + self.E + ")"
-        G, E, space = self.G, self.E, " " if raw else "Ġ"
-        body = self.chunk()
-        cont = "(?<=\\G" + E + ")" + ("(?<=[" + E + space + "]" + E + ")" if raw or len(self.u) == 1
-                                      else "(?:(?<=" + E + E + ")|(?<=Ġ" + E + "))")
-        not_after_ws = "(?<!\\s " + E + ")" if raw and not after_space else ""
-        after_g = ["(?<=" + ("" if raw else "\\A") + space + G * a + E + ")" + (not_after_ws if a == 0 else "")
-                   + "(?=" + G + quant(lo - 1, None if hi is None else hi - 1) + "(?!" + E + "))"
-                   + self.gate(self.unsafe_right_g, 1, "R", a + 1) for a, lo, hi in self.rows("Ġ")]
-        always = self.char_class(frozenset.intersection(*[self.unsafe_left[n] for n in range(2, self.max_len + 1)]), "L")
-        start = ("(?<!" + E + E + ")(?=" + E + ")" + ("(?<!" + always + E + ")" if always else "") + not_after_ws
-                 + (CONTRACTION_END.format(h=CONTRACTION_HEADS[self.char], E=E) if raw and self.char in CONTRACTION_HEADS else "")
-                 + self.gate(self.unsafe_left, 2, "L", 1) + self.gate(self.unsafe_right, 2, "R", 1))
-        if after_space:
-            starts = [g for g, (a, _, _) in zip(after_g, self.rows("Ġ")) if a == 0] + ["(?<= " + E + ")" + start]
-            return E + "(?:" + "|".join(starts) + ")" + body
-        return E + "(?:" + "|".join([cont] + after_g + [start]) + ")" + body
-
-
-def run_split_pattern(bpe_bare, vocab, merges, max_len, group=12):
-    """The Split regex: run chunks of every unit, and '\\n\\n' pairs (the only merge among whitespace) from
-    the left of each newline run. Every branch starts on a character of a run, behind a cheap test (the
-    next or the previous character is the same), so the engine passes over other text fast.
-    Returns (that regex for byte-level pre-tokens, the same on raw text (raw_run_pattern), the units)."""
-    ranks = {m: r for r, m in enumerate(merges)}
-    by_left, by_right = collections.defaultdict(list), collections.defaultdict(list)
-    for r, (a, b) in enumerate(merges):
-        by_right[b].append((r, a))
-        by_left[a].append((r, b))
-    units = run_units(vocab)
-    runs = [RunRegex(u, by_left, by_right, ranks, max_len) for u in tqdm(units, desc="run split", unit="char", leave=False)]
-    # the edge analysis rests on bpe_trace segmenting exactly as tokenizers' BPE: compare on every run traced
-    words = [(p + r.u * n, t[0]) for r in runs for p in ("", "Ġ") for n, t in r.trace[p].items()]
-    for (w, mine), e in zip(words, bpe_bare.encode_batch([w for w, _ in words])):
-        if e.tokens != mine:
-            die(f"run split: BPE segments {w!r} as {e.tokens}, the trace as {mine}; this tokenizers version "
-                f"merges differently, so the run split would be unsound: set run_split: false")
-    parts = {r.u: r.regex() for r in runs}
-    single = [u for u in units if len(u) == 1]
-    multi = [u for u in units if len(u) > 1]
-    alt = lambda xs: "(?:" + "|".join(xs) + ")"
-    same = char_class(single)
-    # the test consumes its character first: the same splits as the lookbehind-first form it replaced,
-    # measured faster (a leading lookbehind alternative leaves onig no first-character set)
-    out = ("(?=(" + same + ")(?:\\1|(?<=\\1\\1)))"
-           + alt("(?=" + char_class(g) + ")" + alt(parts[u] for u in g) for g in (single[i:i + group] for i in range(0, len(single), group))))
-    if multi:
-        out += "|(?=" + char_class({u[0] for u in multi}) + ")" + alt(parts[u] for u in multi)
-    return out + "|ĊĊ(?<=(?:\\A|[^Ċ])(?:ĊĊ)+)", raw_run_pattern(runs, group), units
-
-
-def raw_run_pattern(runs, group):
-    """The run split on raw text, for a Split stage before ByteLevel: one regex pass over the text instead
-    of a second stage over every pre-token (which costs ~0.2x of encode speed alone). Every unit is one
-    character here; runs of whitespace units (NBSP) are left whole. A newline pair may not take the last
-    newline before a non-space: GPT-2's regex gives that one its own pre-token."""
-    runs = [r for r in runs if r.klass is not None]
-    parts = {r.char: r.regex(raw=True) for r in runs}
-    chars = sorted(parts)
-    alt = lambda xs: "(?:" + "|".join(xs) + ")"
-    # After a chunk of punctuation, an apostrophe before s, t, re, ... is the rest of that pre-token: cut
-    # it out too, or GPT-2's regex would read a contraction in the piece that follows.
-    out = ("(?=(" + char_class(chars) + ")(?:\\1|(?<=\\1\\1)))"
-           + alt("(?=" + char_class(g) + ")" + alt(parts[c] for c in g) for g in (chars[i:i + group] for i in range(0, len(chars), group))))
-    # The last of 2+ whitespace characters before a non-space is a pre-token of its own (unless a space):
-    # cut it out, so that a run after it can be cut without the piece before ending in 2+ of them.
-    # A run cut right after a space that follows whitespace: cut the space out as well (`\\s+(?!\\S)`
-    # would join it to the whitespace before in the piece that ends there).
-    heads = {r.char: r.regex(raw=True, after_space=True) for r in runs}
-    heads = alt("(?=" + char_class(g) + ")" + alt(heads[c] for c in g) for g in (chars[i:i + group] for i in range(0, len(chars), group)))
-    return (out + "| (?=(" + char_class(chars) + ")\\2)(?<=\\s )(?=" + heads + ")|'(?<=\\G')(?<=[^\\s\\p{L}\\p{N}]')(?=[stmd]|re|ve|ll)"
-            + "|\\n\\n(?<=(?:\\A|[^\\n])(?:\\n\\n)+)(?!\\S)|[^\\S ](?<=\\s[^\\S ])(?=\\S)")
-
-
-# -----------------------------------------------------------------------------
 # tokenizers: the distilled one, and bare ones that segment byte-level pre-tokens
 
 
-def build_unigram(vocab, scores, raw_pattern):
-    """The distilled tokenizer: Split(run split on raw text) + GPT-2's ByteLevel, then Unigram."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+def build_unigram(vocab, scores, split):
+    """The distilled tokenizer: GPT-2's ByteLevel, then the run split inside each pre-token (one Split
+    stage, lib/runsplit.py), then Unigram. The learning sees exactly these pieces."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
 
     pieces = [None] * VOCAB_SIZE
     for s, i in vocab.items():
         pieces[i] = (s, float(scores[i]))
     pieces[EOT_ID] = (EOT, 0.0)
     tokenizer = byte_level_pipeline(Tokenizer(models.Unigram(pieces, unk_id=None, byte_fallback=False)))
-    if raw_pattern:
-        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(raw_pattern), behavior="isolated", invert=False), tokenizer.pre_tokenizer])
+    if split:
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([tokenizer.pre_tokenizer, split.stage()])
     return tokenizer
 
 
-def bare(tokenizer, pattern=None):
+def bare(tokenizer, split=None):
     """The model alone (plus the run split): encodes byte-level pre-tokens as they are."""
-    from tokenizers import Regex, Tokenizer, pre_tokenizers
+    from tokenizers import Tokenizer
 
     t = Tokenizer.from_str(tokenizer.to_str())
     t.normalizer = None
     t.post_processor = None
-    t.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False) if pattern else None
+    t.pre_tokenizer = split.stage() if split else None
     return t
 
 
@@ -1281,7 +973,7 @@ def classify(word, bpe, got, token_strings, certified=()):
 def agreement(words, bpe, counts, models, token_strings, n_examples, batch=50_000, desc=None):
     """Per pre-token occurrence / distinct pre-token agreement, and the mismatches grouped by class.
     words: distinct byte-level pre-tokens; bpe: GPT-2's ids of each (tuples); counts: their occurrences."""
-    distilled_bare, certified = models[2], (models[4], splitter_of(models[3]))
+    distilled_bare, certified = models[2], (models[4], models[3].stage() if models[3] else None)
     occ = ok_occ = ok_distinct = 0
     classes = collections.defaultdict(lambda: {"occurrences": 0, "distinct": 0, "examples": []})
     starts = range(0, len(words), batch)
@@ -1325,19 +1017,15 @@ def text_batches(texts, batch_bytes, max_doc_bytes):
         yield batch, skipped
 
 
-def evaluate_texts(texts, models, token_strings, cfg, desc, n_bench=0, check_pieces=False):
+def evaluate_texts(texts, models, token_strings, cfg, desc, n_bench=0):
     """Agreement per pre-token occurrence, distinct pre-token and whole document, with mismatch classes, on
     texts streamed in batches of eval_batch_bytes (memory holds one batch and the distinct pre-tokens).
-    models: (original, distilled, distilled_bare, run split pattern, certified pieces). Returns (result, the first n_bench
-    bytes of texts, for the throughput). check_pieces: count documents_pieces_differ (held-out)."""
-    from tokenizers import Regex, pre_tokenizers
-
-    original, distilled, distilled_bare, pattern, _ = models
+    models: (original, distilled, distilled_bare, run split, certified pieces). Returns (result, the first n_bench
+    bytes of texts, for the throughput)."""
+    original, distilled = models[:2]
     gpt2_pt = pre_tokenizer_gpt2()
-    view = (pre_tokenizers.Sequence([gpt2_pt, pre_tokenizers.Split(Regex(pattern), behavior="isolated")])
-            if pattern and check_pieces else None)
     counts = collections.Counter()
-    docs = same = ids_compared = differ = left_out = bench_bytes = 0
+    docs = same = ids_compared = left_out = bench_bytes = 0
     bench = []
     bar = tqdm(desc=desc, unit="B", unit_scale=True, mininterval=1, leave=False)
     for batch, skipped in text_batches(texts, cfg["eval_batch_bytes"], cfg["doc_max_bytes"]):
@@ -1349,7 +1037,6 @@ def evaluate_texts(texts, models, token_strings, cfg, desc, n_bench=0, check_pie
         docs += len(batch)
         same += sum(r.ids == g.ids for r, g in zip(reference, got))
         ids_compared += sum(len(r.ids) for r in reference)
-        differ += pieces_differ(batch, distilled, view)
         for text in batch:
             if bench_bytes < n_bench:
                 bench.append(text)
@@ -1360,18 +1047,8 @@ def evaluate_texts(texts, models, token_strings, cfg, desc, n_bench=0, check_pie
     bpe = [tuple(e.ids) for e in bare(original).encode_batch(words)] if words else []
     result = agreement(words, bpe, [counts[w] for w in words], models, token_strings, cfg["report_examples"])
     result.update({"documents": docs, "document_agreement": same / max(docs, 1), "ids_compared": ids_compared,
-                   "documents_pieces_differ": differ, "documents_left_out_too_long": left_out})
+                   "documents_left_out_too_long": left_out})
     return result, bench
-
-
-def pieces_differ(texts, distilled, view):
-    """Documents whose pieces under the shipped pre-tokenizer (run split on raw text, then ByteLevel) differ
-    from the learning's view (ByteLevel, then the run split inside each pre-token). The raw split leaves a
-    run whole where it cannot see its pre-token (after whitespace + a space, after a non-ASCII character)."""
-    if view is None:
-        return 0
-    pieces = lambda pt, t: [w for w, _ in pt.pre_tokenize_str(t)]
-    return sum(pieces(view, t) != pieces(distilled.pre_tokenizer, t) for t in texts)
 
 
 def train_agreement(table, sample, models, token_strings, cfg):
@@ -1423,39 +1100,32 @@ def token_tables(vocab):
     return token_strings, id_bytes
 
 
-def splitter_of(pattern):
-    """The run split as a pre-tokenizer of byte-level text (None without one)."""
-    from tokenizers import Regex, pre_tokenizers
-
-    return pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False) if pattern else None
-
-
 def make_run_split(original, vocab, merges, cfg):
-    """(regex on byte-level pre-tokens, the same on raw text, run units, a Split pre-tokenizer of the first)."""
-    pattern, raw_pattern, units = (run_split_pattern(bare(original), vocab, merges, cfg["run_split_max_len"])
-                                   if cfg["run_split"] else (None, None, []))
-    splitter = splitter_of(pattern)
-    log.info(f"run split: {f'on, {len(units)} run characters, {len(pattern):,} regex chars' if pattern else 'off'}")
-    return pattern, raw_pattern, units, splitter
+    """The run split (lib/runsplit.py), or None when the config turns it off."""
+    split = build_run_split(bare(original), vocab, merges, cfg["run_split_max_len"]) if cfg["run_split"] else None
+    log.info(f"run split: {f'on, {len(split.units)} run characters, {len(split.pattern):,} regex chars' if split else 'off'}")
+    return split
 
 
 def validate(table, sample, models, token_strings, art, cfg, phases):
     """Agreement on train (the table; documents: the sample), held-out (streamed), out-of-domain text, and
-    decode identity. Returns (report parts, texts for the throughput)."""
+    decode identity. Returns (report parts, texts for the throughput, texts for the tokenizers.js parity)."""
     original, distilled = models[:2]
     out = {}
     phases.start("validation: train")
     out["train"] = train_agreement(table, sample, models, token_strings, cfg)
     phases.start("validation: held-out")
     out["heldout"], bench = evaluate_texts(iter_docs(require(art.heldout_docs, "corpus")), models, token_strings, cfg,
-                                           "held-out agreement", n_bench=cfg["throughput_bytes"], check_pieces=True)
+                                           "held-out agreement", n_bench=cfg["throughput_bytes"])
+    parity = {"held-out": budget(bench, cfg["js_parity_max_bytes"])}
     phases.start("validation: out of domain")
     out["out_of_domain"] = {}
     for kind, src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["eval_seed"],
                                    in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus"))).items():
         result = evaluate_texts(src["docs"], models, token_strings, cfg, f"out of domain: {kind}")[0] if src["docs"] else {}
-        for key in ("documents_pieces_differ", "documents_left_out_too_long"):
+        for key in ("documents_left_out_too_long",):
             result.pop(key, None)
+        parity[kind] = budget(src["docs"], cfg["js_parity_max_bytes"])
         out["out_of_domain"][kind] = {**result, "patterns": src["patterns"], "files": src["files"], "note": src["note"]}
         if not src["docs"]:
             log.warning(f"out of domain: {kind}: {src['note']} ({', '.join(src['patterns'])})")
@@ -1467,16 +1137,23 @@ def validate(table, sample, models, token_strings, art, cfg, phases):
             break
         bench.append(text)
         size += len(text.encode("utf-8"))
-    return out, bench
+    parity = {k: v for k, v in parity.items() if v}
+    if parity:
+        parity["tricky"] = tricky_texts(models[3].units if models[3] else [])
+    return out, bench, parity
 
 
-def write_outputs(art, cfg, profile, distilled, original, bench, report, t_start):
-    """The tokenizer (temp dir + rename) checked to load back and timed as loaded, then the reports."""
+def write_outputs(art, cfg, profile, distilled, original, texts, report, t_start):
+    """The tokenizer (temp dir + rename) checked to load back, to give the same ids in tokenizers.js
+    (lib/parity.py) and timed as loaded, then the reports. texts: (throughput texts, parity texts)."""
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
     with atomic_path(art.distilled_tokenizer) as tmp:
         save_hf_tokenizer(distilled, tmp)
+        bench, parity = texts
+        report["js_parity"] = check_parity(tmp, parity, cfg["js_parity"], "configs/distill.yaml") if parity else {
+            "checked": False, "why": "js_parity_max_bytes is 0"}
         report["throughput"] = throughput(Tokenizer.from_file(str(art.original_tokenizer / "tokenizer.json")),
                                           Tokenizer.from_file(str(tmp / "tokenizer.json")), bench, cfg["throughput_repeats"])
         hf = AutoTokenizer.from_pretrained(str(tmp))
@@ -1515,7 +1192,8 @@ def main():
                               cfg["train_doc_sample"], cfg["doc_max_bytes"], id_bytes)
 
     phases.start("run split")
-    pattern, raw_pattern, units, splitter = make_run_split(original, vocab, merges, cfg)
+    split = make_run_split(original, vocab, merges, cfg)
+    splitter = split.stage() if split else None
     phases.start("labelled examples")
     generated = generated_labels(generated_texts(vocab, cfg["generated_examples"], cfg["seed"], cfg["generated_kinds"])
                                  + number_texts(cfg["number_examples_max_digits"]), original)
@@ -1529,22 +1207,22 @@ def main():
     exact = exact_repair(index, examples, in_train, scores, guards, cfg)
     phases.start("certify")
     certified = certify_mismatches(index, examples, in_train, token_strings, cfg, exact.pop("held"))
-    distilled = build_unigram(vocab, scores, raw_pattern)
+    distilled = build_unigram(vocab, scores, split)
     certified["unseen"] = certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples, guards, token_strings)
     del examples, index
     phases.stop()
     certified_pieces = {p: v for part in (certified["unseen"], certified) for p, v in part.get("pieces", {}).items()
                         if v in ("certified", FORCED_TIE)}
-    models = (original, distilled, bare(distilled, pattern), pattern, certified_pieces)
+    models = (original, distilled, bare(distilled, split), split, certified_pieces)
 
-    report = {"run_split": bool(pattern), "run_units": len(units), "split_conflicts": stats.pop("split_conflicts"), "certify": certified,
+    report = {"run_split": bool(split), "run_units": len(split.units) if split else 0, "split_conflicts": stats.pop("split_conflicts"), "certify": certified,
               "repair_history": history, "exact_repair": exact, "pair_guards": guards.summary() if guards else None,
               "seconds_learning": phases.seconds["learning"], "examples": stats}
-    parts, bench = validate(table, sample, models, token_strings, art, cfg, phases)
+    parts, bench, parity = validate(table, sample, models, token_strings, art, cfg, phases)
     report.update(parts)
     phases.start("writing (and throughput)")
     report["phases_seconds"] = phases.seconds  # up to here; the log has the writing too
-    write_outputs(art, cfg, args.profile, distilled, original, bench, report, t_start)
+    write_outputs(art, cfg, args.profile, distilled, original, (bench, parity), report, t_start)
     phases.stop()
     log.info("phases: " + ", ".join(f"{k} {v} s" for k, v in phases.seconds.items()))
     log_summary(report)

@@ -17,7 +17,7 @@ distilled tokenizer (without the ids given away) cuts c, and B = new_piece_bonus
 c replaces its old pieces wherever they occur together, and text without a new string never sees it.
 Checks (a failure stops the step): decode(encode(x)) == x on the held-out split and on fuzz texts; every
 pre-token that contains no new string and needs no given-away id encodes exactly as the distilled
-tokenizer encodes it; AutoTokenizer loads it. Reported: new tokens never emitted on held-out, and why.
+tokenizer encodes it; AutoTokenizer loads it; tokenizers.js (transformers.js) gives the same ids (js_parity). Reported: new tokens never emitted on held-out, and why.
 GPT-2's and the remapped tokenizer's held-out token counts come from encoding every document; the
 distilled count and the curve come from the distinct held-out pre-tokens with their counts (the model
 sees one pre-token at a time), checked to give the remapped count exactly.
@@ -42,6 +42,8 @@ from lib.files import atomic_path, iter_docs, require, sha256_file, write_json
 from lib.ivr import (bonus_per_saved_token, contained, count_pretokens, kept_vocab, load_rules, new_piece_scores,
                      piece_text, pre_tokens, protected_ids, read_unigram, tokens_from_counts, with_rules)
 from lib.log import die, log, setup_logging
+from lib.parity import budget, tricky_texts
+from lib.parity import check as check_parity
 from lib.paths import Artifacts
 from lib.tokenizer import EOT, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
 
@@ -362,6 +364,16 @@ def build_report(art, rules, scoring, held, n_distilled, curve, fuzz, unchanged,
     }
 
 
+def js_parity(tmp, cfg, held, fuzz):
+    """The same ids in tokenizers.js as in Python (lib/parity.py) on held-out windows, the fuzz texts and
+    the tricky texts; a difference stops the step unless js_parity: warn."""
+    if not cfg["js_parity_max_bytes"]:
+        return {"checked": False, "why": "js_parity_max_bytes is 0"}
+    texts = {"held-out": budget(held.sample, cfg["js_parity_max_bytes"]), "fuzz": budget(fuzz, cfg["js_parity_max_bytes"]),
+             "tricky": tricky_texts()}
+    return check_parity(tmp, texts, cfg["js_parity"], "configs/remap.yaml")
+
+
 # -----------------------------------------------------------------------------
 
 
@@ -404,11 +416,13 @@ def main():
         fuzz = fuzz_texts(cfg["fuzz_texts"], cfg["fuzz_seed"], rules, held.sample)
         check_round_trip(held, fuzz, remapped, distilled)
         unchanged, found = check_unchanged(distilled, remapped, rules, held, fuzz)
+        parity = js_parity(tmp, cfg, held, fuzz)
     n_distilled, curve = heldout_curve(data, rules, new_score, held, distilled, remapped, cfg["curve_points"])
     missing = not_emitted(rules, held, found)
     scoring = {"bonus_per_saved_token": bonus, "new_piece_bonus": select_cfg["new_piece_bonus"], "max_abs_old_score": max_abs}
     report = build_report(art, rules, scoring, held, n_distilled, curve, fuzz, unchanged, missing,
                           time.perf_counter() - t_start)
+    report["checks"]["js_parity"] = parity
     write_json(art.reports / "remap_report.json", report)
     n_bytes = held.bytes
     log.info(f"held-out ({held.docs:,} documents, {n_bytes:,} bytes): tokens per byte GPT-2 {held.gpt2 / n_bytes:.4f}, "

@@ -162,8 +162,9 @@ def test_vocab_and_special_token_identical_no_merges(distilled, gpt2_bpe):
     assert [(t["id"], t["content"]) for t in special] == [(EOT_ID, EOT)]
     assert data["decoder"]["type"] == "ByteLevel"
     stages = data["pre_tokenizer"]["pretokenizers"]
-    assert stages[0]["type"] == "Split" and stages[0]["behavior"] == "Isolated"  # the run split, on raw text
-    assert stages[1]["type"] == "ByteLevel" and stages[1]["use_regex"] and not stages[1]["add_prefix_space"]
+    assert stages[0]["type"] == "ByteLevel" and stages[0]["use_regex"] and not stages[0]["add_prefix_space"]
+    assert stages[1]["type"] == "Split" and stages[1]["behavior"] == "Isolated"  # the run split, in each pre-token
+    assert len(stages) == 2
 
 
 def test_reproduces_bpe_on_training_text(distilled, gpt2_bpe):
@@ -291,76 +292,21 @@ def test_mismatch_classes():
     assert other.startswith("score order") and double.startswith("score order")
 
 
-def test_bpe_trace_segments_like_tokenizers(gpt2_bpe):
-    import random
+def test_distilled_tokenizer_gives_the_same_ids_in_tokenizers_js(distilled):
+    """04's own check ran (the report), and the tricky texts and the fixture's documents agree here too."""
+    from lib.parity import compare, js_runtime_missing, tricky_texts
 
-    distill = load_distill()
-    vocab = {s: i for s, i in gpt2_bpe.get_vocab().items() if s != EOT}
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
-              for m in json.loads(gpt2_bpe.to_str())["model"]["merges"]]
-    ranks = {m: r for r, m in enumerate(merges)}
-    rng = random.Random(0)
-    pool = sorted(vocab)
-    words = [rng.choice(pool) + rng.choice(pool) + rng.choice(pool) for _ in range(3000)] + ["-" * 19, "Ġ" + "=" * 33]
-    bpe = distill.bare(gpt2_bpe)
-    for w, e in zip(words, bpe.encode_batch(words)):
-        assert distill.bpe_trace(w, ranks)[0] == e.tokens, w
-    _, left, right = distill.bpe_trace("-" * 19, ranks)
-    assert left[0][0] == "-" and left[-1] == ("-" * 16, float("inf")) and right[-1] == ("---", float("inf"))
-
-
-def test_run_split_cuts_only_where_bpe_cuts(distilled, gpt2_bpe):
-    """Every run character x run lengths 1..24 and around periods x every neighbour that can merge across
-    the run's edge (a merge (A, B) crosses it only if A ends with the left neighbour and B starts with the
-    run; likewise on the right): as single characters for every length, as the whole token A or B for
-    short lengths. Other neighbours cannot cross, so a sample of them is enough. The shipped pre-tokenizer
-    (the run split on raw text, then ByteLevel) never cuts inside a token of GPT-2's BPE of the text."""
-    from tokenizers import Tokenizer
-
-    distill = load_distill()
-    tok = Tokenizer.from_file(str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
-    vocab = {s: i for s, i in gpt2_bpe.get_vocab().items() if s != EOT}
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
-              for m in json.loads(gpt2_bpe.to_str())["model"]["merges"]]
-    units = distill.run_units(vocab)
-    assert "-" in units and "ãħĭ" in units and "âĢĶ" in units  # '-', 'ㅋ', '—'
-    lefts, rights = collections.defaultdict(set), collections.defaultdict(set)
-    for a, b in merges:
-        for u in units:
-            if b.startswith(u[0]) and not a.endswith(u):
-                lefts[u].add(a)
-            if a.endswith(u[-1]) and not b.startswith(u):
-                rights[u].add(b)
-    sample = ["", "Ġ", "a", "(", "1", ")", "Ã©", "ĊĠ", "ĊĊ", "'", "ĠĠ"]
-    lengths = list(range(1, 25)) + [31, 32, 33, 47, 48, 49, 63, 64, 65, 97, 129]
-    texts = set()
-    for u in units:
-        left_chars = {a[-1] for a in lefts[u]} | set(sample)
-        right_chars = {b[0] for b in rights[u]} | set(sample)
-        for n in lengths:
-            r = u * n
-            texts.update(L + r for L in left_chars)
-            texts.update(r + R for R in right_chars)
-            texts.update(L + r + R for L in sample for R in sample)
-            if n <= 5 or n in (8, 9, 16, 17, 32, 33):
-                texts.update(a + r for a in lefts[u])
-                texts.update(r + b for b in rights[u])
-    raw = set()
-    for t in texts:  # byte-level strings -> text; neighbours that are parts of a character are left out
-        try:
-            raw.add(piece_bytes(t).decode("utf-8"))
-        except UnicodeDecodeError:
-            pass
-    raw = sorted(raw) + ["\n" * n + " " * k + x for n in range(1, 12) for k in range(4) for x in ("", "x", "##")]
-    raw += [" \n\n\n x", "\r\n\r\n\n\n\t", "a\n\n---", "a \n ----", "__'s", "x'sss", "''''s", "#'''re", "b'SSND'"]
-    cut = 0
-    for text, enc in zip(raw, gpt2_bpe.encode_batch(raw, add_special_tokens=False)):
-        pieces = [w for w, _ in tok.pre_tokenizer.pre_tokenize_str(text)]
-        assert "".join(pieces) == to_byte_level(text)
-        cuts = {0} | set(itertools.accumulate(len(t) for t in enc.tokens))
-        assert set(itertools.accumulate(len(p) for p in pieces)) <= cuts, (text, pieces, enc.tokens)
-        cut += len(pieces) > len(gpt2_bpe.pre_tokenizer.pre_tokenize_str(text))
-    assert cut > len(raw) // 4  # and it does cut inside pre-tokens
+    if js_runtime_missing():
+        pytest.skip(js_runtime_missing())
+    art, _ = distilled
+    report = json.loads((art / "analysis" / "reports" / "distill_validation.json").read_text())
+    assert report["js_parity"]["checked"] and report["js_parity"]["documents_differ"] == 0
+    assert set(report["js_parity"]["by_kind"]) >= {"held-out", "tricky"}
+    assert "## Where the tokenizer runs" in (art / "analysis" / "reports" / "distill_validation.md").read_text()
+    units = ["-", "=", "#", "*", "ãħĭ", "âĢĶ", "âĶĢ", "0", "f", "l", "s"]
+    texts = tricky_texts(units) + FIXTURE_DOCS + HELDOUT_DOCS
+    got = compare(art / "tokenizers" / "distilled_unigram", texts)
+    assert got["documents"] == len(texts) and got["documents_differ"] == 0, got["first"]
 
 
 def test_deterministic(distilled, tmp_path, gpt2_bpe):
