@@ -48,7 +48,7 @@ GENERAL := $(ARTIFACTS)/corpora/general
 # Switching PROFILE must rebuild: the stamp holds the profile of the last run and changes only with it.
 # (Plain shell at parse time: a no-op `make` starts no Python.)
 PROFILE_STAMP := $(ARTIFACTS)/.profile
-ifneq ($(filter-out help venv node lock test bench clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out help venv node lock test lint format bench clean,$(or $(MAKECMDGOALS),all)),)
 $(shell mkdir -p $(ARTIFACTS) && { [ "$$(cat $(PROFILE_STAMP) 2>/dev/null)" = "$(PROFILE)" ] || echo "$(PROFILE)" > $(PROFILE_STAMP); })
 endif
 # Your corpus files and folders: adding, removing or editing one re-runs 02.
@@ -181,6 +181,16 @@ lock:
 test: $(VENV_STAMP) $(filter $(NODE_STAMP),$(NODE_DEPS))
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
+#> lint             check formatting and lint with ruff (pyproject.toml); CI runs it
+lint: $(VENV_STAMP)
+	$(VENV)/bin/ruff format --check lib scripts tests
+	$(VENV)/bin/ruff check lib scripts tests
+
+#> format           format the code and apply ruff's safe fixes
+format: $(VENV_STAMP)
+	$(VENV)/bin/ruff format lib scripts tests
+	$(VENV)/bin/ruff check --fix lib scripts tests
+
 #> bench            measure what a run costs -> artifacts/bench/bench.md (offline, about 1.5 h with the scaling section; BENCH_ARGS="--help")
 BENCH_ARGS ?=
 bench: $(VENV_STAMP)
@@ -199,4 +209,4 @@ help:
 	@echo "targets are artifact files (make $(ORIG)/tokenizer.json) or these:"
 	@sed -n 's/^#> /  /p' $(MAKEFILE_LIST)
 
-.PHONY: venv node lock test bench clean help
+.PHONY: venv node lock test lint format bench clean help

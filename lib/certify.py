@@ -27,7 +27,6 @@ from fractions import Fraction
 
 from lib.unigram import viterbi
 
-
 # -----------------------------------------------------------------------------
 # one constraint row: a label against one other path of its lattice
 
@@ -35,8 +34,8 @@ from lib.unigram import viterbi
 def cuts(ids, token_len):
     """Interior cut positions of a path, as characters from the start.
 
-        >>> cuts([5, 7], {5: 4, 7: 1})      # '####' + '#'
-        {4}
+    >>> cuts([5, 7], {5: 4, 7: 1})      # '####' + '#'
+    {4}
     """
     return set(itertools.accumulate(token_len[i] for i in ids[:-1]))
 
@@ -119,11 +118,29 @@ class RowLP:
             for t in new:
                 self.col[t] = len(self.col) + 1
         if rows:
-            starts = np.cumsum([0] + [len(coef) + (m == 0) for coef, m in rows[:-1]]).astype(np.int32)
-            index = np.array([j for coef, m in rows for j in [self.col[t] for t in coef] + [0] * (m == 0)], dtype=np.int32)
-            value = np.array([v for coef, m in rows for v in [float(x) for x in coef.values()] + [-1.0] * (m == 0)])
-            self.h.addRows(len(rows), np.array([float(m) for _, m in rows]), np.full(len(rows), inf), len(index),
-                           starts, index, value)
+            starts = np.cumsum([0] + [len(coef) + (m == 0) for coef, m in rows[:-1]]).astype(
+                np.int32
+            )
+            index = np.array(
+                [j for coef, m in rows for j in [self.col[t] for t in coef] + [0] * (m == 0)],
+                dtype=np.int32,
+            )
+            value = np.array(
+                [
+                    v
+                    for coef, m in rows
+                    for v in [float(x) for x in coef.values()] + [-1.0] * (m == 0)
+                ]
+            )
+            self.h.addRows(
+                len(rows),
+                np.array([float(m) for _, m in rows]),
+                np.full(len(rows), inf),
+                len(index),
+                starts,
+                index,
+                value,
+            )
             self.rows += len(rows)
 
     def solve(self, time_limit):
@@ -166,13 +183,21 @@ def minimal_infeasible(rows, deadline):
     if verdict == "infeasible" and ray is not None:
         with_tokens = [r for r, (coef, _) in enumerate(rows) if coef]
         support = [r for r, v in zip(with_tokens, ray) if abs(v) > 1e-9]
-        if support and feasible([rows[r] for r in support], deadline - time.monotonic())[0] == "infeasible":
+        if (
+            support
+            and feasible([rows[r] for r in support], deadline - time.monotonic())[0] == "infeasible"
+        ):
             keep = support
-    for r in sorted(keep, key=lambda r: -len(rows[r][0])):  # the widest rows first: small certificates
+    for r in sorted(
+        keep, key=lambda r: -len(rows[r][0])
+    ):  # the widest rows first: small certificates
         if time.monotonic() > deadline:
             return None
         trial = [k for k in keep if k != r]
-        if trial and feasible([rows[k] for k in trial], deadline - time.monotonic())[0] == "infeasible":
+        if (
+            trial
+            and feasible([rows[k] for k in trial], deadline - time.monotonic())[0] == "infeasible"
+        ):
             keep = trial
     return keep
 
@@ -271,15 +296,22 @@ def least_change(rows, cost, time_limit):
     if status == highspy.HighsModelStatus.kOptimal:
         x = h.getSolution().col_value
         return "feasible", {t: x[j] - x[n + j] for t, j in col.items() if x[j] != x[n + j]}
-    if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+    if status in (
+        highspy.HighsModelStatus.kInfeasible,
+        highspy.HighsModelStatus.kUnboundedOrInfeasible,
+    ):
         _, has, ray = h.getDualRay()
-        if not has and time.monotonic() < t_end:  # presolve found it: the simplex without it gives the ray
+        if (
+            not has and time.monotonic() < t_end
+        ):  # presolve found it: the simplex without it gives the ray
             h.setOptionValue("presolve", "off")
             h.setOptionValue("time_limit", float(max(t_end - time.monotonic(), 1e-3)))
             h.clearSolver()
             h.run()
             _, has, ray = h.getDualRay()
-        return "infeasible", ([r for r, v in enumerate(ray) if abs(v) > 1e-9] or None) if has else None
+        return "infeasible", (
+            [r for r, v in enumerate(ray) if abs(v) > 1e-9] or None
+        ) if has else None
     return h.modelStatusToString(status).lower(), None
 
 
@@ -318,9 +350,14 @@ class Search:
     def set_aside(self, core, lam):
         """A certified conflict: its record; its cases leave the search, and the LP is rebuilt without them."""
         cases = self.cases
-        record = {"cases": sorted({cases[k][0] for _, _, k, _ in core}), "verified": lam is not None,
-                  "rows": [(cases[k][0], list(cases[k][2]), list(p), m, str(x) if lam else None)
-                           for (_, m, k, p), x in zip(core, lam or [None] * len(core))]}
+        record = {
+            "cases": sorted({cases[k][0] for _, _, k, _ in core}),
+            "verified": lam is not None,
+            "rows": [
+                (cases[k][0], list(cases[k][2]), list(p), m, str(x) if lam else None)
+                for (_, m, k, p), x in zip(core, lam or [None] * len(core))
+            ],
+        }
         self.live -= {k for _, _, k, _ in core}
         self.lp, self.pending = RowLP(), [(c, m) for c, m, _, _ in self.active()]
         return record
@@ -373,5 +410,10 @@ def certify(cases, token_len, start_paths=None, time_limit=60.0, max_rounds=500,
             exact = all(tuple(p) == tuple(cases[k][2]) for k, p in paths.items())
             status = ("conflicts" if conflicts else "consistent") if exact else "float tie"
             break
-    return {"status": status, "conflicts": conflicts, "rounds": rounds, "rows": len(search.rows),
-            "seconds": round(time.monotonic() - t0, 2)}
+    return {
+        "status": status,
+        "conflicts": conflicts,
+        "rounds": rounds,
+        "rows": len(search.rows),
+        "seconds": round(time.monotonic() - t0, 2),
+    }

@@ -32,7 +32,11 @@ def _read_yaml(path):
         return {}, {}
     if not isinstance(data, dict):
         die(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
-    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
+    lines = (
+        {k.value: k.start_mark.line + 1 for k, _ in node.value}
+        if isinstance(node, yaml.MappingNode)
+        else {}
+    )
     return data, lines
 
 
@@ -45,10 +49,19 @@ def _unknown_key(step, key, known, where):
 def _allowed(error):
     """What a pydantic error says is allowed, in words."""
     ctx = error.get("ctx") or {}
-    kinds = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false", "string_type": "a string",
-             "list_type": "a list", "greater_than_equal": f"at least {ctx.get('ge')}", "greater_than": f"above {ctx.get('gt')}",
-             "less_than_equal": f"at most {ctx.get('le')}", "less_than": f"below {ctx.get('lt')}",
-             "literal_error": f"one of {ctx.get('expected')}", "string_too_short": "a non-empty string"}
+    kinds = {
+        "int_type": "an integer",
+        "float_type": "a number",
+        "bool_type": "true or false",
+        "string_type": "a string",
+        "list_type": "a list",
+        "greater_than_equal": f"at least {ctx.get('ge')}",
+        "greater_than": f"above {ctx.get('gt')}",
+        "less_than_equal": f"at most {ctx.get('le')}",
+        "less_than": f"below {ctx.get('lt')}",
+        "literal_error": f"one of {ctx.get('expected')}",
+        "string_too_short": "a non-empty string",
+    }
     return kinds.get(error["type"], error["msg"])
 
 
@@ -62,12 +75,18 @@ def _validate(step, schema, config, origin):
         error = e.errors()[0]
         loc = [p for p in error["loc"] if isinstance(p, str)]
         if not loc:  # a check across keys: name where the last-set key it involves came from
-            keys = [k for k in origin if f"{k} " in error["msg"] or f"{k}," in error["msg"] or f"({k})" in error["msg"]]
+            keys = [
+                k
+                for k in origin
+                if f"{k} " in error["msg"] or f"{k}," in error["msg"] or f"({k})" in error["msg"]
+            ]
             where = origin[keys[-1]] if keys else f"configs/{step}.yaml"
             die(f"{where}: {error['msg'].removeprefix('Value error, ')}")
         key = loc[0]
         value = config.get(key)
-        die(f"{origin.get(key, f'configs/{step}.yaml')}: key '{key}' must be {_allowed(error)}, got {value!r}")
+        die(
+            f"{origin.get(key, f'configs/{step}.yaml')}: key '{key}' must be {_allowed(error)}, got {value!r}"
+        )
 
 
 def _legacy_checked(key, value, default, where):
@@ -98,7 +117,9 @@ def _layers(step, profile, configs_dir, overrides):
         profile_path = configs_dir / profile / f"{step}.yaml"
         if profile_path.exists():
             layers.append((str(profile_path), *_read_yaml(profile_path)))
-    layers.append(("command line", {k: v for k, v in (overrides or {}).items() if v is not None}, {}))
+    layers.append(
+        ("command line", {k: v for k, v in (overrides or {}).items() if v is not None}, {})
+    )
     return layers
 
 
@@ -139,9 +160,8 @@ def check_config(step, config, where):
 def _flag_kwargs(annotation):
     """argparse keywords for a schema field's type: int, float, str, bool, Optional, Literal and lists of them."""
     import argparse
-    import typing
-
     import types
+    import typing
 
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     kinds = [a for a in args if a is not type(None)]
@@ -161,20 +181,31 @@ def _flag_kwargs(annotation):
 def add_step_flags(parser, step, skip=()):
     """A --flag for every key of the step's schema (help from the schema), plus --artifacts/--profile/--configs.
 
-        >>> p = argparse.ArgumentParser(); add_step_flags(p, "analyze"); p.parse_args(["--workers", "2"]).workers
-        2
+    >>> p = argparse.ArgumentParser(); add_step_flags(p, "analyze"); p.parse_args(["--workers", "2"]).workers
+    2
     """
     from lib.paths import DEFAULT_ARTIFACTS
     from lib.schema import STEPS
 
-    group = parser.add_argument_group(f"configs/{step}.yaml keys (override the file and the profile)")
+    group = parser.add_argument_group(
+        f"configs/{step}.yaml keys (override the file and the profile)"
+    )
     import typing
 
     for key, field in STEPS[step].model_fields.items():
-        if key not in skip and typing.get_origin(field.annotation) is not dict:  # mappings stay in the YAML
-            group.add_argument("--" + key.replace("_", "-"), dest=key, default=None, help=field.description,
-                               **_flag_kwargs(field.annotation))
-    parser.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
+        if (
+            key not in skip and typing.get_origin(field.annotation) is not dict
+        ):  # mappings stay in the YAML
+            group.add_argument(
+                "--" + key.replace("_", "-"),
+                dest=key,
+                default=None,
+                help=field.description,
+                **_flag_kwargs(field.annotation),
+            )
+    parser.add_argument(
+        "--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)"
+    )
     parser.add_argument("--profile", default="default", help="config profile (Make: PROFILE=)")
     parser.add_argument("--configs", default=None, help="configs directory (default: configs/)")
     return parser
@@ -188,7 +219,9 @@ def parse_step_args(step, doc, extra=(), argv=None):
     """
     import argparse
 
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     for flag, kwargs in extra:
         parser.add_argument(flag, **kwargs)
     add_step_flags(parser, step)
@@ -207,4 +240,6 @@ def save_config(config, path, step, profile):
     """Save the resolved config beside an artifact, so every output says how it was made."""
     header = f"# Resolved config of step '{step}', profile '{profile}'. Written by the step; do not edit.\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(header + yaml.safe_dump(config, sort_keys=True, allow_unicode=True), encoding="utf-8")
+        tmp.write_text(
+            header + yaml.safe_dump(config, sort_keys=True, allow_unicode=True), encoding="utf-8"
+        )

@@ -21,7 +21,9 @@ LN2 = math.log(2)
 
 def pack_documents(tokenizer, texts):
     """One id stream <eot> d1 <eot> d2 ..., and a mask of which positions are text (targets)."""
-    tokenizer = getattr(tokenizer, "backend_tokenizer", tokenizer)  # a transformers fast tokenizer works too
+    tokenizer = getattr(
+        tokenizer, "backend_tokenizer", tokenizer
+    )  # a transformers fast tokenizer works too
     ids, is_text = [], []
     for enc in tokenizer.encode_batch_fast(list(texts), add_special_tokens=False):
         ids.append(EOT_ID)
@@ -35,10 +37,10 @@ def windows_of(ids, is_text, block_size):
     """(window of up to block_size + 1 ids, target mask of its last len - 1 positions), stride block_size."""
     out = []
     for start in range(0, max(len(ids) - 1, 0), block_size):
-        window = ids[start:start + block_size + 1]
+        window = ids[start : start + block_size + 1]
         if len(window) < 2:
             break
-        out.append((window, is_text[start + 1:start + block_size + 1]))
+        out.append((window, is_text[start + 1 : start + block_size + 1]))
     return out
 
 
@@ -50,22 +52,28 @@ def nll_bits(model, ids, is_text, block_size, batch_size=8, device="cpu", rank=0
     The model's train/eval mode is restored on return.
     """
     windows = windows_of(ids, is_text, block_size)
-    n_batches = math.ceil(math.ceil(len(windows) / world_size) / batch_size)  # the same on every rank
+    n_batches = math.ceil(
+        math.ceil(len(windows) / world_size) / batch_size
+    )  # the same on every rank
     mine = windows[rank::world_size]
     total_bits, n_targets = 0.0, 0
     was_training = model.training
     model.eval()
     try:
         for b in range(n_batches):
-            chunk = mine[b * batch_size:(b + 1) * batch_size] or [(torch.tensor([EOT_ID, EOT_ID]), torch.tensor([False]))]
+            chunk = mine[b * batch_size : (b + 1) * batch_size] or [
+                (torch.tensor([EOT_ID, EOT_ID]), torch.tensor([False]))
+            ]
             width = max(len(w) for w, _ in chunk)
             x = torch.full((len(chunk), width - 1), EOT_ID, dtype=torch.long)
             y = torch.full((len(chunk), width - 1), -100, dtype=torch.long)
             for row, (w, m) in enumerate(chunk):
-                x[row, :len(w) - 1] = w[:-1]
-                y[row, :len(w) - 1] = torch.where(m, w[1:], torch.tensor(-100))
+                x[row, : len(w) - 1] = w[:-1]
+                y[row, : len(w) - 1] = torch.where(m, w[1:], torch.tensor(-100))
             logits = model(input_ids=x.to(device)).logits.float()
-            nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.to(device).flatten(), ignore_index=-100, reduction="sum")
+            nll = torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1), y.to(device).flatten(), ignore_index=-100, reduction="sum"
+            )
             total_bits += nll.item() / LN2
             n_targets += int((y != -100).sum())
     finally:
@@ -73,7 +81,17 @@ def nll_bits(model, ids, is_text, block_size, batch_size=8, device="cpu", rank=0
     return total_bits, n_targets
 
 
-def bits_per_byte(model, tokenizer, texts, block_size, batch_size=8, device="cpu", rank=0, world_size=1, reduce=None):
+def bits_per_byte(
+    model,
+    tokenizer,
+    texts,
+    block_size,
+    batch_size=8,
+    device="cpu",
+    rank=0,
+    world_size=1,
+    reduce=None,
+):
     """Held-out bits per byte of `model` on `texts`, tokenised by `tokenizer` (a tokenizers.Tokenizer).
 
     reduce: None in one process; else a function summing a float64 tensor over the processes.
@@ -83,7 +101,14 @@ def bits_per_byte(model, tokenizer, texts, block_size, batch_size=8, device="cpu
     ids, is_text = pack_documents(tokenizer, texts)
     bits, n_tokens = nll_bits(model, ids, is_text, block_size, batch_size, device, rank, world_size)
     if reduce is not None:
-        bits, n_tokens = reduce(torch.tensor([bits, float(n_tokens)], dtype=torch.float64, device=device)).tolist()
+        bits, n_tokens = reduce(
+            torch.tensor([bits, float(n_tokens)], dtype=torch.float64, device=device)
+        ).tolist()
         n_tokens = int(round(n_tokens))
-    return {"bits_per_byte": bits / max(n_bytes, 1), "bits": bits, "bytes": n_bytes, "tokens": n_tokens,
-            "tokens_per_byte": n_tokens / max(n_bytes, 1)}
+    return {
+        "bits_per_byte": bits / max(n_bytes, 1),
+        "bits": bits,
+        "bytes": n_bytes,
+        "tokens": n_tokens,
+        "tokens_per_byte": n_tokens / max(n_bytes, 1),
+    }

@@ -84,8 +84,8 @@ def iter_docs(path):
 def first_docs(texts, max_bytes):
     """(the first texts, up to max_bytes of UTF-8, whole documents and at least one; their bytes). 0 = all.
 
-        >>> first_docs(["abc", "de", "f"], 4)
-        (['abc'], 3)
+    >>> first_docs(["abc", "de", "f"], 4)
+    (['abc'], 3)
     """
     out, n_bytes = [], 0
     for text in texts:
@@ -104,4 +104,7 @@ def in_heldout(digest, split_seed, heldout_ratio):
         >>> in_heldout(hashlib.sha256(b"x").hexdigest(), 0, 0.1)
         False
     """
-    return int(hashlib.sha256(f"{split_seed}:{digest}".encode()).hexdigest()[:16], 16) / 2**64 < heldout_ratio
+    return (
+        int(hashlib.sha256(f"{split_seed}:{digest}".encode()).hexdigest()[:16], 16) / 2**64
+        < heldout_ratio
+    )

@@ -8,8 +8,18 @@ backward (PaLM appendix B, nanoGPT's estimate_mfu), plus attention over a contex
 """
 
 # Dense bf16 peak of common GPUs (FLOP/s), for model FLOPs utilisation.
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12,
-             "RTX 4090": 165e12, "RTX 3090": 71e12, "V100": 125e12, "T4": 65e12}
+PEAK_BF16 = {
+    "H200": 989e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A10G": 125e12,
+    "L4": 121e12,
+    "RTX 4090": 165e12,
+    "RTX 3090": 71e12,
+    "V100": 125e12,
+    "T4": 65e12,
+}
 
 
 def flops_per_token(n_params, n_layer, n_embd, block_size):

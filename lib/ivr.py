@@ -13,7 +13,15 @@ import yaml
 
 from lib.files import atomic_path
 from lib.log import die
-from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, is_byte_level, load_gpt2_tokenizer, piece_bytes, to_byte_level
+from lib.tokenizer import (
+    EOT,
+    EOT_ID,
+    VOCAB_SIZE,
+    is_byte_level,
+    load_gpt2_tokenizer,
+    piece_bytes,
+    to_byte_level,
+)
 from lib.unigram import lattice, path_score, viterbi
 
 RULE_KEYS = ("id", "old", "new", "text")
@@ -45,7 +53,9 @@ def read_unigram(tokenizer_dir):
     data = json.loads(path.read_text(encoding="utf-8"))
     vocab = json.loads(tokenizer.to_str())["model"].get("vocab")
     if not isinstance(vocab, list) or len(vocab) != VOCAB_SIZE:
-        die(f"{path}: model.vocab must list {VOCAB_SIZE:,} [piece, score] pairs; re-run the step that wrote it")
+        die(
+            f"{path}: model.vocab must list {VOCAB_SIZE:,} [piece, score] pairs; re-run the step that wrote it"
+        )
     pieces = [p for p, _ in vocab]
     scores = [float(s) for _, s in vocab]
     return tokenizer, data, pieces, scores
@@ -164,7 +174,9 @@ def protected_ids(pieces, protect, where):
             continue
         i = piece_to_id.get(to_byte_level(item), piece_to_id.get(item))
         if i is None:
-            die(f"{where}: protect: {item!r} is not a token (give an id, the token's text, or its byte-level form)")
+            die(
+                f"{where}: protect: {item!r} is not a token (give an id, the token's text, or its byte-level form)"
+            )
         out.setdefault(i, "protect list")
     return out
 
@@ -175,8 +187,13 @@ def protected_ids(pieces, protect, where):
 
 def write_rules(path, rules, header):
     """rules: dicts with id, old, new (byte-level) and text (the same string as plain text)."""
-    body = yaml.safe_dump({"vocab_size": VOCAB_SIZE, "rules": [{k: r[k] for k in RULE_KEYS} for r in rules]},
-                          sort_keys=False, allow_unicode=True, default_flow_style=None, width=200)
+    body = yaml.safe_dump(
+        {"vocab_size": VOCAB_SIZE, "rules": [{k: r[k] for k in RULE_KEYS} for r in rules]},
+        sort_keys=False,
+        allow_unicode=True,
+        default_flow_style=None,
+        width=200,
+    )
     with atomic_path(path) as tmp:
         tmp.write_text(header + body, encoding="utf-8")
 
@@ -195,17 +212,23 @@ def load_rules(path, pieces, tokenizer, protected):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        die(f"{path}{f':{mark.line + 1}' if mark else ''}: not valid YAML ({getattr(e, 'problem', e)})")
+        die(
+            f"{path}{f':{mark.line + 1}' if mark else ''}: not valid YAML ({getattr(e, 'problem', e)})"
+        )
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
         die(f"{path}: expected `rules:` with a list of {{id, old, new}}; re-run `make select`")
     if data.get("vocab_size", VOCAB_SIZE) != len(pieces):
-        die(f"{path}: made for vocab_size {data.get('vocab_size')}, the tokenizer has {len(pieces):,}; re-run `make select`")
+        die(
+            f"{path}: made for vocab_size {data.get('vocab_size')}, the tokenizer has {len(pieces):,}; re-run `make select`"
+        )
     piece_to_id = {p: i for i, p in enumerate(pieces)}
     rules, seen_ids, seen_new = [], {}, {}
     for n, rule in enumerate(data["rules"], 1):
         where = f"{path}: rule {n}"
         if not isinstance(rule, dict) or not set(rule) <= set(RULE_KEYS) or "id" not in rule:
-            die(f"{where}: expected a mapping with keys id, old, new (and optional text), got {rule!r}")
+            die(
+                f"{where}: expected a mapping with keys id, old, new (and optional text), got {rule!r}"
+            )
         i = rule["id"]
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(pieces):
             die(f"{where}: id {i!r} is not an id of the tokenizer (0..{len(pieces) - 1})")
@@ -214,10 +237,14 @@ def load_rules(path, pieces, tokenizer, protected):
             die(f"{where}: id {i} is named twice (also rule {seen_ids[i]}); keep one")
         seen_ids[i] = n
         if i in protected:
-            die(f"{where}: id {i} ({pieces[i]!r}) is protected ({protected[i]}); it may never be given away")
+            die(
+                f"{where}: id {i} ({pieces[i]!r}) is protected ({protected[i]}); it may never be given away"
+            )
         if "old" in rule and rule["old"] != pieces[i]:
-            die(f"{where}: old {rule['old']!r} is not the tokenizer's token {pieces[i]!r}: the rules do not match "
-                f"this tokenizer; re-run `make select`")
+            die(
+                f"{where}: old {rule['old']!r} is not the tokenizer's token {pieces[i]!r}: the rules do not match "
+                f"this tokenizer; re-run `make select`"
+            )
         new, text = rule.get("new"), rule.get("text")
         if new is None and text is None:
             die(f"{where}: no new string (give `new` in byte-level form or `text` as plain text)")
@@ -225,10 +252,14 @@ def load_rules(path, pieces, tokenizer, protected):
             if not isinstance(text, str):
                 die(f"{where}: text must be a string, got {text!r}")
             if new is not None and new != to_byte_level(text):
-                die(f"{where}: new {new!r} and text {text!r} are not the same string; keep one of them")
+                die(
+                    f"{where}: new {new!r} and text {text!r} are not the same string; keep one of them"
+                )
             new = to_byte_level(text)
         if new in seen_new:
-            die(f"{where}: new string {piece_text(new)!r} is named twice (also rule {seen_new[new]}); keep one")
+            die(
+                f"{where}: new string {piece_text(new)!r} is named twice (also rule {seen_new[new]}); keep one"
+            )
         seen_new[new] = n
         problem = new_string_problem(tokenizer, new, piece_to_id)
         if problem:

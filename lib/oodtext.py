@@ -22,7 +22,13 @@ from pathlib import Path
 
 from lib.log import die
 
-EMOJI_RANGES = [(0x1F300, 0x1F5FF), (0x1F600, 0x1F64F), (0x1F680, 0x1F6FF), (0x1F900, 0x1F9FF), (0x2600, 0x27BF)]
+EMOJI_RANGES = [
+    (0x1F300, 0x1F5FF),
+    (0x1F600, 0x1F64F),
+    (0x1F680, 0x1F6FF),
+    (0x1F900, 0x1F9FF),
+    (0x2600, 0x27BF),
+]
 
 
 def read_mo(path):
@@ -35,10 +41,10 @@ def read_mo(path):
     out = []
     try:
         for k in range(n):
-            (n_orig,) = struct.unpack(end + "I", data[orig + 8 * k: orig + 8 * k + 4])
-            length, offset = struct.unpack(end + "2I", data[trans + 8 * k: trans + 8 * k + 8])
+            (n_orig,) = struct.unpack(end + "I", data[orig + 8 * k : orig + 8 * k + 4])
+            length, offset = struct.unpack(end + "2I", data[trans + 8 * k : trans + 8 * k + 8])
             if n_orig:  # the entry with an empty msgid is the catalog header
-                out.extend(data[offset: offset + length].decode("utf-8").split("\x00"))
+                out.extend(data[offset : offset + length].decode("utf-8").split("\x00"))
     except (struct.error, UnicodeDecodeError):
         return None
     return "\n".join(out) + "\n" if out else None
@@ -47,7 +53,9 @@ def read_mo(path):
 def emoji_docs(n_docs, lines_per_doc, seed):
     """Deterministic emoji text: Unicode names as words, emoji alone, with VS16, skin tones, ZWJ, flags, runs."""
     rng = random.Random(seed)
-    emoji = [chr(c) for lo, hi in EMOJI_RANGES for c in range(lo, hi + 1) if unicodedata.name(chr(c), "")]
+    emoji = [
+        chr(c) for lo, hi in EMOJI_RANGES for c in range(lo, hi + 1) if unicodedata.name(chr(c), "")
+    ]
     tones = [chr(c) for c in range(0x1F3FB, 0x1F400)]
     flag = lambda: chr(0x1F1E6 + rng.randrange(26)) + chr(0x1F1E6 + rng.randrange(26))
     docs = []
@@ -57,10 +65,26 @@ def emoji_docs(n_docs, lines_per_doc, seed):
             parts = []
             for _ in range(rng.randint(2, 8)):
                 c, r = rng.choice(emoji), rng.random()
-                parts.append(unicodedata.name(c).lower() if r < 0.35 else c if r < 0.55 else c + "\ufe0f" if r < 0.65
-                             else c + rng.choice(tones) if r < 0.72 else c + "\u200d" + rng.choice(emoji) if r < 0.8
-                             else flag() if r < 0.86 else c * rng.randint(2, 5) if r < 0.93
-                             else rng.choice(["!!", ":)", "#" + unicodedata.name(c).split()[0].lower(), "...", "?!"]) + c)
+                parts.append(
+                    unicodedata.name(c).lower()
+                    if r < 0.35
+                    else c
+                    if r < 0.55
+                    else c + "\ufe0f"
+                    if r < 0.65
+                    else c + rng.choice(tones)
+                    if r < 0.72
+                    else c + "\u200d" + rng.choice(emoji)
+                    if r < 0.8
+                    else flag()
+                    if r < 0.86
+                    else c * rng.randint(2, 5)
+                    if r < 0.93
+                    else rng.choice(
+                        ["!!", ":)", "#" + unicodedata.name(c).split()[0].lower(), "...", "?!"]
+                    )
+                    + c
+                )
             lines.append(" ".join(parts))
         docs.append("\n".join(lines) + "\n")
     return docs
@@ -114,7 +138,9 @@ def read_document(path, in_corpus=frozenset()):
 def type_paths(pattern, max_bytes, even, emoji_n_docs, seed):
     """[(path, text or None)] of one pattern: generated documents come with their text, files are read later."""
     if pattern == "generated:emoji":
-        return [(f"generated:emoji/{k}", t) for k, t in enumerate(emoji_docs(emoji_n_docs, 50, seed))]
+        return [
+            (f"generated:emoji/{k}", t) for k, t in enumerate(emoji_docs(emoji_n_docs, 50, seed))
+        ]
     paths = sorted(p for p in glob.glob(expand(pattern), recursive=True) if Path(p).is_file())
     return [(p, None) for p in (spread(paths, max_bytes) if even else paths)]
 
@@ -127,7 +153,9 @@ def ood_documents(sources, max_bytes, emoji_n_docs=0, seed=0, even=False, in_cor
     out = {}
     for kind, patterns in sources.items():
         if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
-            die(f"configs/distill.yaml: ood_sources.{kind} must be a list of file globs, got {patterns!r}")
+            die(
+                f"configs/distill.yaml: ood_sources.{kind} must be a list of file globs, got {patterns!r}"
+            )
         files, docs, seen, size, left_out = [], [], set(), 0, collections.Counter()
         for pattern in patterns:
             for path, text in type_paths(pattern, max_bytes, even, emoji_n_docs, seed):

@@ -60,7 +60,9 @@ def js_ids(tokenizer_dir: Path, texts: list[str], timeout: float = 600) -> list[
     finally:
         os.unlink(path)
     if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "node failed")
+        raise RuntimeError(
+            done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "node failed"
+        )
     lines = done.stdout.splitlines()
     if len(lines) != len(texts):
         raise RuntimeError(f"tokenizers.js returned {len(lines)} results for {len(texts)} texts")
@@ -78,8 +80,12 @@ def compare(tokenizer_dir: Path, texts: list[str]) -> dict:
     from tokenizers import Tokenizer
 
     texts = [t for t in texts if t]  # tokenizers.js's line protocol has no empty text; both give []
-    python = [e.ids for e in Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json")).encode_batch(
-        texts, add_special_tokens=False)]
+    python = [
+        e.ids
+        for e in Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json")).encode_batch(
+            texts, add_special_tokens=False
+        )
+    ]
     js = js_ids(Path(tokenizer_dir), texts)
     differ = [k for k, (p, j) in enumerate(zip(python, js)) if p != j]
     report = {
@@ -117,7 +123,13 @@ def tricky_texts(units: list[str] = ()) -> list[str]:
     out = []
     for c in chars:
         for n in (2, 3, 5, 8, 17, 33):
-            out += [c * n, " " + c * n, "(" + c * n + ")", "x " + c * n + " y\n", "#" + c * n + "\n"]
+            out += [
+                c * n,
+                " " + c * n,
+                "(" + c * n + ")",
+                "x " + c * n + " y\n",
+                "#" + c * n + "\n",
+            ]
     out += ["\n" * n + " " * k + "x" for n in range(1, 8) for k in (0, 1, 3, 4, 8)]
     out += [
         "+" + "-" * 20 + "+\n|" + " " * 20 + "|\n",
@@ -149,7 +161,9 @@ def budget(texts, max_bytes: int) -> list[str]:
     return out
 
 
-def check(tokenizer_dir: Path, texts_by_kind: dict[str, list[str]], on_difference: str, config_file: str) -> dict:
+def check(
+    tokenizer_dir: Path, texts_by_kind: dict[str, list[str]], on_difference: str, config_file: str
+) -> dict:
     """The parity report of tokenizer_dir on each kind of text. A difference stops the step with one
     line naming the first differing text (on_difference "error"), or is logged as a loud warning
     ("warn"). Without Node or the package, says so in one line and reports the check as not run."""
@@ -163,11 +177,15 @@ def check(tokenizer_dir: Path, texts_by_kind: dict[str, list[str]], on_differenc
     for kind, part in texts_by_kind.items():
         kinds += [kind] * len(part)
         texts += part
-    log.info(f"tokenizers.js parity: {len(texts):,} texts, {sum(len(t.encode('utf-8')) for t in texts):,} bytes")
+    log.info(
+        f"tokenizers.js parity: {len(texts):,} texts, {sum(len(t.encode('utf-8')) for t in texts):,} bytes"
+    )
     try:
         report = compare(tokenizer_dir, texts)
     except (RuntimeError, subprocess.TimeoutExpired) as error:
-        die(f"{tokenizer_dir}: the tokenizers.js parity check failed to run: {error}; run `make node`")
+        die(
+            f"{tokenizer_dir}: the tokenizers.js parity check failed to run: {error}; run `make node`"
+        )
     report["checked"] = True
     report["by_kind"] = {kind: sum(k == kind for k in kinds) for kind in texts_by_kind}
     if report["first"]:
@@ -177,9 +195,17 @@ def check(tokenizer_dir: Path, texts_by_kind: dict[str, list[str]], on_differenc
     if report["documents_differ"]:
         where = f"{Path(tokenizer_dir) / 'tokenizer.json'} is not portable: {line}"
         if on_difference == "error":
-            die(f"{where}; fix the tokenizer, or set js_parity: warn in {config_file} to write it anyway")
-        log.warning("WARNING " + "!" * 40 + f"\nWARNING: {where}\nWARNING: written anyway (js_parity: warn in "
-                    f"{config_file}): tokenizers.js / transformers.js users get other ids\nWARNING " + "!" * 40)
+            die(
+                f"{where}; fix the tokenizer, or set js_parity: warn in {config_file} to write it anyway"
+            )
+        log.warning(
+            "WARNING "
+            + "!" * 40
+            + f"\nWARNING: {where}\nWARNING: written anyway (js_parity: warn in "
+            f"{config_file}): tokenizers.js / transformers.js users get other ids\nWARNING "
+            + "!"
+            * 40
+        )
     return report
 
 
@@ -188,6 +214,8 @@ def describe(report: dict) -> str:
     line = f"{report['runtime']}: {report['documents_differ']:,} of {report['documents']:,} documents differ"
     first = report.get("first")
     if first:
-        line += (f"; the first, document {first['document']} ({first['text'][:60]!r}), at id {first['at_id']}: "
-                 f"Python {first['python']}, tokenizers.js {first['tokenizers_js']}")
+        line += (
+            f"; the first, document {first['document']} ({first['text'][:60]!r}), at id {first['at_id']}: "
+            f"Python {first['python']}, tokenizers.js {first['tokenizers_js']}"
+        )
     return line

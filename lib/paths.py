@@ -6,7 +6,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 DEFAULT_ARTIFACTS = ROOT / "artifacts"
 # The files of a save_pretrained model that hold its weights (any one of them will do).
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
 
 
 class Artifacts:
@@ -25,8 +30,12 @@ class Artifacts:
         self.original_tokenizer = self.root / "tokenizers" / "original"
         self.model_source = self.original_tokenizer / "model_source.json"
         self.smoke_model = self.root / "models" / "smoke-tiny-random-gpt2"
-        self.mini_model = self.root / "models" / "mini-gpt2"  # 10_pretrain's model (the mini profile)
-        self.general_corpus = self.root / "corpora" / "general"  # 10_pretrain's text: not the domain
+        self.mini_model = (
+            self.root / "models" / "mini-gpt2"
+        )  # 10_pretrain's model (the mini profile)
+        self.general_corpus = (
+            self.root / "corpora" / "general"
+        )  # 10_pretrain's text: not the domain
         self.pretrain_run = self.root / "training" / "pretrain"
         self.distilled_tokenizer = self.root / "tokenizers" / "distilled_unigram"
         self.remapped_tokenizer = self.root / "tokenizers" / "remapped"

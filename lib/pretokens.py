@@ -41,7 +41,9 @@ class PretokenTable:
     counts: np.ndarray
     doc_counts: np.ndarray
     ids_flat: np.ndarray  # int32, every row's BPE ids back to back
-    ids_offsets: np.ndarray  # int64, len(rows) + 1: row k's ids are ids_flat[offsets[k]:offsets[k + 1]]
+    ids_offsets: (
+        np.ndarray
+    )  # int64, len(rows) + 1: row k's ids are ids_flat[offsets[k]:offsets[k + 1]]
     meta: dict = field(default_factory=dict)
 
     def __len__(self):
@@ -49,7 +51,7 @@ class PretokenTable:
 
     def ids(self, k):
         """Row k's GPT-2 BPE ids as a tuple."""
-        return tuple(self.ids_flat[self.ids_offsets[k]:self.ids_offsets[k + 1]].tolist())
+        return tuple(self.ids_flat[self.ids_offsets[k] : self.ids_offsets[k + 1]].tolist())
 
     def all_ids(self):
         """Every row's ids as tuples (one pass; for loops over all rows)."""
@@ -63,12 +65,18 @@ def write_pretoken_table(path, pretokens, counts, doc_counts, ids_flat, ids_offs
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    ids = pa.ListArray.from_arrays(pa.array(np.asarray(ids_offsets, dtype=np.int32)),
-                                   pa.array(np.asarray(ids_flat, dtype=np.int32)))
-    table = pa.table({"pretoken": pa.array(pretokens, type=pa.string()),
-                      "count": pa.array(np.asarray(counts, dtype=np.int64)),
-                      "doc_count": pa.array(np.asarray(doc_counts, dtype=np.int64)),
-                      "bpe_ids": ids})
+    ids = pa.ListArray.from_arrays(
+        pa.array(np.asarray(ids_offsets, dtype=np.int32)),
+        pa.array(np.asarray(ids_flat, dtype=np.int32)),
+    )
+    table = pa.table(
+        {
+            "pretoken": pa.array(pretokens, type=pa.string()),
+            "count": pa.array(np.asarray(counts, dtype=np.int64)),
+            "doc_count": pa.array(np.asarray(doc_counts, dtype=np.int64)),
+            "bpe_ids": ids,
+        }
+    )
     full_meta = {"kind": KIND, "version": VERSION, **meta}
     table = table.replace_schema_metadata({META_KEY: json.dumps(full_meta).encode()})
     with atomic_path(path) as tmp:
@@ -84,7 +92,9 @@ def table_meta(path):
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as e:
-        die(f"{path}: not a readable parquet file (truncated? {str(e).splitlines()[0]}); re-run `make {MAKE_TARGET}`")
+        die(
+            f"{path}: not a readable parquet file (truncated? {str(e).splitlines()[0]}); re-run `make {MAKE_TARGET}`"
+        )
     raw = (schema.metadata or {}).get(META_KEY)
     try:
         meta = json.loads(raw) if raw else {}
@@ -93,7 +103,9 @@ def table_meta(path):
     if meta.get("kind") != KIND or any(c not in schema.names for c in COLUMNS):
         die(f"{path}: not a pre-token table written by 03 analyze; re-run `make {MAKE_TARGET}`")
     if meta.get("version") != VERSION:
-        die(f"{path}: pre-token table version {meta.get('version')}, this code reads {VERSION}; re-run `make {MAKE_TARGET}`")
+        die(
+            f"{path}: pre-token table version {meta.get('version')}, this code reads {VERSION}; re-run `make {MAKE_TARGET}`"
+        )
     return meta
 
 
@@ -105,13 +117,23 @@ def read_pretoken_table(path, tokenizer_json=None, columns=COLUMNS):
 
     meta = table_meta(path)
     if tokenizer_json is not None and meta.get("tokenizer_sha256") != sha256_file(tokenizer_json):
-        die(f"{path}: made with another tokenizer than {tokenizer_json}; re-run `make {MAKE_TARGET}`")
+        die(
+            f"{path}: made with another tokenizer than {tokenizer_json}; re-run `make {MAKE_TARGET}`"
+        )
     try:
         table = pq.read_table(path, columns=list(columns))
     except (pa.ArrowException, OSError) as e:
-        die(f"{path}: cannot be read (truncated? {str(e).splitlines()[0]}); re-run `make {MAKE_TARGET}`")
-    if "occurrences" in meta and "count" in columns and int(pc.sum(table["count"]).as_py() or 0) != meta["occurrences"]:
-        die(f"{path}: counts do not add up to the {meta['occurrences']:,} occurrences it records; re-run `make {MAKE_TARGET}`")
+        die(
+            f"{path}: cannot be read (truncated? {str(e).splitlines()[0]}); re-run `make {MAKE_TARGET}`"
+        )
+    if (
+        "occurrences" in meta
+        and "count" in columns
+        and int(pc.sum(table["count"]).as_py() or 0) != meta["occurrences"]
+    ):
+        die(
+            f"{path}: counts do not add up to the {meta['occurrences']:,} occurrences it records; re-run `make {MAKE_TARGET}`"
+        )
     pretokens = table["pretoken"].to_pylist() if "pretoken" in columns else []
     counts = table["count"].to_numpy() if "count" in columns else np.zeros(0, np.int64)
     doc_counts = table["doc_count"].to_numpy() if "doc_count" in columns else np.zeros(0, np.int64)
@@ -122,4 +144,3 @@ def read_pretoken_table(path, tokenizer_json=None, columns=COLUMNS):
     else:
         ids_flat, ids_offsets = np.zeros(0, np.int32), np.zeros(1, np.int64)
     return PretokenTable(pretokens, counts, doc_counts, ids_flat, ids_offsets, meta)
-

@@ -108,11 +108,11 @@ def run_units(vocab: dict) -> list[str]:
 
 def esc(s: str) -> str:
     """A literal for both engines: ASCII punctuation as \\xNN (never a metacharacter), the rest as is."""
-    return "".join("\\x%02X" % ord(ch) if ch.isascii() and not ch.isalnum() else ch for ch in s)
+    return "".join(f"\\x{ord(ch):02X}" if ch.isascii() and not ch.isalnum() else ch for ch in s)
 
 
 def quant(lo: int, hi: int | None) -> str:
-    return "{%d,}" % lo if hi is None else "{%d}" % lo if lo == hi else "{%d,%d}" % (lo, hi)
+    return f"{{{lo},}}" if hi is None else f"{{{lo}}}" if lo == hi else f"{{{lo},{hi}}}"
 
 
 def char_class(chars) -> str:
@@ -128,6 +128,17 @@ def spans(ns: list[int]) -> list[list[int]]:
         else:
             out.append([n, n])
     return out
+
+
+def only_within(group, lo, hi):
+    """A length group (lengths below n0, period p, residues) cut to the lengths lo..hi (hi None: no top):
+    only_within(([2, 3, 4], 4, [5, 6, 7, 8]), 3, 6) == ([3, 4], 4, [5, 6])."""
+    fin, p, res = group
+    fin = [n for n in fin if n >= lo and (hi is None or n <= hi)]
+    first = lambda r: (
+        r if r >= lo else r + p * -(-(lo - r) // p)
+    )  # the least length >= lo of residue r
+    return fin, p, [r for r in res if hi is None or first(r) <= hi]
 
 
 def alternation(parts) -> str:
@@ -164,7 +175,13 @@ class RunRegex:
         for n in range(1, self.max_len + 1):
             toks = t[prefix][n][0]
             a, r = divmod(len(toks[0]) - len(prefix), len(u))
-            if len(toks) < 2 or r or toks[0] != prefix + u * a or n - a < 1 or t[""][n - a][0] != toks[1:]:
+            if (
+                len(toks) < 2
+                or r
+                or toks[0] != prefix + u * a
+                or n - a < 1
+                or t[""][n - a][0] != toks[1:]
+            ):
                 continue
             if out and out[-1][0] == a and out[-1][2] == n - a - 1:
                 out[-1][2] = n - a
@@ -182,10 +199,14 @@ class RunRegex:
             n0 = m - p
             while n0 > lo and f[n0 - 1] == f[n0 - 1 + p]:
                 n0 -= 1
-            if n0 <= m // 2 and n0 + 2 * p <= m:  # repeating over half the lengths traced, 2+ periods
+            if (
+                n0 <= m // 2 and n0 + 2 * p <= m
+            ):  # repeating over half the lengths traced, 2+ periods
                 break
         else:
-            die(f"runs of {self.u!r}: the cut rule shows no period up to length {m}; raise run_split_max_len")
+            die(
+                f"runs of {self.u!r}: the cut rule shows no period up to length {m}; raise run_split_max_len"
+            )
         groups = collections.defaultdict(lambda: ([], []))
         for n in range(lo, n0):
             groups[f[n]][0].append(n)
@@ -200,20 +221,33 @@ class RunRegex:
         for r in res:
             r -= off
             r += p * max(0, -(r // p))
-            alts.append(G + quant(r, None) if p == 1 else G + quant(r, r) + "(?:" + G + quant(p, p) + ")*")
+            alts.append(
+                G + quant(r, None) if p == 1 else G + quant(r, r) + "(?:" + G + quant(p, p) + ")*"
+            )
         return "(?:" + "|".join(alts) + ")(?!" + self.E + ")" if alts else "(?!)"
 
-    def gate(self, f, lo, side, off):
+    def gate(self, f, lo, side, off, within=None):
         """Regex: the neighbour on `side` cannot cross the run's edge, for this run's length (off units of
-        the run are behind the current position). Lookbehinds are of fixed length."""
+        the run are behind the current position). Lookbehinds are of fixed length. within: (lo, hi or
+        None), the run lengths the caller already requires: groups of other lengths are left out."""
         G, E = self.G, self.E
         groups = self.lengths(f, lo)
+        if within:
+            groups = {
+                s: g
+                for s, g in ((s, only_within(g, *within)) for s, g in groups.items())
+                if g[0] or g[2]
+            }
         if len(groups) == 1:
             chars = next(iter(groups))
             if not chars:
                 return ""
             c = char_class(chars)
-            return "(?<!" + c + G * off + ")" if side == "L" else "(?=" + G + "*(?!" + E + ")(?!" + c + "))"
+            return (
+                "(?<!" + c + G * off + ")"
+                if side == "L"
+                else "(?=" + G + "*(?!" + E + ")(?!" + c + "))"
+            )
         alts = []
         for chars, (fin, p, res) in sorted(groups.items(), key=lambda kv: sorted(kv[0])):
             n = self.length_is(fin, p, res, off)
@@ -230,7 +264,12 @@ class RunRegex:
         E, m = self.E, self.max_len
         always = frozenset.intersection(*[self.unsafe_left[n] for n in range(2, m + 1)])
         return (
-            "(?<!" + E + E + ")(?=" + E + ")"
+            "(?<!"
+            + E
+            + E
+            + ")(?="
+            + E
+            + ")"
             + ("(?<!" + char_class(always) + E + ")" if always else "")
             + self.gate(self.unsafe_left, 2, "L", 1)
             + self.gate(self.unsafe_right, 2, "R", 1)
@@ -241,7 +280,16 @@ class RunRegex:
         is cut as BPE(u*(n - a)) and its right neighbour cannot cross ("" if no such row)."""
         G, E = self.G, self.E
         alts = [
-            G * a + "(?=" + G + quant(lo, hi) + "(?!" + E + "))" + self.gate(self.unsafe_right_g, 1, "R", a)
+            G * a
+            + "(?="
+            + G
+            + quant(lo, hi)
+            + "(?!"
+            + E
+            + "))"
+            + self.gate(
+                self.unsafe_right_g, 1, "R", a, within=(a + lo, None if hi is None else a + hi)
+            )
             for a, lo, hi in self.rows("Ġ")
         ]
         return "(?=" + E + ")" + alternation(alts) if alts else ""
@@ -300,7 +348,9 @@ def grouped(parts: dict, units: list[str], group: int) -> str:
         for g in (single[i : i + group] for i in range(0, len(single), group))
     ]
     if multi:
-        out.append("(?=" + char_class({u[0] for u in multi}) + ")" + alternation(parts[u] for u in multi))
+        out.append(
+            "(?=" + char_class({u[0] for u in multi}) + ")" + alternation(parts[u] for u in multi)
+        )
     return alternation(out) if out else "(?!)"
 
 
@@ -327,27 +377,31 @@ def build_run_split(bpe_bare, vocab: dict, merges: list, max_len: int, group: in
             )
     # Each match is a piece. The regex covers the whole pre-token, so that the engine never starts a
     # match inside a run that it did not cut (the job `\\G` did): at each position it takes, in order,
-    # the next BPE token of a run being cut, the piece's leading 'Ġ' + u*a, the first token of a run
-    # that may be cut, a pair of a newline run ('ĊĊ', the only merge among whitespace, paired from the
-    # left), or else the text up to the next run that may be cut.
+    # the next BPE token of a run being cut, the piece's leading 'Ġ' + u*a, the text up to the next
+    # position where a run may be cut, or (there) the run's first token; newline runs give their pairs
+    # ('ĊĊ' is the only merge among whitespace, paired from the left). The test of a cuttable run start
+    # stands once in the regex: tokenizers.js compiles the regex again for every pre-token, so its
+    # length is its cost there.
     single = [u for u in units if len(u) == 1]
     multi = [u for u in units if len(u) > 1]
     # A run of single-char units starts where the next character is the same: a backreference inside a
     # lookahead (both engines read it forwards; never one inside a lookbehind) is a cheap first test.
-    same_next = "(?=(" + char_class(single) + ")\\{})"
     start = {r.u: r.E + r.start_cond() for r in runs}
     may_start = alternation(
-        [same_next.format(2) + grouped(start, single, group), grouped(start, multi, group), "(?<!Ċ)ĊĊ"]
+        [
+            "(?=(" + char_class(single) + ")\\1)" + grouped(start, single, group),
+            grouped(start, multi, group),
+            "(?<!Ċ)ĊĊ",
+        ]
     )
-    first = {r.u: r.E + r.start_cond() + r.chunk() for r in runs}
     pattern = "|".join(
         [
             grouped({r.u: r.E + r.continues() + r.chunk() for r in runs}, units, group),
+            "(?<=Ċ)ĊĊ",
             AT_START + "Ġ" + grouped({r.u: r.after_space() for r in runs}, units, group),
-            same_next.format(1) + grouped(first, single, group),
-            grouped(first, multi, group),
-            "(?<=Ċ)ĊĊ|(?<!Ċ)ĊĊ",
-            ANY + "(?:(?!" + may_start + ")" + ANY + ")*",
+            "(?:(?!" + may_start + ")" + ANY + ")+",
+            grouped({r.u: r.E + r.chunk() for r in runs}, units, group),  # where a run may start
+            "ĊĊ",
         ]
     )
     split = RunSplit(pattern, units)
@@ -369,6 +423,8 @@ def check_on_runs(split: RunSplit, words: list[tuple[str, list[str]]]) -> None:
             at += len(p)
             cuts.add(at)
         if not cuts <= bounds or "".join(pieces) != w:
-            die(f"run split: cuts {w!r} into {pieces}, inside BPE's tokens {tokens}; set run_split: false")
+            die(
+                f"run split: cuts {w!r} into {pieces}, inside BPE's tokens {tokens}; set run_split: false"
+            )
         if not w.startswith("Ġ") and pieces != tokens:
             die(f"run split: chunks {w!r} into {pieces}, BPE into {tokens}; set run_split: false")

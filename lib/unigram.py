@@ -29,7 +29,7 @@ import numpy as np
 
 # float64 rounding: a sum of n terms of magnitude <= m, in any order, is within n * n * 2**-53 * m of the
 # real sum; the gap test allows this for the best path and for the path it is compared with, 4x over.
-ROUNDING = 8 * 2.0 ** -53
+ROUNDING = 8 * 2.0**-53
 
 
 def as_tokenizers_reads(values, until_stable=False):
@@ -45,12 +45,23 @@ def as_tokenizers_reads(values, until_stable=False):
     values = [float(v) for v in values]
     for _ in range(5 if until_stable else 1):
         vocab = [[f"{i}", v] for i, v in enumerate(values)]
-        blob = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
-                "pre_tokenizer": None, "post_processor": None, "decoder": None,
-                "model": {"type": "Unigram", "unk_id": None, "vocab": vocab, "byte_fallback": False}}
+        blob = {
+            "version": "1.0",
+            "truncation": None,
+            "padding": None,
+            "added_tokens": [],
+            "normalizer": None,
+            "pre_tokenizer": None,
+            "post_processor": None,
+            "decoder": None,
+            "model": {"type": "Unigram", "unk_id": None, "vocab": vocab, "byte_fallback": False},
+        }
         if not vocab:
             return []
-        back = [float(s) for _, s in json.loads(Tokenizer.from_str(json.dumps(blob)).to_str())["model"]["vocab"]]
+        back = [
+            float(s)
+            for _, s in json.loads(Tokenizer.from_str(json.dumps(blob)).to_str())["model"]["vocab"]
+        ]
         if back == values:
             break
         values = back
@@ -59,8 +70,14 @@ def as_tokenizers_reads(values, until_stable=False):
 
 def lattice(word, vocab, max_len):
     """lat[s] = [(end, id)] for every vocab string word[s:end], ends in increasing order."""
-    return [[(e, vocab[word[s:e]]) for e in range(s + 1, min(len(word), s + max_len) + 1) if word[s:e] in vocab]
-            for s in range(len(word))]
+    return [
+        [
+            (e, vocab[word[s:e]])
+            for e in range(s + 1, min(len(word), s + max_len) + 1)
+            if word[s:e] in vocab
+        ]
+        for s in range(len(word))
+    ]
 
 
 def forward(lat, scores):
@@ -148,20 +165,30 @@ class RepairIndex:
         self.tokens = [tuple(sorted(c)) for c in edges]
         sizes = np.fromiter(map(len, self.tokens), np.int64, len(lats))
         self.ex_ptr = np.concatenate([[0], np.cumsum(sizes)])
-        ex_tok = np.fromiter(itertools.chain.from_iterable(self.tokens), np.int32, int(self.ex_ptr[-1]))
-        mult = np.fromiter((c[t] for c, toks in zip(edges, self.tokens) for t in toks), np.int32, int(self.ex_ptr[-1]))
+        ex_tok = np.fromiter(
+            itertools.chain.from_iterable(self.tokens), np.int32, int(self.ex_ptr[-1])
+        )
+        mult = np.fromiter(
+            (c[t] for c, toks in zip(edges, self.tokens) for t in toks),
+            np.int32,
+            int(self.ex_ptr[-1]),
+        )
         del edges
         order = np.argsort(ex_tok, kind="stable")
         self.pair_ex = np.repeat(np.arange(len(lats), dtype=np.int32), sizes)[order]
         self.mult = mult[order]
-        self.tok_ptr = np.concatenate([[0], np.cumsum(np.bincount(ex_tok, minlength=len(token_len)))])
+        self.tok_ptr = np.concatenate(
+            [[0], np.cumsum(np.bincount(ex_tok, minlength=len(token_len)))]
+        )
         self.pos = np.empty_like(order)  # example-major pair -> its place in the token-major arrays
         self.pos[order] = np.arange(len(order))
         self.gap = np.zeros(len(order))  # smallest gap of the token's edges off the path
         self.gap2 = np.zeros(len(order))  # the second smallest (inf: fewer than two such edges)
         self.on = np.zeros(len(order), dtype=np.int32)
         self.runner = np.zeros(len(lats))
-        self.mag = np.zeros(len(lats))  # the largest |score| of a token of the lattice (rounding bound)
+        self.mag = np.zeros(
+            len(lats)
+        )  # the largest |score| of a token of the lattice (rounding bound)
         self.drift = np.zeros(len(lats))
         self.paths = [()] * len(lats)
         self.right = [False] * len(lats)
@@ -172,7 +199,11 @@ class RepairIndex:
         from tqdm import tqdm
 
         ks = range(len(self.lats))
-        self.refresh(tqdm(ks, desc=progress, unit="ex", mininterval=1, leave=False) if progress else ks, scores, every=True)
+        self.refresh(
+            tqdm(ks, desc=progress, unit="ex", mininterval=1, leave=False) if progress else ks,
+            scores,
+            every=True,
+        )
 
     def refresh_touched(self, tokens, scores, progress=None):
         """refresh() of the examples whose bounds later changes loosened (drift) or that hold a token of
@@ -183,7 +214,10 @@ class RepairIndex:
         if tokens:
             ks = np.union1d(ks, self.pair_ex[self._pairs(tokens)])
         ks = ks.tolist()
-        self.refresh(tqdm(ks, desc=progress, unit="ex", mininterval=1, leave=False) if progress else ks, scores)
+        self.refresh(
+            tqdm(ks, desc=progress, unit="ex", mininterval=1, leave=False) if progress else ks,
+            scores,
+        )
 
     def wrong_weight(self):
         return sum(w for w, r in zip(self.weights, self.right) if not r)
@@ -205,7 +239,7 @@ class RepairIndex:
             gaps2.extend(g for _, g in two)
             on.extend(used[t] for t in toks)
             if not every:
-                where.append(self.pos[self.ex_ptr[k]:self.ex_ptr[k + 1]])
+                where.append(self.pos[self.ex_ptr[k] : self.ex_ptr[k + 1]])
         if done:
             where = self.pos if every else np.concatenate(where)
             self.gap[where] = gaps
@@ -224,14 +258,18 @@ class RepairIndex:
         group moves by delta: <= 0 may change, > 0 cannot, by the bounds in the module docstring)."""
         pairs = self._pairs(group)
         ex, inv = np.unique(self.pair_ex[pairs], return_inverse=True)
-        on = np.bincount(inv, weights=self.on[pairs], minlength=len(ex))  # tokens of group on the path
+        on = np.bincount(
+            inv, weights=self.on[pairs], minlength=len(ex)
+        )  # tokens of group on the path
         m = np.maximum(self.mag[ex], max(abs(scores[i] + delta) for i in group))
         slack = ROUNDING * (self.lengths[ex] + 2.0) ** 2 * m
         near = self.runner[ex] - self.drift[ex] - slack  # the path against every other path
         if delta < 0:  # the path loses delta * on; the others lose >= 0
             return ex, np.where(on > 0, near + delta * on * (1 + 1e-9), np.inf), on
-        most = np.minimum(np.bincount(inv, weights=self.mult[pairs], minlength=len(ex)),
-                          self.lengths[ex] // min(self.token_len[i] for i in group))
+        most = np.minimum(
+            np.bincount(inv, weights=self.mult[pairs], minlength=len(ex)),
+            self.lengths[ex] // min(self.token_len[i] for i in group),
+        )
         extra = np.maximum(most - on, 0)  # edges of group a path can hold beyond the current path's
         near = np.where(on > 0, near, np.inf)  # a path with no edge of group off the current one
         if len(group) == 1:
@@ -254,9 +292,13 @@ class RepairIndex:
         pairs = self._pairs(moved)
         step = np.repeat(np.abs([delta[t] for t in moved]), np.diff(self.tok_ptr)[moved])
         ex, inv = np.unique(self.pair_ex[pairs], return_inverse=True)
-        shift = np.bincount(inv, weights=step * (self.mult[pairs] + self.on[pairs]), minlength=len(ex)) * (1 + 1e-9)
+        shift = np.bincount(
+            inv, weights=step * (self.mult[pairs] + self.on[pairs]), minlength=len(ex)
+        ) * (1 + 1e-9)
         m = np.maximum(self.mag[ex], max(abs(scores[t] + d) for t, d in delta.items()))
-        room = self.runner[ex] - self.drift[ex] - ROUNDING * (self.lengths[ex] + 2.0) ** 2 * m - shift
+        room = (
+            self.runner[ex] - self.drift[ex] - ROUNDING * (self.lengths[ex] + 2.0) ** 2 * m - shift
+        )
         return ex, shift, room
 
     def affected_many(self, delta, scores):

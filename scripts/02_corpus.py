@@ -39,10 +39,15 @@ FLAGS = [("--raw-dir", {"help": "your corpus files (default: <artifacts>/corpora
 
 def stdlib_files(include_tests):
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = [f for f in root.rglob("*.py")
-             if "site-packages" not in f.parts and (include_tests or not STDLIB_TEST_DIRS & set(f.parts))]
+    files = [
+        f
+        for f in root.rglob("*.py")
+        if "site-packages" not in f.parts and (include_tests or not STDLIB_TEST_DIRS & set(f.parts))
+    ]
     # A hash order, so that max_bytes samples the whole library rather than its first letters.
-    return root, sorted(files, key=lambda f: hashlib.sha256(str(f.relative_to(root)).encode()).hexdigest())
+    return root, sorted(
+        files, key=lambda f: hashlib.sha256(str(f.relative_to(root)).encode()).hexdigest()
+    )
 
 
 def decode_text(data):
@@ -75,17 +80,22 @@ def read_documents(path, cfg):
                 except json.JSONDecodeError as e:
                     die(f"{path}:{line_no}: not JSON ({e.msg}); fix or remove that line")
                 if not isinstance(record, dict) or not isinstance(record.get(field), str):
-                    die(f"{path}:{line_no}: no string field '{field}'; set jsonl_text_field in configs/corpus.yaml")
+                    die(
+                        f"{path}:{line_no}: no string field '{field}'; set jsonl_text_field in configs/corpus.yaml"
+                    )
                 yield record[field], f":{line_no}"
     elif suffix == ".parquet":
         import pyarrow.parquet as pq
+
         column = cfg["parquet_text_column"]
         try:
             pf = pq.ParquetFile(path)
         except Exception as e:
-            raise ValueError(f"unreadable parquet ({str(e).splitlines()[0][:80]})")
+            raise ValueError(f"unreadable parquet ({str(e).splitlines()[0][:80]})") from None
         if column not in pf.schema_arrow.names:
-            die(f"{path}: no column '{column}' (has {pf.schema_arrow.names}); set parquet_text_column in configs/corpus.yaml")
+            die(
+                f"{path}: no column '{column}' (has {pf.schema_arrow.names}); set parquet_text_column in configs/corpus.yaml"
+            )
         row = 0
         try:
             for batch in pf.iter_batches(columns=[column], batch_size=1024):
@@ -94,7 +104,9 @@ def read_documents(path, cfg):
                     if text is not None:
                         yield text, f"#{row}"
         except (OSError, ValueError) as e:  # pyarrow's errors derive from these
-            die(f"{path}: unreadable after row {row:,} ({str(e).splitlines()[0][:80]}); re-export it")
+            die(
+                f"{path}: unreadable after row {row:,} ({str(e).splitlines()[0][:80]}); re-export it"
+            )
     else:
         text, why = decode_text(path.read_bytes())
         if why:
@@ -112,14 +124,24 @@ def normalise_newlines(text):
 
 def pick_files(cfg, raw_dir):
     """(source, root, files, supported extensions): your files in raw_dir, or the stdlib source."""
-    raw_files = sorted(f for f in raw_dir.rglob("*") if f.is_file() and not f.name.startswith(".")) if raw_dir.is_dir() else []
+    raw_files = (
+        sorted(f for f in raw_dir.rglob("*") if f.is_file() and not f.name.startswith("."))
+        if raw_dir.is_dir()
+        else []
+    )
     source = cfg["source"]
     if source == "auto":
         source = "raw" if raw_files else "stdlib"
     if source == "raw":
         if not raw_files:
-            die(f"{raw_dir}: no corpus files; put .txt/.md/.jsonl/.parquet files there or set source: stdlib")
-        root, files, supported = raw_dir, raw_files, set(cfg["text_extensions"]) | {".jsonl", ".parquet"}
+            die(
+                f"{raw_dir}: no corpus files; put .txt/.md/.jsonl/.parquet files there or set source: stdlib"
+            )
+        root, files, supported = (
+            raw_dir,
+            raw_files,
+            set(cfg["text_extensions"]) | {".jsonl", ".parquet"},
+        )
     else:
         (root, files), supported = stdlib_files(cfg["stdlib_include_tests"]), {".py"}
         log.info(f"default corpus: Python {sys.version.split()[0]} standard library at {root}")
@@ -132,7 +154,10 @@ class Split:
 
     def __init__(self, out_dir, cfg):
         self.cfg, self.seen = cfg, set()
-        self.outs = {split: open(out_dir / f"{split}.jsonl", "w", encoding="utf-8") for split in ("train", "heldout")}
+        self.outs = {
+            split: open(out_dir / f"{split}.jsonl", "w", encoding="utf-8")
+            for split in ("train", "heldout")
+        }
         self.totals = {split: [0, 0] for split in self.outs}  # documents, bytes
         self.kept_bytes = 0
 
@@ -148,8 +173,15 @@ class Split:
         if digest in self.seen:
             return "duplicate", 0
         self.seen.add(digest)
-        split = "heldout" if in_heldout(digest, self.cfg["split_seed"], self.cfg["heldout_ratio"]) else "train"
-        self.outs[split].write(json.dumps({"id": digest[:16], "source": source, "text": text}, ensure_ascii=False) + "\n")
+        split = (
+            "heldout"
+            if in_heldout(digest, self.cfg["split_seed"], self.cfg["heldout_ratio"])
+            else "train"
+        )
+        self.outs[split].write(
+            json.dumps({"id": digest[:16], "source": source, "text": text}, ensure_ascii=False)
+            + "\n"
+        )
         n_bytes = len(text.encode("utf-8"))
         self.totals[split][0] += 1
         self.totals[split][1] += n_bytes
@@ -170,7 +202,10 @@ def read_file(path, rel, cfg, split, bar, fates):
     if path.suffix.lower() not in cfg["supported"]:
         fates["file rejected: unsupported extension"] += 1
         log.warning(f"warning: {path}: skipped, unsupported extension")
-        return {**entry, "fate": f"rejected: unsupported extension (supported: {sorted(cfg['supported'])})"}
+        return {
+            **entry,
+            "fate": f"rejected: unsupported extension (supported: {sorted(cfg['supported'])})",
+        }
     counts = Counter()
     try:
         for text, where in read_documents(path, cfg):
@@ -187,13 +222,23 @@ def read_file(path, rel, cfg, split, bar, fates):
         return {**entry, "fate": f"rejected: {e}"}
     for reason, n in counts.items():
         fates[f"document {reason}"] += n
-    return {**entry, "documents": dict(counts), "fate": "kept" if counts["kept"] else "no document kept"}
+    return {
+        **entry,
+        "documents": dict(counts),
+        "fate": "kept" if counts["kept"] else "no document kept",
+    }
 
 
 def clean_and_split(files, root, cfg, out_dir):
     """Stream every file into out_dir/{train,heldout}.jsonl; (totals, fates, manifest entries)."""
     split, fates, entries = Split(out_dir, cfg), Counter(), []
-    bar = tqdm(total=sum(f.stat().st_size for f in files), desc="corpus", unit="B", unit_scale=True, mininterval=1)
+    bar = tqdm(
+        total=sum(f.stat().st_size for f in files),
+        desc="corpus",
+        unit="B",
+        unit_scale=True,
+        mininterval=1,
+    )
     bar.total_here = 0  # the bar's position at the end of the current file
     for path in files:
         bar.update(bar.total_here - bar.n)  # per file, and inside a file per document kept
@@ -207,7 +252,9 @@ def clean_and_split(files, root, cfg, out_dir):
         die(f"{root}: no document survived cleaning ({dict(fates)}); see the log")
     for name, (docs, _) in split.totals.items():
         if docs == 0:
-            die(f"{root}: the {name} split is empty ({n_docs:,} documents); add documents or change heldout_ratio")
+            die(
+                f"{root}: the {name} split is empty ({n_docs:,} documents); add documents or change heldout_ratio"
+            )
     return split.totals, fates, entries
 
 
@@ -218,17 +265,26 @@ def main():
     setup_logging(STEP, art.log_file(STEP))
 
     # 1. which files
-    source, root, files, supported = pick_files(cfg, Path(args.raw_dir) if args.raw_dir else art.raw)
+    source, root, files, supported = pick_files(
+        cfg, Path(args.raw_dir) if args.raw_dir else art.raw
+    )
 
     # 2. clean, dedupe and split, streaming into the output directory (renamed into place when complete)
     with atomic_path(art.cleaned) as tmp:
         tmp.mkdir(parents=True)
         totals, fates, entries = clean_and_split(files, root, {**cfg, "supported": supported}, tmp)
         manifest = {
-            "source": source, "root": str(root), "python": sys.version.split()[0] if source == "stdlib" else None,
-            "split": {"heldout_ratio": cfg["heldout_ratio"], "split_seed": cfg["split_seed"], "by": "sha256 of document text"},
+            "source": source,
+            "root": str(root),
+            "python": sys.version.split()[0] if source == "stdlib" else None,
+            "split": {
+                "heldout_ratio": cfg["heldout_ratio"],
+                "split_seed": cfg["split_seed"],
+                "by": "sha256 of document text",
+            },
             "totals": {split: {"documents": d, "bytes": b} for split, (d, b) in totals.items()},
-            "fates": dict(sorted(fates.items())), "files": entries,
+            "fates": dict(sorted(fates.items())),
+            "files": entries,
         }
         write_json(tmp / "manifest.json", manifest)
         save_config(cfg, tmp / f"{STEP}.config.yaml", STEP, args.profile)

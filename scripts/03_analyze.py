@@ -64,7 +64,9 @@ def batches(path, batch_docs, batch_bytes, workers=1, smallest=64_000):
                 yield batch, n_bytes
                 done, k = done + n_bytes, k + 1
                 batch, n_bytes = [], 0
-                limit = min(batch_bytes, smallest << k, max(smallest, (total - done) // (2 * workers)))
+                limit = min(
+                    batch_bytes, smallest << k, max(smallest, (total - done) // (2 * workers))
+                )
     if batch:
         yield batch, n_bytes
 
@@ -76,11 +78,11 @@ def batches(path, batch_docs, batch_bytes, workers=1, smallest=64_000):
 class Encoder:
     """GPT-2 BPE by `gigatoken` (compiled) or `tokenizers` (the reference), with one interface.
 
-        >>> enc = Encoder("gigatoken", "artifacts/tokenizers/original/tokenizer.json")
-        >>> enc.encode(["hello world", "x"])   # (all ids back to back, each text's number of ids)
-        (array([31373, 995, 87]), array([2, 1]))
-        >>> enc.pretokens("hello world")       # raw UTF-8 pre-tokens, with their counts
-        [(b'hello', 1), (b' world', 1)]
+    >>> enc = Encoder("gigatoken", "artifacts/tokenizers/original/tokenizer.json")
+    >>> enc.encode(["hello world", "x"])   # (all ids back to back, each text's number of ids)
+    (array([31373, 995, 87]), array([2, 1]))
+    >>> enc.pretokens("hello world")       # raw UTF-8 pre-tokens, with their counts
+    [(b'hello', 1), (b' world', 1)]
     """
 
     def __init__(self, name, tokenizer_json, reference):
@@ -90,7 +92,9 @@ class Encoder:
                 import gigatoken
                 from gigatoken.gigatoken_rs import pretokenized_counts
             except ImportError:
-                die("package gigatoken is missing: run `make venv`, or set encoder: tokenizers in configs/analyze.yaml")
+                die(
+                    "package gigatoken is missing: run `make venv`, or set encoder: tokenizers in configs/analyze.yaml"
+                )
             self.gigatoken = gigatoken.Tokenizer(str(tokenizer_json))
             self.pretokenized_counts = pretokenized_counts
         self.byte_level = reference.pre_tokenizer
@@ -102,10 +106,14 @@ class Encoder:
             import awkward as ak
 
             ids = self.gigatoken.encode_batch(texts, parallel=parallel)
-            return ak.flatten(ids).to_numpy().astype(np.int64), ak.num(ids).to_numpy().astype(np.int64)
+            return ak.flatten(ids).to_numpy().astype(np.int64), ak.num(ids).to_numpy().astype(
+                np.int64
+            )
         encoded = [e.ids for e in self.reference.encode_batch_fast(texts, add_special_tokens=False)]
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        flat = np.fromiter((i for ids in encoded for i in ids), dtype=np.int64, count=int(lengths.sum()))
+        flat = np.fromiter(
+            (i for ids in encoded for i in ids), dtype=np.int64, count=int(lengths.sum())
+        )
         return flat, lengths
 
     def chars_read_apart(self):
@@ -124,7 +132,11 @@ class Encoder:
         stderr = os.dup(2)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # its timing lines
         try:
-            ends_here = set(itertools.accumulate(len(w.decode("utf-8")) for w in pretokenizer(probe.encode("utf-8"))))
+            ends_here = set(
+                itertools.accumulate(
+                    len(w.decode("utf-8")) for w in pretokenizer(probe.encode("utf-8"))
+                )
+            )
         finally:
             os.dup2(stderr, 2)
         apart = sorted({chars[(end - 1) // 4] for end in ends ^ ends_here})
@@ -150,8 +162,8 @@ _DIGITS = np.zeros((VOCAB_SIZE, W), dtype=np.uint8)
 _KEEP = np.zeros((VOCAB_SIZE, W), dtype=bool)
 for _i in range(VOCAB_SIZE):
     _b = f"{_i} ".encode()
-    _DIGITS[_i, :len(_b)] = list(_b)
-    _KEEP[_i, :len(_b)] = True
+    _DIGITS[_i, : len(_b)] = list(_b)
+    _KEEP[_i, : len(_b)] = True
 _DIGITS64, _KEEP64 = _DIGITS.view(np.uint64).ravel(), _KEEP.view(np.uint64).ravel()
 _WIDTH = _KEEP.sum(axis=1)
 
@@ -165,8 +177,10 @@ def id_lines(flat, lengths):
     """
     if (lengths == 0).any():  # an empty document (02 never writes one) still gets its (empty) line
         starts = np.concatenate([[0], np.cumsum(lengths)])
-        return b"".join(id_lines(flat[a:b], lengths[k:k + 1]) if b > a else b"\n"
-                        for k, (a, b) in enumerate(zip(starts[:-1].tolist(), starts[1:].tolist())))
+        return b"".join(
+            id_lines(flat[a:b], lengths[k : k + 1]) if b > a else b"\n"
+            for k, (a, b) in enumerate(zip(starts[:-1].tolist(), starts[1:].tolist()))
+        )
     out = _DIGITS64[flat].view(np.uint8)[_KEEP64[flat].view(bool)]
     out[np.cumsum(_WIDTH[flat])[np.cumsum(lengths) - 1] - 1] = ord("\n")
     return out.tobytes()
@@ -206,7 +220,9 @@ _worker = {}
 
 
 def _start_worker(encoder, barrier):
-    with_parent = getattr(ctypes.CDLL(None), "prctl", None)  # Linux: die with the step (kill -9 included)
+    with_parent = getattr(
+        ctypes.CDLL(None), "prctl", None
+    )  # Linux: die with the step (kill -9 included)
     if with_parent is not None:
         with_parent(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
@@ -225,7 +241,15 @@ def encode_batch(task):
     count_pretokens(encoder, texts, _worker["counts"], _worker["doc_counts"])
     counts = np.bincount(flat, minlength=VOCAB_SIZE)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-    return id_lines(flat, lengths), counts, doc_id_counts(flat, lengths), len(texts), n_bytes, int(lengths.sum()), line_bytes
+    return (
+        id_lines(flat, lengths),
+        counts,
+        doc_id_counts(flat, lengths),
+        len(texts),
+        n_bytes,
+        int(lengths.sum()),
+        line_bytes,
+    )
 
 
 def worker_pretokens(_):
@@ -254,14 +278,21 @@ def encode_corpus(train_path, cfg, encoder, workers, seq_out):
     """Stream the train split through the workers and write the id lines; return the totals (documents, bytes,
     tokens, counts and document counts per id) and each worker's pre-token counts. At most two batches per
     worker are in flight, so memory does not grow with the corpus."""
-    totals = {"documents": 0, "bytes": 0, "tokens": 0,
-              "counts": np.zeros(VOCAB_SIZE, np.int64), "doc_counts": np.zeros(VOCAB_SIZE, np.int64)}
+    totals = {
+        "documents": 0,
+        "bytes": 0,
+        "tokens": 0,
+        "counts": np.zeros(VOCAB_SIZE, np.int64),
+        "doc_counts": np.zeros(VOCAB_SIZE, np.int64),
+    }
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(workers)
     pool = context.Pool(workers, _start_worker, (encoder, barrier))
     try:
         pending = collections.deque()
-        with tqdm(total=train_path.stat().st_size, unit="B", unit_scale=True, desc="encode", mininterval=1) as bar:
+        with tqdm(
+            total=train_path.stat().st_size, unit="B", unit_scale=True, desc="encode", mininterval=1
+        ) as bar:
             for task in batches(train_path, cfg["batch_docs"], cfg["batch_bytes"], workers):
                 pending.append(pool.apply_async(encode_batch, (task,)))
                 while len(pending) > 2 * workers:
@@ -282,26 +313,39 @@ def merge_pretokens(parts):
     counts, doc_counts = parts[0]
     doc_counts = collections.Counter(doc_counts)
     for more_counts, more_docs in parts[1:]:
-        for word, n in tqdm(more_counts.items(), desc="merge", unit="pre-token", mininterval=1, leave=False):
+        for word, n in tqdm(
+            more_counts.items(), desc="merge", unit="pre-token", mininterval=1, leave=False
+        ):
             counts[word] = counts.get(word, 0) + n
         doc_counts.update(more_docs)
     words = list(counts)
     try:
         text = [w.decode("utf-8") for w in words]
     except UnicodeDecodeError:
-        die("a pre-token is not UTF-8 (the encoder cut a character); set encoder: tokenizers in configs/analyze.yaml")
+        die(
+            "a pre-token is not UTF-8 (the encoder cut a character); set encoder: tokenizers in configs/analyze.yaml"
+        )
     level = list(map(to_byte_level, text))
     order = sorted(range(len(words)), key=lambda k: (-counts[words[k]], level[k]))
-    return ([text[k] for k in order], [level[k] for k in order],
-            np.array([counts[words[k]] for k in order], dtype=np.int64),
-            np.array([doc_counts[words[k]] for k in order], dtype=np.int64))
+    return (
+        [text[k] for k in order],
+        [level[k] for k in order],
+        np.array([counts[words[k]] for k in order], dtype=np.int64),
+        np.array([doc_counts[words[k]] for k in order], dtype=np.int64),
+    )
 
 
 def pretoken_ids(encoder, texts, chunk=200_000):
     """GPT-2's BPE ids of each distinct pre-token, encoded alone (BPE never looks past a pre-token)."""
     flats, lengths = [], []
-    for a in tqdm(range(0, len(texts), chunk), desc="BPE of pre-tokens", unit="chunk", mininterval=1, leave=False):
-        flat, n = encoder.encode(texts[a:a + chunk], parallel=True)
+    for a in tqdm(
+        range(0, len(texts), chunk),
+        desc="BPE of pre-tokens",
+        unit="chunk",
+        mininterval=1,
+        leave=False,
+    ):
+        flat, n = encoder.encode(texts[a : a + chunk], parallel=True)
         flats.append(flat)
         lengths.append(n)
     flat = np.concatenate(flats) if flats else np.zeros(0, np.int64)
@@ -315,11 +359,21 @@ def check_against_tokenizers(train_path, seq_path, encoder, table, check_bytes):
     texts, _ = first_docs(iter_docs(train_path), check_bytes)
     with open(seq_path, encoding="ascii") as f:
         lines = [f.readline().rstrip("\n") for _ in texts]
-    reference = [" ".join(map(str, e.ids)) for e in encoder.reference.encode_batch_fast(texts, add_special_tokens=False)]
+    reference = [
+        " ".join(map(str, e.ids))
+        for e in encoder.reference.encode_batch_fast(texts, add_special_tokens=False)
+    ]
     if lines != reference:
-        die(f"{train_path}: {encoder.name}'s ids differ from tokenizers' GPT-2 BPE in the first {len(texts):,} "
-            f"documents; set encoder: tokenizers in configs/analyze.yaml")
-    words = {w.decode("utf-8") for t in texts for part in t.split(EOT) for w in encoder.pretoken_list(part)}
+        die(
+            f"{train_path}: {encoder.name}'s ids differ from tokenizers' GPT-2 BPE in the first {len(texts):,} "
+            f"documents; set encoder: tokenizers in configs/analyze.yaml"
+        )
+    words = {
+        w.decode("utf-8")
+        for t in texts
+        for part in t.split(EOT)
+        for w in encoder.pretoken_list(part)
+    }
     row = {w: k for k, w in enumerate(table["text"]) if w in words}
     flat, offsets = table["ids_flat"].tolist(), table["ids_offsets"].tolist()
     for text, line in zip(texts, lines):
@@ -328,10 +382,12 @@ def check_against_tokenizers(train_path, seq_path, encoder, table, check_bytes):
             rebuilt += [EOT_ID] if k else []
             for w in encoder.pretoken_list(part):
                 r = row.get(w.decode("utf-8"))
-                rebuilt += flat[offsets[r]:offsets[r + 1]] if r is not None else [-1]
+                rebuilt += flat[offsets[r] : offsets[r + 1]] if r is not None else [-1]
         if " ".join(map(str, rebuilt)) != line:
-            die(f"{train_path}: the pre-token table does not rebuild the ids of the first documents; "
-                f"set encoder: tokenizers in configs/analyze.yaml")
+            die(
+                f"{train_path}: the pre-token table does not rebuild the ids of the first documents; "
+                f"set encoder: tokenizers in configs/analyze.yaml"
+            )
 
 
 def frequency_table(tokenizer, counts, doc_counts, n_tokens):
@@ -341,8 +397,15 @@ def frequency_table(tokenizer, counts, doc_counts, n_tokens):
     tokens = [None] * VOCAB_SIZE
     for token, i in tokenizer.get_vocab(with_added_tokens=True).items():
         tokens[i] = token
-    return pd.DataFrame({"token_id": np.arange(VOCAB_SIZE, dtype=np.int64), "token": tokens, "count": counts,
-                         "doc_count": doc_counts, "frequency": counts / max(n_tokens, 1)})
+    return pd.DataFrame(
+        {
+            "token_id": np.arange(VOCAB_SIZE, dtype=np.int64),
+            "token": tokens,
+            "count": counts,
+            "doc_count": doc_counts,
+            "frequency": counts / max(n_tokens, 1),
+        }
+    )
 
 
 def main():
@@ -352,7 +415,11 @@ def main():
     setup_logging(STEP, art.log_file(STEP))
     train_path = require(art.train_docs, "corpus")
     tokenizer_json = art.original_tokenizer / "tokenizer.json"
-    encoder = Encoder(cfg["encoder"], tokenizer_json, load_gpt2_tokenizer(art.original_tokenizer, expect_model="BPE"))
+    encoder = Encoder(
+        cfg["encoder"],
+        tokenizer_json,
+        load_gpt2_tokenizer(art.original_tokenizer, expect_model="BPE"),
+    )
     workers = cfg["workers"] or os.cpu_count() or 1
 
     # 1. encode the corpus: the id lines, counts per id, the workers' pre-token counts
@@ -370,15 +437,27 @@ def main():
         table = {"text": text, "ids_flat": ids_flat, "ids_offsets": ids_offsets}
         n_eot = int(totals["counts"][EOT_ID])
         if int((np.diff(ids_offsets) * counts).sum()) + n_eot != totals["tokens"]:
-            die(f"{train_path}: the pre-token table does not add up to the {totals['tokens']:,} tokens; "
-                f"set encoder: tokenizers in configs/analyze.yaml")
+            die(
+                f"{train_path}: the pre-token table does not add up to the {totals['tokens']:,} tokens; "
+                f"set encoder: tokenizers in configs/analyze.yaml"
+            )
         log.info(f"checking against tokenizers on the first {cfg['check_bytes']:,} bytes")
         check_against_tokenizers(train_path, seq_tmp, encoder, table, cfg["check_bytes"])
-        meta = {"tokenizer_sha256": sha256_file(tokenizer_json), "train_bytes": train_path.stat().st_size,
-                "documents": totals["documents"], "occurrences": int(counts.sum()), "tokens": totals["tokens"],
-                "endoftext": n_eot, "encoder": cfg["encoder"]}
-        write_pretoken_table(art.pretoken_table, level, counts, doc_counts, ids_flat, ids_offsets, meta)
-        frequency_table(encoder.reference, totals["counts"], totals["doc_counts"], totals["tokens"]).to_parquet(freq_tmp, index=False)
+        meta = {
+            "tokenizer_sha256": sha256_file(tokenizer_json),
+            "train_bytes": train_path.stat().st_size,
+            "documents": totals["documents"],
+            "occurrences": int(counts.sum()),
+            "tokens": totals["tokens"],
+            "endoftext": n_eot,
+            "encoder": cfg["encoder"],
+        }
+        write_pretoken_table(
+            art.pretoken_table, level, counts, doc_counts, ids_flat, ids_offsets, meta
+        )
+        frequency_table(
+            encoder.reference, totals["counts"], totals["doc_counts"], totals["tokens"]
+        ).to_parquet(freq_tmp, index=False)
     seconds = time.perf_counter() - t0
 
     # 3. the summary
@@ -390,18 +469,27 @@ def write_summary(art, totals, n_distinct, n_occurrences, seconds, seconds_encod
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n_bytes, n_tokens = totals["bytes"], totals["tokens"]
     summary = {
-        "documents": totals["documents"], "bytes": n_bytes, "tokens": n_tokens,
+        "documents": totals["documents"],
+        "bytes": n_bytes,
+        "tokens": n_tokens,
         "tokens_per_byte": n_tokens / max(n_bytes, 1),
         "distinct_tokens_used": int((totals["counts"] > 0).sum()),
-        "pretoken_occurrences": n_occurrences, "distinct_pretokens": n_distinct,
-        "seconds": round(seconds, 3), "mb_per_s": round(n_bytes / 1e6 / seconds, 2),
-        "seconds_encode": round(seconds_encode, 3), "peak_rss_mb": round(peak_rss_mb, 1),
+        "pretoken_occurrences": n_occurrences,
+        "distinct_pretokens": n_distinct,
+        "seconds": round(seconds, 3),
+        "mb_per_s": round(n_bytes / 1e6 / seconds, 2),
+        "seconds_encode": round(seconds_encode, 3),
+        "peak_rss_mb": round(peak_rss_mb, 1),
     }
     write_json(art.reports / "analyze_summary.json", summary)
-    log.info(f"{summary['documents']:,} documents, {n_bytes:,} bytes -> {n_tokens:,} tokens "
-             f"({summary['tokens_per_byte']:.3f} tokens/byte, {summary['distinct_tokens_used']:,} distinct ids); "
-             f"{n_occurrences:,} pre-tokens, {n_distinct:,} distinct")
-    log.info(f"{summary['mb_per_s']} MB/s ({seconds_encode:.1f} s encoding, {seconds:.1f} s in all), peak RSS {peak_rss_mb:,.0f} MB")
+    log.info(
+        f"{summary['documents']:,} documents, {n_bytes:,} bytes -> {n_tokens:,} tokens "
+        f"({summary['tokens_per_byte']:.3f} tokens/byte, {summary['distinct_tokens_used']:,} distinct ids); "
+        f"{n_occurrences:,} pre-tokens, {n_distinct:,} distinct"
+    )
+    log.info(
+        f"{summary['mb_per_s']} MB/s ({seconds_encode:.1f} s encoding, {seconds:.1f} s in all), peak RSS {peak_rss_mb:,.0f} MB"
+    )
 
 
 if __name__ == "__main__":

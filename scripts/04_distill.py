@@ -61,6 +61,8 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lib.certify import certify, least_change, prove
+from lib.certify import row as label_row
 from lib.config import parse_step_args, save_config, step_config
 from lib.distill_report import report_md
 from lib.files import atomic_path, iter_docs, require, write_json, write_text
@@ -70,11 +72,18 @@ from lib.parity import budget, tricky_texts
 from lib.parity import check as check_parity
 from lib.paths import Artifacts
 from lib.pretokens import read_pretoken_table
-from lib.schema import GENERATED_KINDS
-from lib.tokenizer_compare import decode_identity, throughput
-from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_level_pipeline, load_gpt2_tokenizer, piece_bytes, save_hf_tokenizer
-from lib.certify import certify, least_change, prove, row as label_row
 from lib.runsplit import build_run_split
+from lib.schema import GENERATED_KINDS
+from lib.tokenizer import (
+    EOT,
+    EOT_ID,
+    VOCAB_SIZE,
+    byte_level_pipeline,
+    load_gpt2_tokenizer,
+    piece_bytes,
+    save_hf_tokenizer,
+)
+from lib.tokenizer_compare import decode_identity, throughput
 from lib.unigram import RepairIndex, as_tokenizers_reads, is_right, lattice, path_score, viterbi
 
 STEP = "04_distill"
@@ -91,11 +100,15 @@ def read_original(tokenizer_dir):
     path = Path(tokenizer_dir) / "tokenizer.json"
     model = json.loads(path.read_text(encoding="utf-8"))["model"]
     vocab = {s: i for s, i in model.get("vocab", {}).items() if s != EOT}
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
+    merges = [
+        tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])
+    ]
     bytes_ = [s for s in vocab if len(s) == 1]
     if len(vocab) != VOCAB_SIZE - 1 or len(merges) != N_MERGES or len(bytes_) != 256:
-        die(f"{path}: {len(vocab):,} tokens, {len(merges):,} merges, {len(bytes_)} byte tokens; "
-            f"GPT-2 has {VOCAB_SIZE - 1:,}, {N_MERGES:,}, 256: point to GPT-2's tokenizer")
+        die(
+            f"{path}: {len(vocab):,} tokens, {len(merges):,} merges, {len(bytes_)} byte tokens; "
+            f"GPT-2 has {VOCAB_SIZE - 1:,}, {N_MERGES:,}, 256: point to GPT-2's tokenizer"
+        )
     for rank, m in enumerate(merges):
         if len(m) != 2 or m[0] not in vocab or m[1] not in vocab or m[0] + m[1] not in vocab:
             die(f"{path}: merge {rank:,} {m!r} does not build a vocab token; the file is corrupted")
@@ -129,7 +142,9 @@ def build_unigram(vocab, scores, split):
     for s, i in vocab.items():
         pieces[i] = (s, float(scores[i]))
     pieces[EOT_ID] = (EOT, 0.0)
-    tokenizer = byte_level_pipeline(Tokenizer(models.Unigram(pieces, unk_id=None, byte_fallback=False)))
+    tokenizer = byte_level_pipeline(
+        Tokenizer(models.Unigram(pieces, unk_id=None, byte_fallback=False))
+    )
     if split:
         tokenizer.pre_tokenizer = pre_tokenizers.Sequence([tokenizer.pre_tokenizer, split.stage()])
     return tokenizer
@@ -148,6 +163,7 @@ def bare(tokenizer, split=None):
 
 def pre_tokenizer_gpt2():
     from tokenizers import pre_tokenizers
+
     return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
 
 
@@ -158,11 +174,15 @@ def pre_tokenizer_gpt2():
 def read_table(art):
     """The pre-token table, checked to be complete and made by this run's original tokenizer."""
     log.info(f"reading {art.pretoken_table}")
-    table = read_pretoken_table(art.pretoken_table, tokenizer_json=art.original_tokenizer / "tokenizer.json")
+    table = read_pretoken_table(
+        art.pretoken_table, tokenizer_json=art.original_tokenizer / "tokenizer.json"
+    )
     if not len(table):
         die(f"{art.pretoken_table}: no pre-tokens (empty train split?); re-run `make analyze`")
     if table.ids_flat.size and (table.ids_flat.min() < 0 or table.ids_flat.max() >= VOCAB_SIZE):
-        die(f"{art.pretoken_table}: BPE id out of range 0..{VOCAB_SIZE - 1:,}; re-run `make analyze`")
+        die(
+            f"{art.pretoken_table}: BPE id out of range 0..{VOCAB_SIZE - 1:,}; re-run `make analyze`"
+        )
     return table
 
 
@@ -171,8 +191,15 @@ def split_examples(words, ids, counts, splitter, token_strings, progress=True):
     A pre-token whose ids do not spell it is a table that is not GPT-2's output: counted as a conflict."""
     examples = collections.Counter()
     bad = 0
-    for w, y, n in tqdm(zip(words, ids, counts), total=len(words), desc="run split of pre-tokens", unit="pt",
-                        mininterval=1, leave=False, disable=not progress):
+    for w, y, n in tqdm(
+        zip(words, ids, counts),
+        total=len(words),
+        desc="run split of pre-tokens",
+        unit="pt",
+        mininterval=1,
+        leave=False,
+        disable=not progress,
+    ):
         pieces = [p for p, _ in splitter.pre_tokenize_str(w)] if splitter else [w]
         j, ok, out = 0, True, []
         for p in pieces:
@@ -198,16 +225,27 @@ def labelled_examples(table, vocab, splitter, token_strings, cfg, generated):
     over learn_max_piece_chars are left out (a lattice costs its length times the longest token). Returns
     (examples, their statistics)."""
     counts = table.counts.tolist()
-    pieces, conflicts = split_examples(table.pretokens, table.all_ids(), counts, splitter, token_strings)
+    pieces, conflicts = split_examples(
+        table.pretokens, table.all_ids(), counts, splitter, token_strings
+    )
     vocab_items = sorted(vocab.items(), key=lambda kv: kv[1])
     if cfg["vocab_example_limit"] and cfg["vocab_example_limit"] < len(vocab_items):
         step = len(vocab_items) / cfg["vocab_example_limit"]
         vocab_items = [vocab_items[int(k * step)] for k in range(cfg["vocab_example_limit"])]
-    vocab_pieces, vocab_conflicts = split_examples([s for s, _ in vocab_items], [(i,) for _, i in vocab_items],
-                                                   [1] * len(vocab_items), splitter, token_strings)
-    gen_pieces, gen_conflicts = split_examples(generated[0], generated[1], [1] * len(generated[0]), splitter, token_strings)
+    vocab_pieces, vocab_conflicts = split_examples(
+        [s for s, _ in vocab_items],
+        [(i,) for _, i in vocab_items],
+        [1] * len(vocab_items),
+        splitter,
+        token_strings,
+    )
+    gen_pieces, gen_conflicts = split_examples(
+        generated[0], generated[1], [1] * len(generated[0]), splitter, token_strings
+    )
     if conflicts + vocab_conflicts + gen_conflicts:
-        log.warning(f"the run split cut inside a BPE token {conflicts + vocab_conflicts + gen_conflicts:,} times")
+        log.warning(
+            f"the run split cut inside a BPE token {conflicts + vocab_conflicts + gen_conflicts:,} times"
+        )
     examples = collections.Counter(pieces)
     for key, n in vocab_pieces.items():
         examples[key] += n * cfg["vocab_weight"]
@@ -216,21 +254,39 @@ def labelled_examples(table, vocab, splitter, token_strings, cfg, generated):
     long = {key for key in examples if len(key[0]) > cfg["learn_max_piece_chars"]}
     examples = [(p, y, n) for (p, y), n in sorted(examples.items()) if (p, y) not in long]
     in_train = [(p, y) in pieces for p, y, _ in examples]
-    targets = [(p, y) in pieces or (p, y) in vocab_pieces for p, y, _ in examples] if cfg["generated_use"] == "guard" else None
-    stats = {"pieces": len(pieces), "piece_occurrences": sum(pieces.values()), "vocab_strings": len(vocab_pieces),
-             "generated_pieces": len(gen_pieces), "generated_new": sum(key not in pieces for key in gen_pieces),
-             "left_out_long": len(long), "split_conflicts": conflicts + vocab_conflicts + gen_conflicts}
-    log.info(f"{table.meta.get('documents', 0):,} train documents -> {int(table.counts.sum()):,} pre-tokens "
-             f"({len(table):,} distinct) -> {len(pieces):,} distinct pieces, + {len(vocab_pieces):,} vocab strings, "
-             f"+ {len(gen_pieces):,} generated pieces ({stats['generated_new']:,} not in train)"
-             + (f"; {len(long):,} pieces over {cfg['learn_max_piece_chars']:,} characters left out" if long else ""))
+    targets = (
+        [(p, y) in pieces or (p, y) in vocab_pieces for p, y, _ in examples]
+        if cfg["generated_use"] == "guard"
+        else None
+    )
+    stats = {
+        "pieces": len(pieces),
+        "piece_occurrences": sum(pieces.values()),
+        "vocab_strings": len(vocab_pieces),
+        "generated_pieces": len(gen_pieces),
+        "generated_new": sum(key not in pieces for key in gen_pieces),
+        "left_out_long": len(long),
+        "split_conflicts": conflicts + vocab_conflicts + gen_conflicts,
+    }
+    log.info(
+        f"{table.meta.get('documents', 0):,} train documents -> {int(table.counts.sum()):,} pre-tokens "
+        f"({len(table):,} distinct) -> {len(pieces):,} distinct pieces, + {len(vocab_pieces):,} vocab strings, "
+        f"+ {len(gen_pieces):,} generated pieces ({stats['generated_new']:,} not in train)"
+        + (
+            f"; {len(long):,} pieces over {cfg['learn_max_piece_chars']:,} characters left out"
+            if long
+            else ""
+        )
+    )
     return examples, in_train, targets, stats
 
 
 def parse_id_line(line):
     """The ids of one line of bpe_token_id_sequences.txt as int64, or None unless it is space-separated ints."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # numpy only warns when it stops at a character that is no number
+        warnings.simplefilter(
+            "error"
+        )  # numpy only warns when it stops at a character that is no number
         try:
             ids = np.fromstring(line, dtype=np.int64, sep=" ")
         except (ValueError, DeprecationWarning):
@@ -251,12 +307,19 @@ def sample_documents(path, n_docs, size, max_bytes, id_bytes):
     wanted = sample_lines(n_docs, size)
     texts, ids_list, too_long, want, line_no = [], [], 0, iter(wanted), -1
     nxt = next(want, None)
-    with open(path, "rb") as f, tqdm(total=n_docs, desc="train document sample", unit="doc", mininterval=1, leave=False) as bar:
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=n_docs, desc="train document sample", unit="doc", mininterval=1, leave=False
+        ) as bar,
+    ):
         for line_no, line in enumerate(f):
             bar.update()
             if not line.endswith(b"\n"):
                 bar.close()  # the error line must not share a line with the bar
-                die(f"{path}:{line_no + 1:,}: last line has no newline (file truncated?); re-run `make analyze`")
+                die(
+                    f"{path}:{line_no + 1:,}: last line has no newline (file truncated?); re-run `make analyze`"
+                )
             if line_no != nxt:
                 continue
             nxt = next(want, None)
@@ -270,8 +333,14 @@ def sample_documents(path, n_docs, size, max_bytes, id_bytes):
             texts.append(ids[1])
             ids_list.append(ids[0])
     if line_no + 1 != n_docs:
-        die(f"{path}: {line_no + 1:,} documents, the pre-token table counts {n_docs:,}; re-run `make analyze`")
-    return texts, ids_list, {"documents_in_split": n_docs, "sampled": len(wanted), "left_out_too_long": too_long}
+        die(
+            f"{path}: {line_no + 1:,} documents, the pre-token table counts {n_docs:,}; re-run `make analyze`"
+        )
+    return (
+        texts,
+        ids_list,
+        {"documents_in_split": n_docs, "sampled": len(wanted), "left_out_too_long": too_long},
+    )
 
 
 def parse_document(line, id_bytes):
@@ -322,8 +391,32 @@ def word_parts(vocab):
 
 
 # English suffixes: a word part plus these makes the unseen inflections ('walking', 'players', 'creation')
-SUFFIXES = ["s", "es", "ed", "ing", "er", "ers", "ly", "ion", "ions", "ation", "ations", "ment", "ness", "able",
-            "al", "ity", "ive", "ize", "ized", "ist", "ism", "ful", "less", "ous"]
+SUFFIXES = [
+    "s",
+    "es",
+    "ed",
+    "ing",
+    "er",
+    "ers",
+    "ly",
+    "ion",
+    "ions",
+    "ation",
+    "ations",
+    "ment",
+    "ness",
+    "able",
+    "al",
+    "ity",
+    "ive",
+    "ize",
+    "ized",
+    "ist",
+    "ism",
+    "ful",
+    "less",
+    "ous",
+]
 
 
 def generated_texts(vocab, n, seed, kinds=GENERATED_KINDS):
@@ -348,17 +441,25 @@ def generated_texts(vocab, n, seed, kinds=GENERATED_KINDS):
         caps = [part(4).upper() for _ in range(rng.randint(1, 3))]
         # numbers in code are padded, masked and rounded ('0x00010000', '70000001', '999950'): runs of one
         # digit, each 1 long half the time and up to 8 long otherwise
-        runs = [rng.choice("0123456789") * (1 if rng.random() < 0.5 else rng.randint(2, 8)) for _ in range(rng.randint(2, 4))]
-        made = {"lower": space() + "".join(words),
-                "suffixed": space() + words[0] + "".join(rng.sample(SUFFIXES, rng.randint(1, 2))),
-                "camel": space() + words[0] + "".join(w.capitalize() for w in words[1:]),
-                "capital": space() + "".join(w.capitalize() for w in words),
-                "upper": space() + "".join(caps) + (part().capitalize() if rng.random() < 0.5 else ""),
-                "upper_words": space() + "".join(w.upper() for w in words[:rng.randint(1, 3)]),
-                "digits": space() + "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 12))),
-                "digit_runs": space() + "".join(runs)[:16],
-                "vocab_pair": rng.choice(texts) + rng.choice(texts),
-                "script": space() + "".join(rng.choice(other) for _ in range(rng.randint(1, 3))) if other else ""}
+        runs = [
+            rng.choice("0123456789") * (1 if rng.random() < 0.5 else rng.randint(2, 8))
+            for _ in range(rng.randint(2, 4))
+        ]
+        made = {
+            "lower": space() + "".join(words),
+            "suffixed": space() + words[0] + "".join(rng.sample(SUFFIXES, rng.randint(1, 2))),
+            "camel": space() + words[0] + "".join(w.capitalize() for w in words[1:]),
+            "capital": space() + "".join(w.capitalize() for w in words),
+            "upper": space() + "".join(caps) + (part().capitalize() if rng.random() < 0.5 else ""),
+            "upper_words": space() + "".join(w.upper() for w in words[: rng.randint(1, 3)]),
+            "digits": space()
+            + "".join(rng.choice("0123456789") for _ in range(rng.randint(2, 12))),
+            "digit_runs": space() + "".join(runs)[:16],
+            "vocab_pair": rng.choice(texts) + rng.choice(texts),
+            "script": space() + "".join(rng.choice(other) for _ in range(rng.randint(1, 3)))
+            if other
+            else "",
+        }
         out.extend(made[k] for k in kinds)
     return out[:n]
 
@@ -372,15 +473,24 @@ def number_texts(max_len):
     """
     import itertools
 
-    return [space + "".join(d) for n in range(1, max_len + 1) for d in itertools.product("0123456789", repeat=n)
-            for space in ("", " ")]
+    return [
+        space + "".join(d)
+        for n in range(1, max_len + 1)
+        for d in itertools.product("0123456789", repeat=n)
+        for space in ("", " ")
+    ]
 
 
 def generated_labels(texts, original):
     """(distinct byte-level pre-tokens of the generated texts, cut by GPT-2's pre-tokenizer, GPT-2's ids of each)."""
     gpt2_pt = pre_tokenizer_gpt2()
-    words = sorted({w for t in tqdm(texts, desc="generated examples", unit="text", mininterval=1, leave=False)
-                    for w, _ in gpt2_pt.pre_tokenize_str(t)})
+    words = sorted(
+        {
+            w
+            for t in tqdm(texts, desc="generated examples", unit="text", mininterval=1, leave=False)
+            for w, _ in gpt2_pt.pre_tokenize_str(t)
+        }
+    )
     ids = [tuple(e.ids) for e in bare(original).encode_batch(words)]
     return words, ids
 
@@ -398,8 +508,8 @@ def generated_labels(texts, original):
 def frequent_tokens(examples, in_train, n):
     """The n tokens used most often in the train pieces' BPE labels (ties by id).
 
-        >>> frequent_tokens([("Ġa", (64,), 3), ("bb", (65, 65), 1)], [True, True], 1)
-        [64]
+    >>> frequent_tokens([("Ġa", (64,), 3), ("bb", (65, 65), 1)], [True, True], 1)
+    [64]
     """
     counts = collections.Counter()
     for (_, y, w), train in zip(examples, in_train):
@@ -438,7 +548,10 @@ class PairGuards:
     def text(self, i):
         try:
             return piece_bytes(self.token_strings[i]).decode("utf-8")
-        except (KeyError, UnicodeDecodeError):  # a token that cuts a character pairs with nothing whole
+        except (
+            KeyError,
+            UnicodeDecodeError,
+        ):  # a token that cuts a character pairs with nothing whole
             return None
 
     def strings(self, i):
@@ -452,9 +565,14 @@ class PairGuards:
                         words.add(cut[0][0])
             words = sorted(words)
             ids = [tuple(e.ids) for e in self.original.encode_batch(words)] if words else []
-            pieces, _ = split_examples(words, ids, [1] * len(words), self.splitter, self.token_strings, progress=False)
-            self.cache[i] = [(lattice(p, self.vocab, self.max_len), y, p) for p, y in sorted(pieces)
-                             if (p, y) not in self.example_keys]
+            pieces, _ = split_examples(
+                words, ids, [1] * len(words), self.splitter, self.token_strings, progress=False
+            )
+            self.cache[i] = [
+                (lattice(p, self.vocab, self.max_len), y, p)
+                for p, y in sorted(pieces)
+                if (p, y) not in self.example_keys
+            ]
         return self.cache[i]
 
     def joined(self, tokens):
@@ -472,9 +590,14 @@ class PairGuards:
         if words:
             labels = [tuple(e.ids) for e in self.original.encode_batch(list(words.values()))]
             for (key, w), y in zip(words.items(), labels):
-                pieces, _ = split_examples([w], [y], [1], self.splitter, self.token_strings, progress=False)
-                self.pairs[key] = [(lattice(p, self.vocab, self.max_len), q, p) for p, q in sorted(pieces)
-                                   if (p, q) not in self.example_keys]
+                pieces, _ = split_examples(
+                    [w], [y], [1], self.splitter, self.token_strings, progress=False
+                )
+                self.pairs[key] = [
+                    (lattice(p, self.vocab, self.max_len), q, p)
+                    for p, q in sorted(pieces)
+                    if (p, q) not in self.example_keys
+                ]
         return [g for key in itertools.product(tokens, repeat=2) for g in self.pairs[key]]
 
     def loss(self, group, delta, scores):
@@ -484,15 +607,22 @@ class PairGuards:
         old = [scores[i] for i in group]
         for i in group:
             scores[i] += delta
-        broken = sum(b and not is_right(viterbi(lat, scores), y) for (lat, y, _), b in zip(strings, before))
+        broken = sum(
+            b and not is_right(viterbi(lat, scores), y) for (lat, y, _), b in zip(strings, before)
+        )
         for i, x in zip(group, old):
             scores[i] = x
         self.tried += 1
         return self.weight * broken
 
     def summary(self):
-        return {"partners": len(self.partners), "tokens": len(self.cache), "strings": sum(map(len, self.cache.values())),
-                "changes_tried": self.tried, "changes_outweighed": self.outweighed}
+        return {
+            "partners": len(self.partners),
+            "tokens": len(self.cache),
+            "strings": sum(map(len, self.cache.values())),
+            "changes_tried": self.tried,
+            "changes_outweighed": self.outweighed,
+        }
 
 
 # -----------------------------------------------------------------------------
@@ -519,7 +649,18 @@ def built_on(i, up, max_group):
     return sorted(seen) if len(seen) <= max_group else None
 
 
-def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, targets=None, guards=None, max_group=1024):
+def learn(
+    examples,
+    vocab,
+    merges,
+    scores,
+    token_len,
+    max_rounds,
+    margin_rel,
+    targets=None,
+    guards=None,
+    max_group=1024,
+):
     """Greedy repair of the scores on the examples [(piece, ids, weight)]; returns (scores, history, the
     RepairIndex: every example's lattice, label and Viterbi output under the final scores). targets: which
     examples a repair may try to fix (None: all); the others only guard, counting against a change that
@@ -527,8 +668,17 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, ta
     most tokens a group move (a token and every token built on it) may hold."""
     up = merged_from(vocab, merges)
     max_len = max(map(len, vocab))
-    lats = [lattice(p, vocab, max_len) for p, _, _ in tqdm(examples, desc="lattices", unit="ex", mininterval=1, leave=False)]
-    index = RepairIndex(lats, [y for _, y, _ in examples], [w for _, _, w in examples], [len(p) for p, _, _ in examples], token_len)
+    lats = [
+        lattice(p, vocab, max_len)
+        for p, _, _ in tqdm(examples, desc="lattices", unit="ex", mininterval=1, leave=False)
+    ]
+    index = RepairIndex(
+        lats,
+        [y for _, y, _ in examples],
+        [w for _, _, w in examples],
+        [len(p) for p, _, _ in examples],
+        token_len,
+    )
     index.targets = targets  # read by change_gain: a wrong example that is no target adds nothing
     scores[:] = as_tokenizers_reads(scores, until_stable=True)
     index.refresh_all(scores, progress="Viterbi of every example")
@@ -537,8 +687,10 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, ta
     # so an example that failed is not tried again until some score has moved since.
     moves, failed_at = 0, {}
     for rnd in range(max_rounds):
-        wrong = sorted((k for k, r in enumerate(index.right) if not r and (targets is None or targets[k])),
-                       key=lambda k: (-examples[k][2], examples[k][0]))
+        wrong = sorted(
+            (k for k, r in enumerate(index.right) if not r and (targets is None or targets[k])),
+            key=lambda k: (-examples[k][2], examples[k][0]),
+        )
         applied = 0
         for k in tqdm(wrong, desc=f"repair round {rnd + 1}", unit="ex", mininterval=1, leave=False):
             if index.right[k] or failed_at.get(k) == moves:
@@ -547,9 +699,13 @@ def learn(examples, vocab, merges, scores, token_len, max_rounds, margin_rel, ta
                 applied, moves = applied + 1, moves + 1
             else:
                 failed_at[k] = moves
-        moves += bool(settle(index, scores, progress=f"round {rnd + 1}: Viterbi of the examples touched"))
+        moves += bool(
+            settle(index, scores, progress=f"round {rnd + 1}: Viterbi of the examples touched")
+        )
         history.append(index.wrong_weight())
-        log.info(f"repair round {rnd + 1}: {applied:,} changes, wrong example weight {history[-1]:,}")
+        log.info(
+            f"repair round {rnd + 1}: {applied:,} changes, wrong example weight {history[-1]:,}"
+        )
         if not applied:
             break
     if guards:
@@ -580,9 +736,13 @@ def repair_example(k, index, scores, up, margin_rel, guards=None, max_group=1024
     diff.subtract(y_hat)
     s_y, s_hat = path_score(y, scores), path_score(y_hat, scores)
     # the margin must outgrow float64 rounding of every score it touches
-    need = s_hat - s_y + margin_rel * max(abs(s_y), abs(s_hat), *(abs(scores[i]) for i in diff), 1.0)
+    need = (
+        s_hat - s_y + margin_rel * max(abs(s_y), abs(s_hat), *(abs(scores[i]) for i in diff), 1.0)
+    )
     candidates = [[i] for i, v in sorted(diff.items()) if v]
-    candidates += [t for i, v in sorted(diff.items()) if v and (t := built_on(i, up, max_group)) and len(t) > 1]
+    candidates += [
+        t for i, v in sorted(diff.items()) if v and (t := built_on(i, up, max_group)) and len(t) > 1
+    ]
     best = None
     for group in candidates:
         delta = need / diff[group[0]]  # > 0 raises a BPE token, < 0 lowers a Viterbi one
@@ -651,12 +811,17 @@ def exact_repair(index, examples, in_train, scores, guards, cfg):
     """least_fix for each wrong train piece (heaviest first, up to exact_repair_max_pieces, within
     exact_repair_time_limit). Returns {"pieces": {piece: verdict}, "counts", "seconds", "held": {piece whose
     LP was infeasible: least_fix's {"strings": [(name, lattice, label)], "proof"}, for certify}}."""
-    wrong = sorted((k for k, r in enumerate(index.right) if not r and in_train[k]), key=lambda k: (-examples[k][2], examples[k][0]))
+    wrong = sorted(
+        (k for k, r in enumerate(index.right) if not r and in_train[k]),
+        key=lambda k: (-examples[k][2], examples[k][0]),
+    )
     cost = np.log2(2.0 + np.diff(index.tok_ptr))
     t0 = time.monotonic()
     deadline = t0 + cfg["exact_repair_time_limit"]
     pieces, held = {}, {}
-    for k in tqdm(wrong[:cfg["exact_repair_max_pieces"]], desc="exact repair", unit="piece", leave=False):
+    for k in tqdm(
+        wrong[: cfg["exact_repair_max_pieces"]], desc="exact repair", unit="piece", leave=False
+    ):
         name = examples[k][0]
         if time.monotonic() > deadline:
             pieces[name] = "time limit"
@@ -664,22 +829,37 @@ def exact_repair(index, examples, in_train, scores, guards, cfg):
             pieces[name] = "fixed (by an earlier fix)"
         else:
             string = (name, index.lats[k], index.labels[k])
-            pieces[name], strings = least_fix(string, ("example", k), examples, index, scores, guards, cost, cfg, deadline)
+            pieces[name], strings = least_fix(
+                string, ("example", k), examples, index, scores, guards, cost, cfg, deadline
+            )
             if pieces[name].startswith("LP") and time.monotonic() > deadline:
-                pieces[name] = "time limit"  # its LP was cut off by the phase's limit: counted with the untried
+                pieces[name] = (
+                    "time limit"  # its LP was cut off by the phase's limit: counted with the untried
+                )
             if strings:
                 held[name] = strings
             if guards:
                 guards.pairs.clear()  # up to exact_repair_max_tokens ** 2 joined strings: memory stays one fix's
     settle(index, scores, progress="exact repair: Viterbi of the examples touched")
     counts = collections.Counter(pieces.values())
-    log.info(f"exact repair: {len(wrong):,} wrong train pieces, {len(pieces):,} tried: "
-             + ", ".join(f"{v:,} {c}" for c, v in sorted(counts.items())) + f"; wrong example weight {index.wrong_weight():,}")
+    log.info(
+        f"exact repair: {len(wrong):,} wrong train pieces, {len(pieces):,} tried: "
+        + ", ".join(f"{v:,} {c}" for c, v in sorted(counts.items()))
+        + f"; wrong example weight {index.wrong_weight():,}"
+    )
     if counts["time limit"]:
-        log.warning(f"exact repair: {counts['time limit']:,} pieces left untried (or cut off) at exact_repair_time_limit "
-                    f"({cfg['exact_repair_time_limit']} s): the tokenizer keeps the scores found so far; raise it in configs/distill.yaml")
-    return {"wrong_train_pieces": len(wrong), "pieces": pieces, "counts": dict(counts), "wrong_weight": index.wrong_weight(),
-            "seconds": round(time.monotonic() - t0, 1), "held": held}
+        log.warning(
+            f"exact repair: {counts['time limit']:,} pieces left untried (or cut off) at exact_repair_time_limit "
+            f"({cfg['exact_repair_time_limit']} s): the tokenizer keeps the scores found so far; raise it in configs/distill.yaml"
+        )
+    return {
+        "wrong_train_pieces": len(wrong),
+        "pieces": pieces,
+        "counts": dict(counts),
+        "wrong_weight": index.wrong_weight(),
+        "seconds": round(time.monotonic() - t0, 1),
+        "held": held,
+    }
 
 
 def least_fix(string, key, examples, index, scores, guards, cost, cfg, deadline, apply=True):
@@ -700,8 +880,13 @@ def least_fix(string, key, examples, index, scores, guards, cost, cfg, deadline,
         status, delta = least_change(rows, cost, deadline - time.monotonic())
         if status == "infeasible":
             ray = delta or range(len(rows))
-            proof = prove_record([(held[owner[r]], against[r]) for r in ray], index.token_len, deadline)
-            return "infeasible", {"strings": [held[h] for h in sorted({0} | {owner[r] for r in ray})], "proof": proof}
+            proof = prove_record(
+                [(held[owner[r]], against[r]) for r in ray], index.token_len, deadline
+            )
+            return "infeasible", {
+                "strings": [held[h] for h in sorted({0} | {owner[r] for r in ray})],
+                "proof": proof,
+            }
         if status != "feasible":
             return f"LP {status}", None
         if len(delta) > cfg["exact_repair_max_tokens"]:
@@ -714,7 +899,9 @@ def least_fix(string, key, examples, index, scores, guards, cost, cfg, deadline,
             return "fixed", None
         if all((string[0], tuple(path)) in seen for string, path, _ in beaten):
             return "unsettled (float tie)", None  # the LP met those rows, float64 Viterbi did not
-        place = {id(string): h for h, string in enumerate(held)}  # a held string comes back as itself
+        place = {
+            id(string): h for h, string in enumerate(held)
+        }  # a held string comes back as itself
         for string, path, new in beaten:
             if new:
                 place[id(string)] = len(held)
@@ -730,16 +917,31 @@ def broken_by(delta, held, keys, examples, index, scores, guards):
     label, new)]: a held string still beaten (new False), or an example or a guard string (PairGuards: of a
     moved token, or two moved tokens joined) that was right and turns wrong (new True; its key joins
     keys). The scores are restored."""
-    maybe = [h for h in index.affected_many(delta, scores).tolist() if index.right[h] and ("example", h) not in keys]
+    maybe = [
+        h
+        for h in index.affected_many(delta, scores).tolist()
+        if index.right[h] and ("example", h) not in keys
+    ]
     moved = sorted(delta)
-    guard = [g for t in moved for g in guards.strings(t)] + (guards.joined(moved) if len(moved) > 1 else []) if guards else []
+    guard = (
+        [g for t in moved for g in guards.strings(t)]
+        + (guards.joined(moved) if len(moved) > 1 else [])
+        if guards
+        else []
+    )
     guard = {("guard", p): (p, lat, y) for lat, y, p in guard}
-    guard = [(key, g) for key, g in guard.items() if key not in keys and is_right(viterbi(g[1], scores), g[2])]
+    guard = [
+        (key, g)
+        for key, g in guard.items()
+        if key not in keys and is_right(viterbi(g[1], scores), g[2])
+    ]
     old = {t: scores[t] for t in delta}
     for t, d in delta.items():
         scores[t] += d
     out = [(g, path, False) for g in held if not is_right(path := viterbi(g[1], scores), g[2])]
-    for key, g in [(("example", h), (examples[h][0], index.lats[h], index.labels[h])) for h in maybe] + guard:
+    for key, g in [
+        (("example", h), (examples[h][0], index.lats[h], index.labels[h])) for h in maybe
+    ] + guard:
         path = viterbi(g[1], scores)
         if not is_right(path, g[2]):
             keys.add(key)
@@ -760,7 +962,9 @@ def score_row(label, path, scores, margin_rel):
     diff.subtract(path)
     coef = {t: v for t, v in diff.items() if v}
     s_y, s_p = path_score(label, scores), path_score(path, scores)
-    margin = max(4 * margin_rel * max(abs(s_y), abs(s_p), *(abs(scores[t]) for t in coef), 1.0), 1e-3)
+    margin = max(
+        4 * margin_rel * max(abs(s_y), abs(s_p), *(abs(scores[t]) for t in coef), 1.0), 1e-3
+    )
     return coef, margin - (s_y - s_p)
 
 
@@ -772,8 +976,15 @@ def prove_record(pairs, token_len, deadline):
     if proved is None:
         return None
     kind, keep, lam = proved
-    return {"kind": kind, "cases": sorted({pairs[i][0][0] for i in keep}), "verified": True,
-            "rows": [(pairs[i][0][0], list(pairs[i][0][2]), list(pairs[i][1]), rows[i][1], str(x)) for i, x in zip(keep, lam)]}
+    return {
+        "kind": kind,
+        "cases": sorted({pairs[i][0][0] for i in keep}),
+        "verified": True,
+        "rows": [
+            (pairs[i][0][0], list(pairs[i][0][2]), list(pairs[i][1]), rows[i][1], str(x))
+            for i, x in zip(keep, lam)
+        ],
+    }
 
 
 # -----------------------------------------------------------------------------
@@ -789,7 +1000,9 @@ def neighbours(index, label, path, limit, full, exclude=None):
     both, any_ = set(), set()
     for side in ([t for t, v in diff.items() if v > 0], [t for t, v in diff.items() if v < 0]):
         if side:
-            holders = [set(index.pair_ex[index.tok_ptr[t]:index.tok_ptr[t + 1]].tolist()) for t in side]
+            holders = [
+                set(index.pair_ex[index.tok_ptr[t] : index.tok_ptr[t + 1]].tolist()) for t in side
+            ]
             both |= set.intersection(*holders)
             if full:
                 any_ |= set.union(*holders)
@@ -805,11 +1018,28 @@ def certify_mismatches(index, examples, in_train, token_strings, cfg, held=None)
     {piece: verdict}, "counts" of the verdicts, "conflicts" and "ties": [each proved set, as token strings],
     "seconds"}."""
     held = held or {}
-    wrong = sorted((k for k, r in enumerate(index.right) if not r and in_train[k]), key=lambda k: (-examples[k][2], examples[k][0]))
-    todo = [(examples[k][0], index.lats[k], index.labels[k], index.paths[k], k, held.get(examples[k][0], {}).get("strings", [])[1:])
-            for k in wrong[:cfg["certify_max_pieces"]]]
-    result = check_pieces(todo, index, [p for p, _, _ in examples], token_strings, cfg, "certify wrong train pieces")
-    log.info(f"certify: {len(wrong):,} wrong train pieces (not permutations), {len(todo):,} checked: " + apply_proofs(result, held, token_strings))
+    wrong = sorted(
+        (k for k, r in enumerate(index.right) if not r and in_train[k]),
+        key=lambda k: (-examples[k][2], examples[k][0]),
+    )
+    todo = [
+        (
+            examples[k][0],
+            index.lats[k],
+            index.labels[k],
+            index.paths[k],
+            k,
+            held.get(examples[k][0], {}).get("strings", [])[1:],
+        )
+        for k in wrong[: cfg["certify_max_pieces"]]
+    ]
+    result = check_pieces(
+        todo, index, [p for p, _, _ in examples], token_strings, cfg, "certify wrong train pieces"
+    )
+    log.info(
+        f"certify: {len(wrong):,} wrong train pieces (not permutations), {len(todo):,} checked: "
+        + apply_proofs(result, held, token_strings)
+    )
     return {"wrong_train_pieces": len(wrong), **result}
 
 
@@ -823,17 +1053,29 @@ def apply_proofs(result, held, token_strings):
         proof = held.get(name, {}).get("proof")
         if proof and verdict != "certified":
             result["pieces"][name] = "certified" if proof["kind"] == "conflict" else FORCED_TIE
-            result["conflicts" if proof["kind"] == "conflict" else "ties"].append(conflict_rows(proof, token_strings))
+            result["conflicts" if proof["kind"] == "conflict" else "ties"].append(
+                conflict_rows(proof, token_strings)
+            )
     counts = collections.Counter(result["pieces"].values())
     result["counts"] = dict(counts)
-    return (", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
-            + f"; {len(result['conflicts']):,} conflicts, {len(result['ties']):,} forced ties")
+    return (
+        ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
+        + f"; {len(result['conflicts']):,} conflicts, {len(result['ties']):,} forced ties"
+    )
 
 
 def conflict_rows(conflict, token_strings):
     """A proved set's rows (certify's conflicts, prove_record) as token strings, for the report."""
-    return [{"piece": n, "bpe": [token_strings[i] for i in y], "beaten_by": [token_strings[i] for i in p],
-             "margin": m, "multiplier": lam} for n, y, p, m, lam in conflict["rows"]]
+    return [
+        {
+            "piece": n,
+            "bpe": [token_strings[i] for i in y],
+            "beaten_by": [token_strings[i] for i in p],
+            "margin": m,
+            "multiplier": lam,
+        }
+        for n, y, p, m, lam in conflict["rows"]
+    ]
 
 
 def check_pieces(todo, index, names, token_strings, cfg, desc):
@@ -853,15 +1095,27 @@ def check_pieces(todo, index, names, token_strings, cfg, desc):
             continue
         group = neighbours(index, label, path, cfg["certify_neighbours"], full=True, exclude=k)
         group = [h for h in group if names[h] not in {n for n, _, _ in extra}]
-        cases = [(name, lat, label)] + [(names[h], index.lats[h], index.labels[h]) for h in group] + extra
+        cases = (
+            [(name, lat, label)]
+            + [(names[h], index.lats[h], index.labels[h]) for h in group]
+            + extra
+        )
         # a held string starts from its label (no row): Viterbi under the LP's scores adds what beats it
         start = [path] + [index.paths[h] for h in group] + [y for _, _, y in extra]
         result = certify(cases, token_len, start, time_limit=min(left, cfg["certify_case_seconds"]))
         found = [c for c in result["conflicts"] if name in c["cases"]]
         mine = [c for c in found if c["verified"]]
-        pieces[name] = ("certified" if mine else "unsettled (infeasible, the exact check failed)" if found
-                        else "no conflict among neighbours" if result["status"] in ("consistent", "conflicts")
-                        else "time limit" if result["status"] == "time limit" else "unsettled (" + result["status"] + ")")
+        pieces[name] = (
+            "certified"
+            if mine
+            else "unsettled (infeasible, the exact check failed)"
+            if found
+            else "no conflict among neighbours"
+            if result["status"] in ("consistent", "conflicts")
+            else "time limit"
+            if result["status"] == "time limit"
+            else "unsettled (" + result["status"] + ")"
+        )
         for c in mine:
             key = tuple(c["cases"])
             if key not in seen:
@@ -869,10 +1123,18 @@ def check_pieces(todo, index, names, token_strings, cfg, desc):
                 conflicts.append(conflict_rows(c, token_strings))
     counts = collections.Counter(pieces.values())
     if counts["time limit"]:
-        log.warning(f"{desc}: {counts['time limit']:,} left unchecked at certify_time_limit ({cfg['certify_time_limit']} s) "
-                    f"or certify_case_seconds; the tokenizer does not depend on it: raise them in configs/distill.yaml to check more")
-    return {"pieces": pieces, "counts": dict(counts), "conflicts": conflicts, "seconds": round(time.monotonic() - t0, 1),
-            "summary": ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items())) + f"; {len(conflicts):,} conflicts"}
+        log.warning(
+            f"{desc}: {counts['time limit']:,} left unchecked at certify_time_limit ({cfg['certify_time_limit']} s) "
+            f"or certify_case_seconds; the tokenizer does not depend on it: raise them in configs/distill.yaml to check more"
+        )
+    return {
+        "pieces": pieces,
+        "counts": dict(counts),
+        "conflicts": conflicts,
+        "seconds": round(time.monotonic() - t0, 1),
+        "summary": ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
+        + f"; {len(conflicts):,} conflicts",
+    }
 
 
 def unseen_wrong_pieces(art, cfg, distilled, original, vocab, scores):
@@ -881,25 +1143,47 @@ def unseen_wrong_pieces(art, cfg, distilled, original, vocab, scores):
     BPE label, Viterbi path, None)], and how many there were. Streamed in batches; the texts are read again
     by the validation."""
     counts = collections.Counter()
-    texts = itertools.chain(iter_docs(require(art.heldout_docs, "corpus")), *(
-        src["docs"] for src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["eval_seed"],
-                                             in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus"))).values()))
-    for batch, _ in tqdm(text_batches(texts, cfg["eval_batch_bytes"], cfg["doc_max_bytes"]), desc="unseen text pieces", unit="batch", leave=False):
+    texts = itertools.chain(
+        iter_docs(require(art.heldout_docs, "corpus")),
+        *(
+            src["docs"]
+            for src in ood_documents(
+                cfg["ood_sources"],
+                cfg["ood_max_bytes"],
+                cfg["ood_emoji_docs"],
+                cfg["eval_seed"],
+                in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus")),
+            ).values()
+        ),
+    )
+    for batch, _ in tqdm(
+        text_batches(texts, cfg["eval_batch_bytes"], cfg["doc_max_bytes"]),
+        desc="unseen text pieces",
+        unit="batch",
+        leave=False,
+    ):
         for text in batch:
             counts.update(w for w, _ in distilled.pre_tokenizer.pre_tokenize_str(text))
     words = sorted(counts)
-    wrong = [(counts[w], w, tuple(y.ids)) for w, y, g in zip(words, bare(original).encode_batch(words), bare(distilled).encode_batch(words))
-             if y.ids != g.ids]
+    wrong = [
+        (counts[w], w, tuple(y.ids))
+        for w, y, g in zip(
+            words, bare(original).encode_batch(words), bare(distilled).encode_batch(words)
+        )
+        if y.ids != g.ids
+    ]
     wrong.sort(key=lambda x: (-x[0], x[1]))
     max_len = max(map(len, vocab))
     todo = []
-    for _, w, y in wrong[:cfg["certify_unseen_max_pieces"]]:
+    for _, w, y in wrong[: cfg["certify_unseen_max_pieces"]]:
         lat = lattice(w, vocab, max_len)
         todo.append((w, lat, y, viterbi(lat, scores), None, []))
     return todo, len(wrong)
 
 
-def certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples, guards, token_strings):
+def certify_unseen(
+    art, cfg, distilled, original, vocab, scores, index, examples, guards, token_strings
+):
     """Certify the held-out and out-of-domain pieces the distilled model gets wrong against the learning's
     examples: a certified one cannot be fixed without breaking some BPE-labelled string the learning holds.
     Each first goes through least_fix without applying anything (unseen_fixes); then check_pieces with the
@@ -910,10 +1194,14 @@ def certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples
     todo, n_wrong = unseen_wrong_pieces(art, cfg, distilled, original, vocab, scores)
     held, fixable = unseen_fixes(todo, examples, index, scores, guards, cfg)
     todo = [(*item[:5], held.get(item[0], {}).get("strings", [])[1:]) for item in todo]
-    result = check_pieces(todo, index, [p for p, _, _ in examples], token_strings, cfg, "certify wrong unseen pieces")
+    result = check_pieces(
+        todo, index, [p for p, _, _ in examples], token_strings, cfg, "certify wrong unseen pieces"
+    )
     summary = apply_proofs(result, held, token_strings)
-    log.info(f"certify: {n_wrong:,} wrong held-out and out-of-domain pieces, {len(todo):,} checked: {summary}; "
-             f"{len(fixable):,} fixable without breaking an example")
+    log.info(
+        f"certify: {n_wrong:,} wrong held-out and out-of-domain pieces, {len(todo):,} checked: {summary}; "
+        f"{len(fixable):,} fixable without breaking an example"
+    )
     return {"wrong_unseen_pieces": n_wrong, **result, "fixable": fixable}
 
 
@@ -924,13 +1212,27 @@ def unseen_fixes(todo, examples, index, scores, guards, cfg):
     cost = np.log2(2.0 + np.diff(index.tok_ptr))
     deadline = time.monotonic() + cfg["certify_time_limit"]
     held, fixable = {}, []
-    for n, (name, lat, label, *_) in enumerate(tqdm(todo, desc="exact LP of wrong unseen pieces", unit="piece", leave=False)):
+    for n, (name, lat, label, *_) in enumerate(
+        tqdm(todo, desc="exact LP of wrong unseen pieces", unit="piece", leave=False)
+    ):
         if time.monotonic() > deadline:
-            log.warning(f"exact LP of wrong unseen pieces: {len(todo) - n:,} left untried at certify_time_limit "
-                        f"({cfg['certify_time_limit']} s); the tokenizer does not depend on it: raise it in configs/distill.yaml")
+            log.warning(
+                f"exact LP of wrong unseen pieces: {len(todo) - n:,} left untried at certify_time_limit "
+                f"({cfg['certify_time_limit']} s); the tokenizer does not depend on it: raise it in configs/distill.yaml"
+            )
             break
-        verdict, out = least_fix((name, lat, label), None, examples, index, scores, guards, cost, cfg,
-                                 min(deadline, time.monotonic() + cfg["certify_case_seconds"]), apply=False)
+        verdict, out = least_fix(
+            (name, lat, label),
+            None,
+            examples,
+            index,
+            scores,
+            guards,
+            cost,
+            cfg,
+            min(deadline, time.monotonic() + cfg["certify_case_seconds"]),
+            apply=False,
+        )
         if verdict == "infeasible":
             held[name] = out
         fixable += [name] if verdict == "fixable" else []
@@ -977,9 +1279,13 @@ def agreement(words, bpe, counts, models, token_strings, n_examples, batch=50_00
     occ = ok_occ = ok_distinct = 0
     classes = collections.defaultdict(lambda: {"occurrences": 0, "distinct": 0, "examples": []})
     starts = range(0, len(words), batch)
-    for a in tqdm(starts, desc=desc, unit="batch", mininterval=1, leave=False) if desc and len(starts) > 1 else starts:
-        got = distilled_bare.encode_batch(words[a:a + batch])
-        for w, y, n, e in zip(words[a:a + batch], bpe[a:a + batch], counts[a:a + batch], got):
+    for a in (
+        tqdm(starts, desc=desc, unit="batch", mininterval=1, leave=False)
+        if desc and len(starts) > 1
+        else starts
+    ):
+        got = distilled_bare.encode_batch(words[a : a + batch])
+        for w, y, n, e in zip(words[a : a + batch], bpe[a : a + batch], counts[a : a + batch], got):
             occ += n
             g = tuple(e.ids)
             if g == y:
@@ -989,13 +1295,19 @@ def agreement(words, bpe, counts, models, token_strings, n_examples, batch=50_00
             c = classes[classify(w, y, g, token_strings, certified)]
             c["occurrences"] += n
             c["distinct"] += 1
-            c["examples"].append((n, w, [token_strings[i] for i in y], [token_strings[i] for i in g]))
+            c["examples"].append(
+                (n, w, [token_strings[i] for i in y], [token_strings[i] for i in g])
+            )
     for c in classes.values():
-        c["examples"] = [{"count": n, "pretoken": w, "bpe": b, "distilled": g}
-                         for n, w, b, g in sorted(c["examples"], key=lambda x: (-x[0], x[1]))[:n_examples]]
+        c["examples"] = [
+            {"count": n, "pretoken": w, "bpe": b, "distilled": g}
+            for n, w, b, g in sorted(c["examples"], key=lambda x: (-x[0], x[1]))[:n_examples]
+        ]
     return {
-        "pretoken_occurrences": occ, "pretoken_occurrence_agreement": ok_occ / max(occ, 1),
-        "distinct_pretokens": len(words), "distinct_pretoken_agreement": ok_distinct / max(len(words), 1),
+        "pretoken_occurrences": occ,
+        "pretoken_occurrence_agreement": ok_occ / max(occ, 1),
+        "distinct_pretokens": len(words),
+        "distinct_pretoken_agreement": ok_distinct / max(len(words), 1),
         "mismatches": dict(sorted(classes.items())),
     }
 
@@ -1045,9 +1357,17 @@ def evaluate_texts(texts, models, token_strings, cfg, desc, n_bench=0):
     bar.close()
     words = sorted(counts)
     bpe = [tuple(e.ids) for e in bare(original).encode_batch(words)] if words else []
-    result = agreement(words, bpe, [counts[w] for w in words], models, token_strings, cfg["report_examples"])
-    result.update({"documents": docs, "document_agreement": same / max(docs, 1), "ids_compared": ids_compared,
-                   "documents_left_out_too_long": left_out})
+    result = agreement(
+        words, bpe, [counts[w] for w in words], models, token_strings, cfg["report_examples"]
+    )
+    result.update(
+        {
+            "documents": docs,
+            "document_agreement": same / max(docs, 1),
+            "ids_compared": ids_compared,
+            "documents_left_out_too_long": left_out,
+        }
+    )
     return result, bench
 
 
@@ -1055,17 +1375,37 @@ def train_agreement(table, sample, models, token_strings, cfg):
     """Train agreement: per occurrence and per distinct pre-token over the whole table; per document on the
     document sample (texts, GPT-2 ids, facts), encoded in batches."""
     distilled = models[1]
-    result = agreement(table.pretokens, table.all_ids(), table.counts.tolist(), models, token_strings,
-                       cfg["report_examples"], desc="train agreement (pre-token table)")
+    result = agreement(
+        table.pretokens,
+        table.all_ids(),
+        table.counts.tolist(),
+        models,
+        token_strings,
+        cfg["report_examples"],
+        desc="train agreement (pre-token table)",
+    )
     texts, ids_list, facts = sample
     same = start = 0
-    for batch, _ in tqdm(text_batches(texts, cfg["eval_batch_bytes"], float("inf")), desc="train agreement (document sample)",
-                         unit="batch", mininterval=1, leave=False):
+    for batch, _ in tqdm(
+        text_batches(texts, cfg["eval_batch_bytes"], float("inf")),
+        desc="train agreement (document sample)",
+        unit="batch",
+        mininterval=1,
+        leave=False,
+    ):
         got = distilled.encode_batch(batch, add_special_tokens=False)
-        same += sum(np.array_equal(ref, e.ids) for ref, e in zip(ids_list[start:start + len(batch)], got))
+        same += sum(
+            np.array_equal(ref, e.ids) for ref, e in zip(ids_list[start : start + len(batch)], got)
+        )
         start += len(batch)
-    result.update({"documents": len(texts), "document_agreement": same / max(len(texts), 1),
-                   "ids_compared": int(sum(len(x) for x in ids_list)), "document_sample": facts})
+    result.update(
+        {
+            "documents": len(texts),
+            "document_agreement": same / max(len(texts), 1),
+            "ids_compared": int(sum(len(x) for x in ids_list)),
+            "document_sample": facts,
+        }
+    )
     return result
 
 
@@ -1082,7 +1422,9 @@ class Phases:
 
     def stop(self):
         if self.name:
-            self.seconds[self.name] = round(self.seconds.get(self.name, 0) + time.perf_counter() - self.t0, 1)
+            self.seconds[self.name] = round(
+                self.seconds.get(self.name, 0) + time.perf_counter() - self.t0, 1
+            )
         self.name = None
 
 
@@ -1102,8 +1444,14 @@ def token_tables(vocab):
 
 def make_run_split(original, vocab, merges, cfg):
     """The run split (lib/runsplit.py), or None when the config turns it off."""
-    split = build_run_split(bare(original), vocab, merges, cfg["run_split_max_len"]) if cfg["run_split"] else None
-    log.info(f"run split: {f'on, {len(split.units)} run characters, {len(split.pattern):,} regex chars' if split else 'off'}")
+    split = (
+        build_run_split(bare(original), vocab, merges, cfg["run_split_max_len"])
+        if cfg["run_split"]
+        else None
+    )
+    log.info(
+        f"run split: {f'on, {len(split.units)} run characters, {len(split.pattern):,} regex chars' if split else 'off'}"
+    )
     return split
 
 
@@ -1115,22 +1463,44 @@ def validate(table, sample, models, token_strings, art, cfg, phases):
     phases.start("validation: train")
     out["train"] = train_agreement(table, sample, models, token_strings, cfg)
     phases.start("validation: held-out")
-    out["heldout"], bench = evaluate_texts(iter_docs(require(art.heldout_docs, "corpus")), models, token_strings, cfg,
-                                           "held-out agreement", n_bench=cfg["throughput_bytes"])
+    out["heldout"], bench = evaluate_texts(
+        iter_docs(require(art.heldout_docs, "corpus")),
+        models,
+        token_strings,
+        cfg,
+        "held-out agreement",
+        n_bench=cfg["throughput_bytes"],
+    )
     parity = {"held-out": budget(bench, cfg["js_parity_max_bytes"])}
     phases.start("validation: out of domain")
     out["out_of_domain"] = {}
-    for kind, src in ood_documents(cfg["ood_sources"], cfg["ood_max_bytes"], cfg["ood_emoji_docs"], cfg["eval_seed"],
-                                   in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus"))).items():
-        result = evaluate_texts(src["docs"], models, token_strings, cfg, f"out of domain: {kind}")[0] if src["docs"] else {}
+    for kind, src in ood_documents(
+        cfg["ood_sources"],
+        cfg["ood_max_bytes"],
+        cfg["ood_emoji_docs"],
+        cfg["eval_seed"],
+        in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus")),
+    ).items():
+        result = (
+            evaluate_texts(src["docs"], models, token_strings, cfg, f"out of domain: {kind}")[0]
+            if src["docs"]
+            else {}
+        )
         for key in ("documents_left_out_too_long",):
             result.pop(key, None)
         parity[kind] = budget(src["docs"], cfg["js_parity_max_bytes"])
-        out["out_of_domain"][kind] = {**result, "patterns": src["patterns"], "files": src["files"], "note": src["note"]}
+        out["out_of_domain"][kind] = {
+            **result,
+            "patterns": src["patterns"],
+            "files": src["files"],
+            "note": src["note"],
+        }
         if not src["docs"]:
             log.warning(f"out of domain: {kind}: {src['note']} ({', '.join(src['patterns'])})")
     phases.start("validation: decode identity")
-    out["decode_identity"] = decode_identity(original, distilled, cfg["decode_samples"], cfg["decode_max_len"], cfg["eval_seed"])
+    out["decode_identity"] = decode_identity(
+        original, distilled, cfg["decode_samples"], cfg["decode_max_len"], cfg["eval_seed"]
+    )
     size = sum(len(t.encode("utf-8")) for t in bench)
     for text in sample[0]:  # held-out first, then train documents, up to throughput_bytes
         if size >= cfg["throughput_bytes"]:
@@ -1152,10 +1522,17 @@ def write_outputs(art, cfg, profile, distilled, original, texts, report, t_start
     with atomic_path(art.distilled_tokenizer) as tmp:
         save_hf_tokenizer(distilled, tmp)
         bench, parity = texts
-        report["js_parity"] = check_parity(tmp, parity, cfg["js_parity"], "configs/distill.yaml") if parity else {
-            "checked": False, "why": "js_parity_max_bytes is 0"}
-        report["throughput"] = throughput(Tokenizer.from_file(str(art.original_tokenizer / "tokenizer.json")),
-                                          Tokenizer.from_file(str(tmp / "tokenizer.json")), bench, cfg["throughput_repeats"])
+        report["js_parity"] = (
+            check_parity(tmp, parity, cfg["js_parity"], "configs/distill.yaml")
+            if parity
+            else {"checked": False, "why": "js_parity_max_bytes is 0"}
+        )
+        report["throughput"] = throughput(
+            Tokenizer.from_file(str(art.original_tokenizer / "tokenizer.json")),
+            Tokenizer.from_file(str(tmp / "tokenizer.json")),
+            bench,
+            cfg["throughput_repeats"],
+        )
         hf = AutoTokenizer.from_pretrained(str(tmp))
         probe = "def f(x):\n    return x  # ====\n\n\n<|endoftext|> 안녕 😀 ㅋㅋㅋ ————"
         report["loads_with_autotokenizer"] = hf(probe)["input_ids"] == original.encode(probe).ids
@@ -1168,13 +1545,21 @@ def write_outputs(art, cfg, profile, distilled, original, texts, report, t_start
 
 def log_summary(report):
     results = [("train", report["train"]), ("heldout", report["heldout"])]
-    results += [(f"out of domain: {k}", a) for k, a in report["out_of_domain"].items() if a.get("pretoken_occurrences")]
+    results += [
+        (f"out of domain: {k}", a)
+        for k, a in report["out_of_domain"].items()
+        if a.get("pretoken_occurrences")
+    ]
     for name, a in results:
-        log.info(f"{name}: {100 * a['pretoken_occurrence_agreement']:.4f}% of {a['pretoken_occurrences']:,} pre-token "
-                 f"occurrences, {100 * a['distinct_pretoken_agreement']:.4f}% of {a['distinct_pretokens']:,} distinct, "
-                 f"{100 * a['document_agreement']:.2f}% of {a['documents']:,} documents exact")
-    log.info(f"decode identity: {report['decode_identity']['mismatches']:,} mismatches; throughput ratio "
-             f"{report['throughput']['ratio']}; {report['seconds']} s, peak RSS {report['peak_rss_mb']:,.0f} MB")
+        log.info(
+            f"{name}: {100 * a['pretoken_occurrence_agreement']:.4f}% of {a['pretoken_occurrences']:,} pre-token "
+            f"occurrences, {100 * a['distinct_pretoken_agreement']:.4f}% of {a['distinct_pretokens']:,} distinct, "
+            f"{100 * a['document_agreement']:.2f}% of {a['documents']:,} documents exact"
+        )
+    log.info(
+        f"decode identity: {report['decode_identity']['mismatches']:,} mismatches; throughput ratio "
+        f"{report['throughput']['ratio']}; {report['seconds']} s, peak RSS {report['peak_rss_mb']:,.0f} MB"
+    )
 
 
 def main():
@@ -1188,36 +1573,70 @@ def main():
     original, vocab, merges = read_original(art.original_tokenizer)
     token_strings, id_bytes = token_tables(vocab)
     table = read_table(art)
-    sample = sample_documents(require(art.bpe_sequences, "analyze"), table.meta.get("documents", 0),
-                              cfg["train_doc_sample"], cfg["doc_max_bytes"], id_bytes)
+    sample = sample_documents(
+        require(art.bpe_sequences, "analyze"),
+        table.meta.get("documents", 0),
+        cfg["train_doc_sample"],
+        cfg["doc_max_bytes"],
+        id_bytes,
+    )
 
     phases.start("run split")
     split = make_run_split(original, vocab, merges, cfg)
     splitter = split.stage() if split else None
     phases.start("labelled examples")
-    generated = generated_labels(generated_texts(vocab, cfg["generated_examples"], cfg["seed"], cfg["generated_kinds"])
-                                 + number_texts(cfg["number_examples_max_digits"]), original)
-    examples, in_train, targets, stats = labelled_examples(table, vocab, splitter, token_strings, cfg, generated)
+    generated = generated_labels(
+        generated_texts(vocab, cfg["generated_examples"], cfg["seed"], cfg["generated_kinds"])
+        + number_texts(cfg["number_examples_max_digits"]),
+        original,
+    )
+    examples, in_train, targets, stats = labelled_examples(
+        table, vocab, splitter, token_strings, cfg, generated
+    )
 
     phases.start("learning")
     scores = merge_tree_scores(vocab, merges, cfg["power"], cfg["rank_offset"])
     guards = pair_guards(original, vocab, token_strings, splitter, examples, in_train, cfg)
-    scores, history, index = learn(examples, vocab, merges, scores, [len(s) for s in token_strings], cfg["max_rounds"],
-                                   cfg["margin_rel"], targets, guards, cfg["repair_group_max_tokens"])
+    scores, history, index = learn(
+        examples,
+        vocab,
+        merges,
+        scores,
+        [len(s) for s in token_strings],
+        cfg["max_rounds"],
+        cfg["margin_rel"],
+        targets,
+        guards,
+        cfg["repair_group_max_tokens"],
+    )
     exact = exact_repair(index, examples, in_train, scores, guards, cfg)
     phases.start("certify")
     certified = certify_mismatches(index, examples, in_train, token_strings, cfg, exact.pop("held"))
     distilled = build_unigram(vocab, scores, split)
-    certified["unseen"] = certify_unseen(art, cfg, distilled, original, vocab, scores, index, examples, guards, token_strings)
+    certified["unseen"] = certify_unseen(
+        art, cfg, distilled, original, vocab, scores, index, examples, guards, token_strings
+    )
     del examples, index
     phases.stop()
-    certified_pieces = {p: v for part in (certified["unseen"], certified) for p, v in part.get("pieces", {}).items()
-                        if v in ("certified", FORCED_TIE)}
+    certified_pieces = {
+        p: v
+        for part in (certified["unseen"], certified)
+        for p, v in part.get("pieces", {}).items()
+        if v in ("certified", FORCED_TIE)
+    }
     models = (original, distilled, bare(distilled, split), split, certified_pieces)
 
-    report = {"run_split": bool(split), "run_units": len(split.units) if split else 0, "split_conflicts": stats.pop("split_conflicts"), "certify": certified,
-              "repair_history": history, "exact_repair": exact, "pair_guards": guards.summary() if guards else None,
-              "seconds_learning": phases.seconds["learning"], "examples": stats}
+    report = {
+        "run_split": bool(split),
+        "run_units": len(split.units) if split else 0,
+        "split_conflicts": stats.pop("split_conflicts"),
+        "certify": certified,
+        "repair_history": history,
+        "exact_repair": exact,
+        "pair_guards": guards.summary() if guards else None,
+        "seconds_learning": phases.seconds["learning"],
+        "examples": stats,
+    }
     parts, bench, parity = validate(table, sample, models, token_strings, art, cfg, phases)
     report.update(parts)
     phases.start("writing (and throughput)")

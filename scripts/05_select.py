@@ -63,18 +63,42 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import load_config, parse_step_args, save_config, step_config
 from lib.files import atomic_path, iter_docs, require, sha256_file, write_text
-from lib.ivr import (bonus_per_saved_token, contained, count_pretokens, kept_vocab, new_piece_scores, new_string_problem,
-                     piece_text, pre_tokens, protected_ids, read_unigram, tokens_from_counts, with_rules, write_rules)
+from lib.ivr import (
+    bonus_per_saved_token,
+    contained,
+    count_pretokens,
+    kept_vocab,
+    new_piece_scores,
+    new_string_problem,
+    piece_text,
+    pre_tokens,
+    protected_ids,
+    read_unigram,
+    tokens_from_counts,
+    with_rules,
+    write_rules,
+)
 from lib.log import die, log, setup_logging
 from lib.oodtext import corpus_file_hashes, ood_documents
 from lib.paths import Artifacts
-from lib.pretokens import MAKE_TARGET as TABLE_STEP, read_pretoken_table
-from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, byte_alphabet, is_byte_level, load_gpt2_tokenizer, to_byte_level
+from lib.pretokens import MAKE_TARGET as TABLE_STEP
+from lib.pretokens import read_pretoken_table
+from lib.tokenizer import (
+    EOT,
+    EOT_ID,
+    VOCAB_SIZE,
+    byte_alphabet,
+    is_byte_level,
+    load_gpt2_tokenizer,
+    to_byte_level,
+)
 from lib.unigram import as_tokenizers_reads, lattice, viterbi
 
 STEP = "05_select"
 WHERE = "configs/select.yaml"
-INTERMEDIATE_GAP = 2  # a token GPT-2 merged into a longer one within this many merges was hardly ever final
+INTERMEDIATE_GAP = (
+    2  # a token GPT-2 merged into a longer one within this many merges was hardly ever final
+)
 
 
 def phase(name):
@@ -149,7 +173,12 @@ def settings(args):
     art = Artifacts(args.artifacts)
     cfg = step_config("select", args)
     setup_logging(STEP, art.log_file(STEP))
-    for key, low in (("num_reassign", 0), ("min_frequency", 1), ("max_new_bytes", 2), ("max_old_count", 0)):
+    for key, low in (
+        ("num_reassign", 0),
+        ("min_frequency", 1),
+        ("max_new_bytes", 2),
+        ("max_old_count", 0),
+    ):
         if cfg[key] < low:
             die(f"{WHERE}: {key} must be at least {low}, got {cfg[key]}")
     if cfg["new_piece_bonus"] <= 0:
@@ -161,10 +190,18 @@ def read_inputs(art):
     """GPT-2's tokenizer.json, the pre-token table it made (checked: truncated, foreign, stale), the distilled Unigram."""
     phase("reading the pre-token table and the tokenizers")
     original_json = require(art.original_tokenizer / "tokenizer.json", "init")
-    table = read_pretoken_table(art.pretoken_table, tokenizer_json=original_json, columns=("pretoken", "count", "doc_count", "bpe_ids"))
+    table = read_pretoken_table(
+        art.pretoken_table,
+        tokenizer_json=original_json,
+        columns=("pretoken", "count", "doc_count", "bpe_ids"),
+    )
     if not len(table):
-        die(f"{art.pretoken_table}: no pre-tokens (an empty train split?); re-run `make corpus {TABLE_STEP}`")
-    tokenizer, data, pieces, scores = read_unigram(require(art.distilled_tokenizer / "tokenizer.json", "distill").parent)
+        die(
+            f"{art.pretoken_table}: no pre-tokens (an empty train split?); re-run `make corpus {TABLE_STEP}`"
+        )
+    tokenizer, data, pieces, scores = read_unigram(
+        require(art.distilled_tokenizer / "tokenizer.json", "distill").parent
+    )
     return original_json, table, tokenizer, data, pieces, scores
 
 
@@ -215,7 +252,9 @@ def distilled_pretokens(table, tokenizer, path):
     `#`), and the pieces of every pre-token that holds them add up.
     """
     phase("distilled pre-tokens of the table's GPT-2 pre-tokens")
-    to_raw = {ord(c): chr(b) for b, c in byte_alphabet().items()}  # byte-level char -> the latin-1 char of its byte
+    to_raw = {
+        ord(c): chr(b) for b, c in byte_alphabet().items()
+    }  # byte-level char -> the latin-1 char of its byte
     counts, docs, cut, cut_distinct = {}, {}, 0, 0
     rows = zip(table.pretokens, table.counts.tolist(), table.doc_counts.tolist())
     for p, c, d in tqdm(rows, total=len(table), desc="distilled pre-tokens", unit="pre-token"):
@@ -230,29 +269,48 @@ def distilled_pretokens(table, tokenizer, path):
             counts[q] = counts.get(q, 0) + c
             docs[q] = docs.get(q, 0) + d
     meta = table.meta
-    n_bytes = sum(len(p) * c for p, c in zip(table.pretokens, table.counts.tolist()))  # one char per byte
+    n_bytes = sum(
+        len(p) * c for p, c in zip(table.pretokens, table.counts.tolist())
+    )  # one char per byte
     n_bytes += len(EOT.encode()) * int(meta.get("endoftext", 0))
     n_docs = int(meta.get("documents", 0))
-    return Corpus(ptoks=list(counts), pfreq=list(counts.values()), pdocs=[min(d, n_docs) for d in docs.values()], n_docs=n_docs,
-                  n_bytes=n_bytes, n_gpt2_distinct=len(table), gpt2_tokens=int(meta.get("tokens", 0)),
-                  n_eot=int(meta.get("endoftext", 0)), run_cut=(cut, cut_distinct))
+    return Corpus(
+        ptoks=list(counts),
+        pfreq=list(counts.values()),
+        pdocs=[min(d, n_docs) for d in docs.values()],
+        n_docs=n_docs,
+        n_bytes=n_bytes,
+        n_gpt2_distinct=len(table),
+        gpt2_tokens=int(meta.get("tokens", 0)),
+        n_eot=int(meta.get("endoftext", 0)),
+        run_cut=(cut, cut_distinct),
+    )
 
 
 def segment(corpus, model):
     """The distilled tokenizer's ids of each distinct pre-token, and the train split's token figures."""
     phase("distilled segmentation of each distinct pre-token")
-    corpus.seg = [[t.id for t in model.tokenize(p)] for p in tqdm(corpus.ptoks, desc="segment", unit="pre-token")]
+    corpus.seg = [
+        [t.id for t in model.tokenize(p)]
+        for p in tqdm(corpus.ptoks, desc="segment", unit="pre-token")
+    ]
     corpus.seg_len = [len(s) for s in corpus.seg]
     pfreq, seg_len = corpus.pfreq, corpus.seg_len
     corpus.tokens_before = sum(f * k for f, k in zip(pfreq, seg_len))
-    corpus.ws_tokens = sum(f * k for p, f, k in zip(corpus.ptoks, pfreq, seg_len) if not piece_text(p).strip())
+    corpus.ws_tokens = sum(
+        f * k for p, f, k in zip(corpus.ptoks, pfreq, seg_len) if not piece_text(p).strip()
+    )
     flat = np.fromiter(chain.from_iterable(corpus.seg), dtype=np.int64, count=sum(seg_len))
     weights = np.repeat(np.asarray(pfreq, dtype=np.float64), seg_len)
-    corpus.id_counts = np.rint(np.bincount(flat, weights=weights, minlength=VOCAB_SIZE)).astype(np.int64)
-    log.info(f"train: {corpus.n_docs:,} documents, {corpus.n_bytes:,} bytes, {sum(pfreq):,} pre-tokens "
-             f"({len(corpus.ptoks):,} distinct; the run split cut {corpus.run_cut[0]:,} GPT-2 pre-token occurrences, "
-             f"{corpus.run_cut[1]:,} distinct), {corpus.tokens_before:,} distilled tokens "
-             f"({corpus.tokens_before / max(corpus.n_bytes, 1):.4f} tokens/byte)")
+    corpus.id_counts = np.rint(np.bincount(flat, weights=weights, minlength=VOCAB_SIZE)).astype(
+        np.int64
+    )
+    log.info(
+        f"train: {corpus.n_docs:,} documents, {corpus.n_bytes:,} bytes, {sum(pfreq):,} pre-tokens "
+        f"({len(corpus.ptoks):,} distinct; the run split cut {corpus.run_cut[0]:,} GPT-2 pre-token occurrences, "
+        f"{corpus.run_cut[1]:,} distinct), {corpus.tokens_before:,} distilled tokens "
+        f"({corpus.tokens_before / max(corpus.n_bytes, 1):.4f} tokens/byte)"
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -263,7 +321,9 @@ def gpt2_counts(table):
     """GPT-2 BPE count of every id on the train split: each pre-token's ids times its count (+ <|endoftext|>)."""
     lengths = np.diff(table.ids_offsets)
     weights = np.repeat(table.counts.astype(np.float64), lengths)
-    counts = np.rint(np.bincount(table.ids_flat, weights=weights, minlength=VOCAB_SIZE)).astype(np.int64)
+    counts = np.rint(np.bincount(table.ids_flat, weights=weights, minlength=VOCAB_SIZE)).astype(
+        np.int64
+    )
     counts[EOT_ID] += int(table.meta.get("endoftext", 0))
     return counts
 
@@ -278,8 +338,10 @@ def merged_at_once(original_json):
     model = json.loads(Path(original_json).read_text(encoding="utf-8")).get("model") or {}
     vocab, merges = model.get("vocab"), model.get("merges")
     if model.get("type") != "BPE" or not isinstance(vocab, dict) or not merges:
-        die(f"{original_json}: no BPE vocab and merges (model type {model.get('type')!r}); 05 reads GPT-2's merges "
-            f"from it: re-run `make init`")
+        die(
+            f"{original_json}: no BPE vocab and merges (model type {model.get('type')!r}); 05 reads GPT-2's merges "
+            f"from it: re-run `make init`"
+        )
     out = {}
     for merge in merges:
         a, b = merge.split(" ") if isinstance(merge, str) else merge
@@ -308,18 +370,39 @@ def ids_to_give_away(pieces, cfg, old_count, tokenizer, merged):
         if "\ufffd" not in text and pre_tokens(tokenizer, text) != [piece]:
             reach, why, detail = 0, "never emitted: its string spans pre-tokens", ""
         elif i in merged:
-            reach, why, detail = 1, "under-trained: GPT-2 merged it into a longer token at once", f" ({merged[i]!r})"
+            reach, why, detail = (
+                1,
+                "under-trained: GPT-2 merged it into a longer token at once",
+                f" ({merged[i]!r})",
+            )
         elif [t.id for t in model.tokenize(piece)] != [i]:
             reach, why, detail = 2, "not its own encoding in the distilled tokenizer", ""
         else:
-            reach, why, detail = 3, "late GPT-2 merge: rare in GPT-2's training data", f" (id {i:,})"
-        pool.append((int(old_count[i]), reach, -i, i, why, f"train count {int(old_count[i]):,}; {why}{detail}"))
+            reach, why, detail = (
+                3,
+                "late GPT-2 merge: rare in GPT-2's training data",
+                f" (id {i:,})",
+            )
+        pool.append(
+            (
+                int(old_count[i]),
+                reach,
+                -i,
+                i,
+                why,
+                f"train count {int(old_count[i]):,}; {why}{detail}",
+            )
+        )
     pool.sort()
     n_target = max(cfg["num_reassign"], len(cfg["force"]))
     if len(pool) < n_target:
-        die(f"{WHERE}: num_reassign {n_target:,} but only {len(pool):,} ids may be given away "
-            f"(raise max_old_count or shorten protect)")
-    log.info(f"ids: {len(protected):,} protected, {len(pool):,} free to give away, taking the first {n_target:,}")
+        die(
+            f"{WHERE}: num_reassign {n_target:,} but only {len(pool):,} ids may be given away "
+            f"(raise max_old_count or shorten protect)"
+        )
+    log.info(
+        f"ids: {len(protected):,} protected, {len(pool):,} free to give away, taking the first {n_target:,}"
+    )
     return pool[:n_target], rejected_ids
 
 
@@ -366,10 +449,14 @@ def document_spread(docs, n_docs, power):
 def check_document_rules(cfg, n_docs):
     """min_documents and document_weight need the train split's document count, and a floor it can meet."""
     if (cfg["min_documents"] or cfg["document_weight"]) and not n_docs:
-        die(f"{WHERE}: min_documents and document_weight need the train documents, but the pre-token table "
-            f"records none; re-run `make {TABLE_STEP}` or set both to 0")
+        die(
+            f"{WHERE}: min_documents and document_weight need the train documents, but the pre-token table "
+            f"records none; re-run `make {TABLE_STEP}` or set both to 0"
+        )
     if cfg["min_documents"] > n_docs:
-        die(f"{WHERE}: min_documents {cfg['min_documents']:,} is above the {n_docs:,} train documents; lower it")
+        die(
+            f"{WHERE}: min_documents {cfg['min_documents']:,} is above the {n_docs:,} train documents; lower it"
+        )
 
 
 def ranking_rule(cfg, n_docs):
@@ -379,10 +466,15 @@ def ranking_rule(cfg, n_docs):
         rule += f", each pre-token counted at most {cfg['per_document_cap']:,} times per train document holding it"
     if cfg["document_weight"]:
         rule += f", times (train documents holding the string / {n_docs:,}) ** {cfg['document_weight']:g}"
-    floor = (f"; candidates must lie in at least {cfg['min_documents']:,} train documents" if cfg["min_documents"]
-             else "; no document floor")
-    return f"worth = {rule}{floor} (per_document_cap {cfg['per_document_cap']}, min_documents {cfg['min_documents']}, " \
-           f"document_weight {cfg['document_weight']:g})"
+    floor = (
+        f"; candidates must lie in at least {cfg['min_documents']:,} train documents"
+        if cfg["min_documents"]
+        else "; no document floor"
+    )
+    return (
+        f"worth = {rule}{floor} (per_document_cap {cfg['per_document_cap']}, min_documents {cfg['min_documents']}, "
+        f"document_weight {cfg['document_weight']:g})"
+    )
 
 
 def candidate_runs(corpus, pieces, max_bytes, weights):
@@ -394,7 +486,9 @@ def candidate_runs(corpus, pieces, max_bytes, weights):
     """
     phase("candidate strings")
     cand_freq, cand_docs, cand_est = Counter(), Counter(), Counter()
-    for s, f, d, w in zip(tqdm(corpus.seg, desc="candidates", unit="pre-token"), corpus.pfreq, corpus.pdocs, weights):
+    for s, f, d, w in zip(
+        tqdm(corpus.seg, desc="candidates", unit="pre-token"), corpus.pfreq, corpus.pdocs, weights
+    ):
         if len(s) < 2:
             continue
         parts, held = [pieces[i] for i in s], set()
@@ -420,7 +514,9 @@ def candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg, weights):
     check_document_rules(cfg, corpus.n_docs)
     cand_freq, cand_docs, cand_est = candidate_runs(corpus, pieces, cfg["max_new_bytes"], weights)
     rejected, examples, estimate, docs = Counter(), defaultdict(list), {}, {}
-    for c, f in tqdm(cand_freq.items(), total=len(cand_freq), desc="check candidates", unit="string"):
+    for c, f in tqdm(
+        cand_freq.items(), total=len(cand_freq), desc="check candidates", unit="string"
+    ):
         if c in piece_to_id:
             rejected["already a token (the distilled tokenizer splits it anyway)"] += 1
             continue
@@ -436,7 +532,9 @@ def candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg, weights):
         problem = new_string_problem(tokenizer, c, piece_to_id)
         if problem:
             key = problem.split(" (")[0].split(",")[0]
-            key = "spans 2 or more pre-tokens" if key.startswith("spans ") else key  # one class, not one per count
+            key = (
+                "spans 2 or more pre-tokens" if key.startswith("spans ") else key
+            )  # one class, not one per count
             rejected[key] += 1
             if len(examples[key]) < 5:
                 examples[key].append(repr(piece_text(c)))
@@ -444,8 +542,12 @@ def candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg, weights):
         estimate[c], docs[c] = cand_est[c], min(cand_docs[c], corpus.n_docs)
     spread = document_spread(docs, corpus.n_docs, cfg["document_weight"])
     estimate = {c: est * spread[c] for c, est in estimate.items()}
-    log.info(f"candidates: {len(cand_freq):,} strings, {len(estimate):,} kept "
-             f"({sum(rejected.values()):,} rejected: " + ", ".join(f"{k} {v:,}" for k, v in rejected.items()) + ")")
+    log.info(
+        f"candidates: {len(cand_freq):,} strings, {len(estimate):,} kept "
+        f"({sum(rejected.values()):,} rejected: "
+        + ", ".join(f"{k} {v:,}" for k, v in rejected.items())
+        + ")"
+    )
     return Candidates(estimate, docs, spread, len(cand_freq), rejected, examples)
 
 
@@ -478,12 +580,20 @@ class Greedy:
     spread (document_spread; 1 for a string not in it); a pick records its real saving."""
 
     def __init__(self, lattices, corpus, index, weights, spread):
-        self.lattices, self.corpus, self.index, self.weights, self.spread = lattices, corpus, index, weights, spread
+        self.lattices, self.corpus, self.index, self.weights, self.spread = (
+            lattices,
+            corpus,
+            index,
+            weights,
+            spread,
+        )
         self.cur_len = {}  # k -> tokens of pre-token k with the pieces accepted so far
         self.changed_at = {}  # k -> the version whose pick last changed pre-token k
         self.version = 0  # number of accepted strings
         self.evaluated = {}  # string -> (worth, gain, lens) at the current version
-        self.drift = Counter()  # occurrences where the estimator's old path differs in length from 04's
+        self.drift = (
+            Counter()
+        )  # occurrences where the estimator's old path differs in length from 04's
         self.n_evaluated = self.n_exact = 0
 
     def current(self, k):
@@ -527,7 +637,10 @@ class Greedy:
     def run(self, forced, estimate, n_target):
         """Forced strings first, then the best marginal worth each time; returns the picks and the leftovers."""
         phase("greedy selection")
-        picks, not_positive = [], []  # picks: (string, marginal saving at pick time, "force" | "greedy")
+        picks, not_positive = (
+            [],
+            [],
+        )  # picks: (string, marginal saving at pick time, "force" | "greedy")
         for c in forced:
             _, gain, lens = self.evaluate(c)
             self.accept(c, lens)
@@ -558,8 +671,10 @@ class Greedy:
             heapq.heappush(heap, (-worth, c, self.version))
         bar.close()
         if len(picks) < n_target:
-            log.warning(f"warning: only {len(picks):,} strings save anything; {n_target - len(picks):,} ids stay as they "
-                        f"are (lower min_frequency or raise max_new_bytes for more)")
+            log.warning(
+                f"warning: only {len(picks):,} strings save anything; {n_target - len(picks):,} ids stay as they "
+                f"are (lower min_frequency or raise max_new_bytes for more)"
+            )
         return picks, not_positive, heap
 
     def predict(self, new_set):
@@ -584,18 +699,32 @@ def measured_texts(art, cfg, profile, configs):
     ood_sources) and measure_sources, measure_max_bytes of each. None of it is ever selected on."""
     if not cfg["measure_max_bytes"]:
         return []
-    out = [("held-out", iter_docs(art.heldout_docs), f"{art.heldout_docs}")]  # streamed: it can be GBs
+    out = [
+        ("held-out", iter_docs(art.heldout_docs), f"{art.heldout_docs}")
+    ]  # streamed: it can be GBs
     ood = load_config("distill", profile, configs)["ood_sources"]
     sources = []
     for kind in cfg["measure_ood_types"]:
         if kind not in ood:
-            die(f"{WHERE}: measure_ood_types: {kind!r} is not a type of ood_sources in configs/distill.yaml "
-                f"({', '.join(ood)}); remove it or add it there")
+            die(
+                f"{WHERE}: measure_ood_types: {kind!r} is not a type of ood_sources in configs/distill.yaml "
+                f"({', '.join(ood)}); remove it or add it there"
+            )
         sources.append((kind, ood[kind]))
     sources.extend(cfg["measure_sources"].items())
-    for name, src in ood_documents(dict(sources), cfg["measure_max_bytes"], even=True,
-                                   in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus"))).items():
-        out.append((name, src["docs"], src["note"] or f"{len(src['files']):,} files from {', '.join(src['patterns'])}"))
+    for name, src in ood_documents(
+        dict(sources),
+        cfg["measure_max_bytes"],
+        even=True,
+        in_corpus=corpus_file_hashes(require(art.corpus_manifest, "corpus")),
+    ).items():
+        out.append(
+            (
+                name,
+                src["docs"],
+                src["note"] or f"{len(src['files']):,} files from {', '.join(src['patterns'])}",
+            )
+        )
     return out
 
 
@@ -605,15 +734,20 @@ def remapped_models(data, pieces, scores, rules, new_piece_bonus, points):
 
     phase("remapped tokenizers at the curve points")
     bonus, _ = bonus_per_saved_token(scores, new_piece_bonus)
-    new = new_piece_scores([r["new"] for r in rules], kept_vocab(pieces, {r["id"] for r in rules}), scores, bonus)
-    return {n: Tokenizer.from_str(json.dumps(with_rules(data, rules[:n], new[:n]))).model for n in points}
+    new = new_piece_scores(
+        [r["new"] for r in rules], kept_vocab(pieces, {r["id"] for r in rules}), scores, bonus
+    )
+    return {
+        n: Tokenizer.from_str(json.dumps(with_rules(data, rules[:n], new[:n]))).model
+        for n in points
+    }
 
 
 def is_whitespace_piece(piece):
     """True for a piece of whitespace only (indentation, blank lines): no new token can make it less than one.
 
-        >>> is_whitespace_piece("ĊĠĠĠĠĠĠĠ"), is_whitespace_piece("Ġreturn")
-        (True, False)
+    >>> is_whitespace_piece("ĊĠĠĠĠĠĠĠ"), is_whitespace_piece("Ġreturn")
+    (True, False)
     """
     return is_byte_level(piece) and piece_text(piece).isspace()
 
@@ -630,12 +764,26 @@ def measure(texts, original, tokenizer, models, batch_docs=256):
         while batch := list(itertools.islice(docs, batch_docs)):
             gpt2 += sum(len(e.ids) for e in original.encode_batch(batch, add_special_tokens=False))
             n_eot += count_pretokens(tokenizer, batch, counts)
-            n_docs, n_bytes = n_docs + len(batch), n_bytes + sum(len(t.encode("utf-8")) for t in batch)
+            n_docs, n_bytes = (
+                n_docs + len(batch),
+                n_bytes + sum(len(t.encode("utf-8")) for t in batch),
+            )
         space = {p: f for p, f in counts.items() if is_whitespace_piece(p)}
-        out.append({"name": name, "source": source, "documents": n_docs, "gpt2": gpt2, "bytes": n_bytes,
-                    "tokens": {n: tokens_from_counts(m, counts, n_eot) for n, m in models.items()},
-                    "whitespace": {"pieces": sum(space.values()), "gpt2": tokens_from_counts(original.model, space),
-                                   "tokens": {n: tokens_from_counts(m, space) for n, m in models.items()}}})
+        out.append(
+            {
+                "name": name,
+                "source": source,
+                "documents": n_docs,
+                "gpt2": gpt2,
+                "bytes": n_bytes,
+                "tokens": {n: tokens_from_counts(m, counts, n_eot) for n, m in models.items()},
+                "whitespace": {
+                    "pieces": sum(space.values()),
+                    "gpt2": tokens_from_counts(original.model, space),
+                    "tokens": {n: tokens_from_counts(m, space) for n, m in models.items()},
+                },
+            }
+        )
     return out
 
 
@@ -645,7 +793,9 @@ def saving_table(corpus, rows, measured, points):
     for n in points:
         after = corpus.tokens_before + corpus.n_eot - rows[n - 1]["cumulative_saving"]
         train = 1 - after / corpus.gpt2_tokens if corpus.gpt2_tokens else None
-        out.append((n, train, [1 - m["tokens"][n] / m["gpt2"] if m["gpt2"] else None for m in measured]))
+        out.append(
+            (n, train, [1 - m["tokens"][n] / m["gpt2"] if m["gpt2"] else None for m in measured])
+        )
     return out
 
 
@@ -653,23 +803,49 @@ def saving_table(corpus, rows, measured, points):
 # outputs
 
 
-COLUMNS = ["rank", "old_id", "old_token", "old_domain_count", "old_reason", "new_token", "new_text", "new_domain_count",
-           "old_pieces", "estimated_saving", "cumulative_saving", "source"]
+COLUMNS = [
+    "rank",
+    "old_id",
+    "old_token",
+    "old_domain_count",
+    "old_reason",
+    "new_token",
+    "new_text",
+    "new_domain_count",
+    "old_pieces",
+    "estimated_saving",
+    "cumulative_saving",
+    "source",
+]
 
 
 def assign(picks, give_away, pieces, model, emitted):
     """Pair the picks with the ids, best with best: the rules (06, 07) and the csv rows."""
     rules, rows, cumulative = [], [], 0
-    for rank, ((c, gain, source), (count, _, _, i, _, reason)) in enumerate(zip(picks, give_away), 1):
+    for rank, ((c, gain, source), (count, _, _, i, _, reason)) in enumerate(
+        zip(picks, give_away), 1
+    ):
         cumulative += gain
-        old_pieces = [t.value for t in model.tokenize(c)]  # how the distilled tokenizer (= GPT-2) cuts it
+        old_pieces = [
+            t.value for t in model.tokenize(c)
+        ]  # how the distilled tokenizer (= GPT-2) cuts it
         rules.append({"id": i, "old": pieces[i], "new": c, "text": piece_text(c)})
-        rows.append({
-            "rank": rank, "old_id": i, "old_token": pieces[i], "old_domain_count": count, "old_reason": reason,
-            "new_token": c, "new_text": json.dumps(piece_text(c), ensure_ascii=False)[1:-1],
-            "new_domain_count": emitted[c], "old_pieces": " ".join(old_pieces),
-            "estimated_saving": gain, "cumulative_saving": cumulative, "source": source,
-        })
+        rows.append(
+            {
+                "rank": rank,
+                "old_id": i,
+                "old_token": pieces[i],
+                "old_domain_count": count,
+                "old_reason": reason,
+                "new_token": c,
+                "new_text": json.dumps(piece_text(c), ensure_ascii=False)[1:-1],
+                "new_domain_count": emitted[c],
+                "old_pieces": " ".join(old_pieces),
+                "estimated_saving": gain,
+                "cumulative_saving": cumulative,
+                "source": source,
+            }
+        )
     return rules, rows
 
 
@@ -693,18 +869,31 @@ def write_rules_and_csv(art, rules, rows):
 
 
 def log_corpus(md, cfg, corpus):
-    md.append("## Config\n\n```yaml\n" + yaml.safe_dump(cfg, sort_keys=True, allow_unicode=True) + "```\n")
+    md.append(
+        "## Config\n\n```yaml\n" + yaml.safe_dump(cfg, sort_keys=True, allow_unicode=True) + "```\n"
+    )
     md.append("## Corpus (train split, from the pre-token table)\n")
     md.append("| | |\n|---|---|")
     before, ids = corpus.tokens_before, corpus.id_counts
-    for k, v in [("documents", f"{corpus.n_docs:,}"), ("bytes", f"{corpus.n_bytes:,}"),
-                 ("pre-tokens", f"{sum(corpus.pfreq):,}"), ("distinct GPT-2 pre-tokens", f"{corpus.n_gpt2_distinct:,}"),
-                 ("cut further by the run split", f"{corpus.run_cut[0]:,} occurrences ({corpus.run_cut[1]:,} distinct)"),
-                 ("distinct pre-tokens", f"{len(corpus.ptoks):,}"), ("distilled (GPT-2) tokens", f"{before:,}"),
-                 ("tokens per byte", f"{before / max(corpus.n_bytes, 1):.4f}"),
-                 ("tokens in whitespace-only pre-tokens", f"{corpus.ws_tokens:,} ({corpus.ws_tokens / before:.1%})"),
-                 ("id 220 (a single space)", f"{int(ids[220]):,} ({ids[220] / before:.1%})"),
-                 ("distinct ids used", f"{int((ids > 0).sum()):,}")]:
+    for k, v in [
+        ("documents", f"{corpus.n_docs:,}"),
+        ("bytes", f"{corpus.n_bytes:,}"),
+        ("pre-tokens", f"{sum(corpus.pfreq):,}"),
+        ("distinct GPT-2 pre-tokens", f"{corpus.n_gpt2_distinct:,}"),
+        (
+            "cut further by the run split",
+            f"{corpus.run_cut[0]:,} occurrences ({corpus.run_cut[1]:,} distinct)",
+        ),
+        ("distinct pre-tokens", f"{len(corpus.ptoks):,}"),
+        ("distilled (GPT-2) tokens", f"{before:,}"),
+        ("tokens per byte", f"{before / max(corpus.n_bytes, 1):.4f}"),
+        (
+            "tokens in whitespace-only pre-tokens",
+            f"{corpus.ws_tokens:,} ({corpus.ws_tokens / before:.1%})",
+        ),
+        ("id 220 (a single space)", f"{int(ids[220]):,} ({ids[220] / before:.1%})"),
+        ("distinct ids used", f"{int((ids > 0).sum()):,}"),
+    ]:
         md.append(f"| {k} | {v} |")
 
 
@@ -712,44 +901,58 @@ def log_prediction(md, cfg, corpus, rows, tokens_after, docs):
     before, n_bytes = corpus.tokens_before, max(corpus.n_bytes, 1)
     md.append("\n## Prediction on the train split\n")
     md.append(f"Ranking rule: {ranking_rule(cfg, corpus.n_docs)}.\n")
-    md.append(f"Tokens per byte {before / n_bytes:.4f} -> {tokens_after / n_bytes:.4f} with {len(rows):,} "
-              f"reassigned ids: **{1 - tokens_after / before:.1%} fewer tokens** ({before - tokens_after:,} saved).\n")
+    md.append(
+        f"Tokens per byte {before / n_bytes:.4f} -> {tokens_after / n_bytes:.4f} with {len(rows):,} "
+        f"reassigned ids: **{1 - tokens_after / before:.1%} fewer tokens** ({before - tokens_after:,} saved).\n"
+    )
     md.append("| reassigned ids | predicted saving |\n|---:|---:|")
     md.extend(f"| {n:,} | {s:.1%} |" for n, s in saving_curve(cfg, rows, before))
     md.append(f"\n## Top {min(cfg['log_top'], len(rows))} picks\n")
-    md.append("| rank | new string | emitted (train) | train documents (<=) | GPT-2 pieces | saving at pick | id given | "
-              "old token |\n|---:|---|---:|---:|---:|---:|---:|---|")
-    for r in rows[:cfg["log_top"]]:
-        md.append(f"| {r['rank']} | `{r['new_text']}` | {r['new_domain_count']:,} | {docs.get(r['new_token'], '-')} | "
-                  f"{len(r['old_pieces'].split())} | {r['estimated_saving']:,} | {r['old_id']} | `{r['old_token']}` |")
+    md.append(
+        "| rank | new string | emitted (train) | train documents (<=) | GPT-2 pieces | saving at pick | id given | "
+        "old token |\n|---:|---|---:|---:|---:|---:|---:|---|"
+    )
+    for r in rows[: cfg["log_top"]]:
+        md.append(
+            f"| {r['rank']} | `{r['new_text']}` | {r['new_domain_count']:,} | {docs.get(r['new_token'], '-')} | "
+            f"{len(r['old_pieces'].split())} | {r['estimated_saving']:,} | {r['old_id']} | `{r['old_token']}` |"
+        )
 
 
 def log_ids(md, rows, give_away, rejected_ids):
     md.append("\n## Ids given away\n")
-    reasons = Counter(why for _, _, _, _, why, _ in give_away[:len(rows)])
+    reasons = Counter(why for _, _, _, _, why, _ in give_away[: len(rows)])
     md.append("| why the id was free | ids |\n|---|---:|")
     md.extend(f"| {k} | {v:,} |" for k, v in reasons.most_common())
-    md.append(f"\nTrain counts of the ids given away: max {max((r['old_domain_count'] for r in rows), default=0):,}. "
-              f"Under-trained signals: GPT-2 merged the token into a longer one within {INTERMEDIATE_GAP} merges (so its "
-              f"training data hardly ever left it final: ` TheNitrome`, `rawdownload`, ...), then GPT-2's merge order "
-              f"(late merges are rare in its training data). Embedding norms would need the weights, which this step "
-              f"does not read; 07 reports the norms of the rows given away.\n")
+    md.append(
+        f"\nTrain counts of the ids given away: max {max((r['old_domain_count'] for r in rows), default=0):,}. "
+        f"Under-trained signals: GPT-2 merged the token into a longer one within {INTERMEDIATE_GAP} merges (so its "
+        f"training data hardly ever left it final: ` TheNitrome`, `rawdownload`, ...), then GPT-2's merge order "
+        f"(late merges are rare in its training data). Embedding norms would need the weights, which this step "
+        f"does not read; 07 reports the norms of the rows given away.\n"
+    )
     md.append("## Rejected, and why\n")
     md.append("Ids never given away:\n\n| class | ids |\n|---|---:|")
     md.extend(f"| {k} | {v:,} |" for k, v in rejected_ids.most_common())
 
 
 def log_rejected(md, cfg, cands, not_positive, heap, n_target):
-    md.append(f"\nCandidate strings ({cands.n_runs:,} runs of >= 2 tokens inside a train pre-token, "
-              f"at most {cfg['max_new_bytes']} bytes; longer runs are not generated):\n")
+    md.append(
+        f"\nCandidate strings ({cands.n_runs:,} runs of >= 2 tokens inside a train pre-token, "
+        f"at most {cfg['max_new_bytes']} bytes; longer runs are not generated):\n"
+    )
     md.append("| class | strings | examples |\n|---|---:|---|")
     for k, v in cands.rejected.most_common():
         md.append(f"| {k} | {v:,} | {', '.join(cands.examples.get(k, []))} |")
-    md.append(f"| no saving left once better picks were made | {len(not_positive):,} | "
-              f"{', '.join(repr(piece_text(c)) for c in not_positive[:5])} |")
+    md.append(
+        f"| no saving left once better picks were made | {len(not_positive):,} | "
+        f"{', '.join(repr(piece_text(c)) for c in not_positive[:5])} |"
+    )
     next_best = heapq.nsmallest(5, heap)
-    md.append(f"| not reached: num_reassign ({n_target:,}) was filled first | {len(heap):,} | "
-              f"{', '.join(f'{piece_text(c)!r} (<= {-g:,.0f})' for g, c, _ in next_best)} |")
+    md.append(
+        f"| not reached: num_reassign ({n_target:,}) was filled first | {len(heap):,} | "
+        f"{', '.join(f'{piece_text(c)!r} (<= {-g:,.0f})' for g, c, _ in next_best)} |"
+    )
 
 
 def curve_points(cfg, rows):
@@ -771,16 +974,28 @@ def log_measured(md, table, measured, rule):
     ranking rule that chose the strings (so runs with other rules compare at a glance)."""
     if not measured or not table:
         return
-    md.append("\n## Saving against GPT-2: train (predicted) and text never selected on (measured)\n")
-    md.append("Fewer tokens than GPT-2's BPE with the first N reassigned ids. Train: the lattice estimator on the "
-              "split the selection learns from. The other columns encode text the selection never reads with the "
-              "remapped tokenizer as 06 builds it: the held-out split, and out-of-domain text.\n")
+    md.append(
+        "\n## Saving against GPT-2: train (predicted) and text never selected on (measured)\n"
+    )
+    md.append(
+        "Fewer tokens than GPT-2's BPE with the first N reassigned ids. Train: the lattice estimator on the "
+        "split the selection learns from. The other columns encode text the selection never reads with the "
+        "remapped tokenizer as 06 builds it: the held-out split, and out-of-domain text.\n"
+    )
     md.append(f"Ranking rule: {rule}.\n")
-    md.append("| reassigned ids | train (predicted) | " + " | ".join(m["name"] for m in measured) + " |")
+    md.append(
+        "| reassigned ids | train (predicted) | " + " | ".join(m["name"] for m in measured) + " |"
+    )
     md.append("|---:|---:|" + "---:|" * len(measured))
-    md.extend(f"| {n:,} | {percent(train)} | " + " | ".join(map(percent, others)) + " |" for n, train, others in table)
+    md.extend(
+        f"| {n:,} | {percent(train)} | " + " | ".join(map(percent, others)) + " |"
+        for n, train, others in table
+    )
     md.append("\n| text | documents | bytes | GPT-2 tokens | source |\n|---|---:|---:|---:|---|")
-    md.extend(f"| {m['name']} | {m['documents']:,} | {m['bytes']:,} | {m['gpt2']:,} | {m['source']} |" for m in measured)
+    md.extend(
+        f"| {m['name']} | {m['documents']:,} | {m['bytes']:,} | {m['gpt2']:,} | {m['source']} |"
+        for m in measured
+    )
     log_saving_sources(md, measured, table[-1][0])
 
 
@@ -798,25 +1013,46 @@ def log_saving_sources(md, measured, n):
     """Where the measured saving comes from: whitespace pieces (bounded by one token each) and the rest
     (words, numbers, punctuation: strings the text must share with the train split)."""
     md.append(f"\n### Where the saving comes from ({n:,} ids)\n")
-    md.append("A whitespace piece (indentation, blank lines) costs GPT-2 a token per space or newline, and a new "
-              "token can make it one token but no fewer: the *whitespace ceiling* is the saving with every "
-              "whitespace piece one token and everything else as GPT-2 cuts it. What lies beyond it has to come "
-              "from words, numbers and punctuation that the text shares with the train split.\n")
-    md.append("| text | whitespace pieces | GPT-2 tokens on them | saving on whitespace | whitespace ceiling | "
-              "saving on the rest | total |\n|---|---:|---:|---:|---:|---:|---:|")
+    md.append(
+        "A whitespace piece (indentation, blank lines) costs GPT-2 a token per space or newline, and a new "
+        "token can make it one token but no fewer: the *whitespace ceiling* is the saving with every "
+        "whitespace piece one token and everything else as GPT-2 cuts it. What lies beyond it has to come "
+        "from words, numbers and punctuation that the text shares with the train split.\n"
+    )
+    md.append(
+        "| text | whitespace pieces | GPT-2 tokens on them | saving on whitespace | whitespace ceiling | "
+        "saving on the rest | total |\n|---|---:|---:|---:|---:|---:|---:|"
+    )
     for m in measured:
         if m["gpt2"]:
             space, rest, ceiling = saving_sources(m, n)
-            md.append(f"| {m['name']} | {m['whitespace']['pieces']:,} | {m['whitespace']['gpt2']:,} | {percent(space)} | "
-                      f"{percent(ceiling)} | {percent(rest)} | {percent(space + rest)} |")
+            md.append(
+                f"| {m['name']} | {m['whitespace']['pieces']:,} | {m['whitespace']['gpt2']:,} | {percent(space)} | "
+                f"{percent(ceiling)} | {percent(rest)} | {percent(space + rest)} |"
+            )
 
 
-def write_selection_log(art, cfg, corpus, cands, greedy, selection, give_away, rejected_ids, rows, tokens_after, table,
-                        measured, seconds):
+def write_selection_log(
+    art,
+    cfg,
+    corpus,
+    cands,
+    greedy,
+    selection,
+    give_away,
+    rejected_ids,
+    rows,
+    tokens_after,
+    table,
+    measured,
+    seconds,
+):
     picks, not_positive, heap = selection
-    md = [f"# IVR selection log\n\nWritten by `{STEP}` ({' '.join(sys.argv[1:])}). The research record of which ids were "
-          f"given away and which strings took them. Prediction = the lattice estimator on the train split; "
-          f"06_remap measures the real tokenizer on the held-out split.\n"]
+    md = [
+        f"# IVR selection log\n\nWritten by `{STEP}` ({' '.join(sys.argv[1:])}). The research record of which ids were "
+        f"given away and which strings took them. Prediction = the lattice estimator on the train split; "
+        f"06_remap measures the real tokenizer on the held-out split.\n"
+    ]
     log_corpus(md, cfg, corpus)
     log_prediction(md, cfg, corpus, rows, tokens_after, cands.docs)
     log_measured(md, table, measured, ranking_rule(cfg, corpus.n_docs))
@@ -824,33 +1060,55 @@ def write_selection_log(art, cfg, corpus, cands, greedy, selection, give_away, r
     log_rejected(md, cfg, cands, not_positive, heap, len(give_away))
     superseded = [r for r in rows if r["new_domain_count"] == 0]
     if superseded:
-        md.append(f"\n{len(superseded):,} picks are never emitted on train once later picks are in (they were worth "
-                  f"their saving when picked): " + ", ".join(f"`{r['new_text']}`" for r in superseded[:10]))
-    md.append(f"\nEstimator check: on {greedy.drift['checked']:,} train pre-token occurrences it visited, its "
-              f"old-vocabulary path has another length than the distilled tokenizer's on {greedy.drift['differ']:,} "
-              f"(ties and ids given away).")
-    md.append(f"\nLazy greedy: {greedy.n_evaluated:,} re-estimations ({greedy.n_exact:,} more skipped: none of the "
-              f"string's pre-tokens had changed) for {len(rows):,} picks; {seconds:,.1f} s.\n")
+        md.append(
+            f"\n{len(superseded):,} picks are never emitted on train once later picks are in (they were worth "
+            f"their saving when picked): "
+            + ", ".join(f"`{r['new_text']}`" for r in superseded[:10])
+        )
+    md.append(
+        f"\nEstimator check: on {greedy.drift['checked']:,} train pre-token occurrences it visited, its "
+        f"old-vocabulary path has another length than the distilled tokenizer's on {greedy.drift['differ']:,} "
+        f"(ties and ids given away)."
+    )
+    md.append(
+        f"\nLazy greedy: {greedy.n_evaluated:,} re-estimations ({greedy.n_exact:,} more skipped: none of the "
+        f"string's pre-tokens had changed) for {len(rows):,} picks; {seconds:,.1f} s.\n"
+    )
     write_text(art.selection_log, "\n".join(md) + "\n")
 
 
 def log_summary(art, cfg, corpus, rows, n_forced, tokens_after, table, measured, seconds):
     before, n_bytes = corpus.tokens_before, max(corpus.n_bytes, 1)
-    log.info(f"picked {len(rows):,} strings ({n_forced:,} forced); predicted on train: tokens/byte "
-             f"{before / n_bytes:.4f} -> {tokens_after / n_bytes:.4f} ({1 - tokens_after / before:.1%} fewer tokens)")
+    log.info(
+        f"picked {len(rows):,} strings ({n_forced:,} forced); predicted on train: tokens/byte "
+        f"{before / n_bytes:.4f} -> {tokens_after / n_bytes:.4f} ({1 - tokens_after / before:.1%} fewer tokens)"
+    )
     log.info(f"ranking rule: {ranking_rule(cfg, corpus.n_docs)}")
-    log.info("curve: " + ", ".join(f"{n:,} ids {s:.1%}" for n, s in saving_curve(cfg, rows, before)))
+    log.info(
+        "curve: " + ", ".join(f"{n:,} ids {s:.1%}" for n, s in saving_curve(cfg, rows, before))
+    )
     if rows:
-        log.info("top: " + ", ".join(f"{r['new_text']!r} {r['estimated_saving']:,}" for r in rows[:8]))
+        log.info(
+            "top: " + ", ".join(f"{r['new_text']!r} {r['estimated_saving']:,}" for r in rows[:8])
+        )
     for n, train, others in table if measured else ():
-        log.info(f"saving against GPT-2 with {n:,} ids: train (predicted) {train:.1%}, " +
-                 ", ".join(f"{m['name']} {x:.1%}" for m, x in zip(measured, others) if x is not None))
+        log.info(
+            f"saving against GPT-2 with {n:,} ids: train (predicted) {train:.1%}, "
+            + ", ".join(f"{m['name']} {x:.1%}" for m, x in zip(measured, others) if x is not None)
+        )
     if measured and table:
         n = table[-1][0]
         parts = [(m["name"], *saving_sources(m, n)) for m in measured if m["gpt2"]]
-        log.info(f"where the saving comes from at {n:,} ids (on whitespace, of its ceiling; on the rest): "
-                 + ", ".join(f"{name} {space:.1%} of {ceiling:.1%}; {rest:.1%}" for name, space, rest, ceiling in parts))
-    log.info(f"wrote {art.remap_rules}, {art.replacement_candidates}, {art.selection_log} ({seconds:,.1f} s)")
+        log.info(
+            f"where the saving comes from at {n:,} ids (on whitespace, of its ceiling; on the rest): "
+            + ", ".join(
+                f"{name} {space:.1%} of {ceiling:.1%}; {rest:.1%}"
+                for name, space, rest, ceiling in parts
+            )
+        )
+    log.info(
+        f"wrote {art.remap_rules}, {art.replacement_candidates}, {art.selection_log} ({seconds:,.1f} s)"
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -865,14 +1123,18 @@ def main():
     forced = forced_strings(cfg, tokenizer, piece_to_id)
     corpus = distilled_pretokens(table, tokenizer, art.pretoken_table)
     segment(corpus, tokenizer.model)
-    give_away, rejected_ids = ids_to_give_away(pieces, cfg, gpt2_counts(table), tokenizer, merged_at_once(original_json))
+    give_away, rejected_ids = ids_to_give_away(
+        pieces, cfg, gpt2_counts(table), tokenizer, merged_at_once(original_json)
+    )
     del table
     weights = rank_weights(corpus, cfg["per_document_cap"])
     cands = candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg, weights)
     cands.estimate.update({c: max(cands.estimate.get(c, 0), 1) for c in forced})
     vocab = kept_vocab(pieces, {g[3] for g in give_away})
     strings = list(cands.estimate)
-    lattices = Lattices(vocab, scores, strings, new_piece_values(strings, vocab, scores, cfg["new_piece_bonus"]))
+    lattices = Lattices(
+        vocab, scores, strings, new_piece_values(strings, vocab, scores, cfg["new_piece_bonus"])
+    )
     index = contains_index(corpus.ptoks, strings)
     greedy = Greedy(lattices, corpus, index, weights, cands.spread)
     selection = greedy.run(forced, cands.estimate, len(give_away))
@@ -880,16 +1142,43 @@ def main():
     rules, rows = assign(selection[0], give_away, pieces, tokenizer.model, emitted)
     points = curve_points(cfg, rows)
     models = remapped_models(data, pieces, scores, rules, cfg["new_piece_bonus"], points)
-    measured = measure(measured_texts(art, cfg, args.profile, args.configs), load_gpt2_tokenizer(original_json.parent),
-                       tokenizer, models)
+    measured = measure(
+        measured_texts(art, cfg, args.profile, args.configs),
+        load_gpt2_tokenizer(original_json.parent),
+        tokenizer,
+        models,
+    )
 
     phase("writing")
     write_rules_and_csv(art, rules, rows)
-    write_selection_log(art, cfg, corpus, cands, greedy, selection, give_away, rejected_ids, rows, tokens_after,
-                        saving_table(corpus, rows, measured, points), measured, time.perf_counter() - t_start)
+    write_selection_log(
+        art,
+        cfg,
+        corpus,
+        cands,
+        greedy,
+        selection,
+        give_away,
+        rejected_ids,
+        rows,
+        tokens_after,
+        saving_table(corpus, rows, measured, points),
+        measured,
+        time.perf_counter() - t_start,
+    )
     save_config(cfg, art.reports / f"{STEP}.config.yaml", STEP, args.profile)
-    log_summary(art, cfg, corpus, rows, len(forced), tokens_after, saving_table(corpus, rows, measured, points), measured,
-                time.perf_counter() - t_start)
+    log_summary(
+        art,
+        cfg,
+        corpus,
+        rows,
+        len(forced),
+        tokens_after,
+        saving_table(corpus, rows, measured, points),
+        measured,
+        time.perf_counter() - t_start,
+    )
+
 
 if __name__ == "__main__":
     main()

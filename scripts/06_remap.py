@@ -39,8 +39,20 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import load_config, parse_step_args, save_config, step_config
 from lib.files import atomic_path, iter_docs, require, sha256_file, write_json
-from lib.ivr import (bonus_per_saved_token, contained, count_pretokens, kept_vocab, load_rules, new_piece_scores,
-                     piece_text, pre_tokens, protected_ids, read_unigram, tokens_from_counts, with_rules)
+from lib.ivr import (
+    bonus_per_saved_token,
+    contained,
+    count_pretokens,
+    kept_vocab,
+    load_rules,
+    new_piece_scores,
+    piece_text,
+    pre_tokens,
+    protected_ids,
+    read_unigram,
+    tokens_from_counts,
+    with_rules,
+)
 from lib.log import die, log, setup_logging
 from lib.parity import budget, tricky_texts
 from lib.parity import check as check_parity
@@ -48,7 +60,9 @@ from lib.paths import Artifacts
 from lib.tokenizer import EOT, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
 
 STEP = "06_remap"
-BATCH_CHARS = 2_000_000  # held-out text per encode_batch: keeps the Encoding objects of one batch small
+BATCH_CHARS = (
+    2_000_000  # held-out text per encode_batch: keeps the Encoding objects of one batch small
+)
 SAMPLE_DOCS, SAMPLE_CHARS = 256, 4096  # held-out windows kept for the fuzz texts' slices
 
 
@@ -66,7 +80,11 @@ def new_scores(pieces, rules, old_scores, new_piece_bonus):
     and the largest |old score|. The old pieces that cut c are the distilled vocabulary less the ids given away."""
     bonus, max_abs = bonus_per_saved_token(old_scores, new_piece_bonus)
     vocab = kept_vocab(pieces, {rule["id"] for rule in rules})
-    return new_piece_scores([rule["new"] for rule in rules], vocab, old_scores, bonus), bonus, max_abs
+    return (
+        new_piece_scores([rule["new"] for rule in rules], vocab, old_scores, bonus),
+        bonus,
+        max_abs,
+    )
 
 
 def save_remapped(tmp, remapped_data, data, cfg, profile, distilled_dir):
@@ -78,10 +96,14 @@ def save_remapped(tmp, remapped_data, data, cfg, profile, distilled_dir):
     remapped = load_gpt2_tokenizer(tmp, expect_model="Unigram")
     written = json.loads((tmp / "tokenizer.json").read_text(encoding="utf-8"))
     if [p for p, _ in written["model"]["vocab"]] != [p for p, _ in remapped_data["model"]["vocab"]]:
-        die(f"{tmp / 'tokenizer.json'}: the saved pieces are not the remapped ones (a tokenizers bug?)")
+        die(
+            f"{tmp / 'tokenizer.json'}: the saved pieces are not the remapped ones (a tokenizers bug?)"
+        )
     for key in ("normalizer", "pre_tokenizer", "decoder", "added_tokens"):
         if written.get(key) != data.get(key):
-            die(f"{tmp / 'tokenizer.json'}: {key} changed on save; it must stay as in {distilled_dir}")
+            die(
+                f"{tmp / 'tokenizer.json'}: {key} changed on save; it must stay as in {distilled_dir}"
+            )
     return remapped
 
 
@@ -91,11 +113,19 @@ def check_autotokenizer(tmp, remapped, rules, sample):
 
     hf = AutoTokenizer.from_pretrained(str(tmp))
     sample = sample + "".join(r["text"] for r in rules[:20])
-    if len(hf) != VOCAB_SIZE or hf(sample, add_special_tokens=False)["input_ids"] != remapped.encode(sample, add_special_tokens=False).ids:
-        die(f"{tmp}: AutoTokenizer loads {len(hf):,} ids or encodes differently from tokenizer.json")
+    if (
+        len(hf) != VOCAB_SIZE
+        or hf(sample, add_special_tokens=False)["input_ids"]
+        != remapped.encode(sample, add_special_tokens=False).ids
+    ):
+        die(
+            f"{tmp}: AutoTokenizer loads {len(hf):,} ids or encodes differently from tokenizer.json"
+        )
     for r in rules:
         if hf.convert_tokens_to_ids(r["new"]) != r["id"]:
-            die(f"{tmp}: AutoTokenizer maps {r['text']!r} to {hf.convert_tokens_to_ids(r['new'])}, not {r['id']}")
+            die(
+                f"{tmp}: AutoTokenizer maps {r['text']!r} to {hf.convert_tokens_to_ids(r['new'])}, not {r['id']}"
+            )
 
 
 # -----------------------------------------------------------------------------
@@ -110,9 +140,15 @@ class Stream:
     bytes: int = 0
     gpt2: int = 0  # GPT-2 BPE tokens
     remapped: int = 0  # remapped tokens
-    endoftext: int = 0  # <|endoftext|> inside the text (an added token: one id, never pre-tokenized)
-    id_counts: np.ndarray = field(default_factory=lambda: np.zeros(VOCAB_SIZE, dtype=np.int64))  # remapped ids
-    pre_counts: Counter = field(default_factory=Counter)  # the distilled pre-tokens and their counts
+    endoftext: int = (
+        0  # <|endoftext|> inside the text (an added token: one id, never pre-tokenized)
+    )
+    id_counts: np.ndarray = field(
+        default_factory=lambda: np.zeros(VOCAB_SIZE, dtype=np.int64)
+    )  # remapped ids
+    pre_counts: Counter = field(
+        default_factory=Counter
+    )  # the distilled pre-tokens and their counts
     failures: int = 0  # decode(encode(x)) != x
     first_failure: str = None
     sample: list = field(default_factory=list)  # held-out windows for the fuzz texts
@@ -156,9 +192,9 @@ def keep_sample(out, text, rng):
     if j < SAMPLE_DOCS:
         a = rng.randrange(max(len(text) - SAMPLE_CHARS, 0) + 1)
         if j == len(out.sample):
-            out.sample.append(text[a:a + SAMPLE_CHARS])
+            out.sample.append(text[a : a + SAMPLE_CHARS])
         else:
-            out.sample[j] = text[a:a + SAMPLE_CHARS]
+            out.sample[j] = text[a : a + SAMPLE_CHARS]
     out.docs += 1
 
 
@@ -177,7 +213,9 @@ def stream_heldout(path, remapped, original, seed):
                 out.failures += 1
                 out.first_failure = text if out.first_failure is None else out.first_failure
         out.remapped += sum(map(len, ids))
-        out.id_counts += np.bincount(np.fromiter(chain.from_iterable(ids), dtype=np.int64), minlength=VOCAB_SIZE)
+        out.id_counts += np.bincount(
+            np.fromiter(chain.from_iterable(ids), dtype=np.int64), minlength=VOCAB_SIZE
+        )
         out.gpt2 += sum(len(e.ids) for e in original.encode_batch(texts, add_special_tokens=False))
         count_words(encodings, out)
         del encodings
@@ -197,15 +235,65 @@ def fuzz_texts(n, seed, rules, sample):
     """Seeded fuzz: random unicode, raw bytes, whitespace runs, old and new strings in context, slices of the
     held-out sample."""
     rng = random.Random(seed)
-    planes = [(0x20, 0x7E), (0xA0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x590, 0x6FF), (0x900, 0x97F),
-              (0x300, 0x36F), (0x2000, 0x206F), (0x3040, 0x30FF), (0x4E00, 0x9FFF), (0xAC00, 0xD7A3),
-              (0xE000, 0xF8FF), (0x1F300, 0x1FAFF), (0x10000, 0x1FFFF), (0xF0000, 0x10FFFF), (0x0, 0x1F)]
+    planes = [
+        (0x20, 0x7E),
+        (0xA0, 0x24F),
+        (0x370, 0x3FF),
+        (0x400, 0x4FF),
+        (0x590, 0x6FF),
+        (0x900, 0x97F),
+        (0x300, 0x36F),
+        (0x2000, 0x206F),
+        (0x3040, 0x30FF),
+        (0x4E00, 0x9FFF),
+        (0xAC00, 0xD7A3),
+        (0xE000, 0xF8FF),
+        (0x1F300, 0x1FAFF),
+        (0x10000, 0x1FFFF),
+        (0xF0000, 0x10FFFF),
+        (0x0, 0x1F),
+    ]
     spaces = [" ", "\n", "\t", "\r", "\x0b", "\x0c", "\u00a0", "\u3000", "\u2028", "\r\n"]
     olds = [piece_text(r["old"]) for r in rules] or ["hello"]
     news = [r["text"] for r in rules] or ["  "]
-    words = ["def", " return", "x", "self", "(", ")", ":", "'", '"', "#", "é", "日本", "🙂", "0", "__init__", "\\"]
-    out = ["", " ", "\n", EOT, f"a{EOT}b", "\n" + " " * 200 + "x", " " * 1000, "\t" * 50 + "\n" * 50]
-    kinds = ["unicode", "bytes_latin1", "bytes_utf8_replace", "whitespace", "old", "new", "mixed", "slice"]
+    words = [
+        "def",
+        " return",
+        "x",
+        "self",
+        "(",
+        ")",
+        ":",
+        "'",
+        '"',
+        "#",
+        "é",
+        "日本",
+        "🙂",
+        "0",
+        "__init__",
+        "\\",
+    ]
+    out = [
+        "",
+        " ",
+        "\n",
+        EOT,
+        f"a{EOT}b",
+        "\n" + " " * 200 + "x",
+        " " * 1000,
+        "\t" * 50 + "\n" * 50,
+    ]
+    kinds = [
+        "unicode",
+        "bytes_latin1",
+        "bytes_utf8_replace",
+        "whitespace",
+        "old",
+        "new",
+        "mixed",
+        "slice",
+    ]
     while len(out) < n:
         kind = kinds[len(out) % len(kinds)]
         if kind == "unicode":
@@ -214,23 +302,39 @@ def fuzz_texts(n, seed, rules, sample):
         elif kind == "bytes_latin1":
             text = bytes(rng.randrange(256) for _ in range(rng.randint(1, 60))).decode("latin-1")
         elif kind == "bytes_utf8_replace":
-            text = bytes(rng.randrange(256) for _ in range(rng.randint(1, 60))).decode("utf-8", errors="replace")
+            text = bytes(rng.randrange(256) for _ in range(rng.randint(1, 60))).decode(
+                "utf-8", errors="replace"
+            )
         elif kind == "whitespace":
-            text = "".join(rng.choice(spaces) * rng.randint(1, 40) + rng.choice(["", *words]) for _ in range(rng.randint(1, 8)))
+            text = "".join(
+                rng.choice(spaces) * rng.randint(1, 40) + rng.choice(["", *words])
+                for _ in range(rng.randint(1, 8))
+            )
         elif kind == "old":
-            text = "".join(rng.choice(["", " ", "\n", *words]) + rng.choice(olds) for _ in range(rng.randint(1, 4)))
+            text = "".join(
+                rng.choice(["", " ", "\n", *words]) + rng.choice(olds)
+                for _ in range(rng.randint(1, 4))
+            )
         elif kind == "new":
-            text = "".join(rng.choice(news) + rng.choice(["", " ", "x", "\n", *words]) for _ in range(rng.randint(1, 6)))
+            text = "".join(
+                rng.choice(news) + rng.choice(["", " ", "x", "\n", *words])
+                for _ in range(rng.randint(1, 6))
+            )
         elif kind == "mixed":
-            parts = [rng.choice(olds), rng.choice(news), rng.choice(words), rng.choice(spaces) * rng.randint(1, 30)]
+            parts = [
+                rng.choice(olds),
+                rng.choice(news),
+                rng.choice(words),
+                rng.choice(spaces) * rng.randint(1, 30),
+            ]
             rng.shuffle(parts)
             text = "".join(parts)
         else:
             doc = rng.choice(sample) if sample else "x"
             a = rng.randrange(max(len(doc), 1))
-            text = doc[a:a + rng.randint(1, 400)]
+            text = doc[a : a + rng.randint(1, 400)]
         out.append(text)
-    return out[:max(n, 0)]
+    return out[: max(n, 0)]
 
 
 # -----------------------------------------------------------------------------
@@ -241,15 +345,28 @@ def check_round_trip(held, fuzz, remapped, distilled):
     """decode(encode(x)) == x on every held-out document (counted in the stream) and on the fuzz texts."""
     phase("round trip of the fuzz texts")
     ids = [e.ids for e in remapped.encode_batch(fuzz, add_special_tokens=False)]
-    failures = [t for t, back in zip(fuzz, remapped.decode_batch(ids, skip_special_tokens=False)) if back != t]
+    failures = [
+        t
+        for t, back in zip(fuzz, remapped.decode_batch(ids, skip_special_tokens=False))
+        if back != t
+    ]
     n_fail = held.failures + len(failures)
     if n_fail:
         first = held.first_failure if held.first_failure is not None else failures[0]
-        d_ok = distilled.decode(distilled.encode(first, add_special_tokens=False).ids, skip_special_tokens=False) == first
-        die(f"decode(encode(x)) != x for {n_fail:,} of {held.docs + len(fuzz):,} texts, e.g. {first[:80]!r} "
-            f"(the distilled tokenizer {'round-trips it' if d_ok else 'fails on it too'})")
-    log.info(f"round trip: decode(encode(x)) == x on all {held.docs + len(fuzz):,} texts ({held.docs:,} held-out, "
-             f"{len(fuzz):,} fuzz)")
+        d_ok = (
+            distilled.decode(
+                distilled.encode(first, add_special_tokens=False).ids, skip_special_tokens=False
+            )
+            == first
+        )
+        die(
+            f"decode(encode(x)) != x for {n_fail:,} of {held.docs + len(fuzz):,} texts, e.g. {first[:80]!r} "
+            f"(the distilled tokenizer {'round-trips it' if d_ok else 'fails on it too'})"
+        )
+    log.info(
+        f"round trip: decode(encode(x)) == x on all {held.docs + len(fuzz):,} texts ({held.docs:,} held-out, "
+        f"{len(fuzz):,} fuzz)"
+    )
 
 
 def check_unchanged(distilled, remapped, rules, held, fuzz):
@@ -263,8 +380,14 @@ def check_unchanged(distilled, remapped, rules, held, fuzz):
     count_pretokens(distilled, fuzz, counts)
     keys = list(counts)
     found = {p: f for p, f in zip(keys, contained(keys, {r["new"] for r in rules})) if f}
-    unchanged = {"pre_token_occurrences": sum(counts.values()), "distinct": len(counts), "checked": 0,
-                 "with_new_string": 0, "needing_given_away_id": 0, "changed": 0}
+    unchanged = {
+        "pre_token_occurrences": sum(counts.values()),
+        "distinct": len(counts),
+        "checked": 0,
+        "with_new_string": 0,
+        "needing_given_away_id": 0,
+        "changed": 0,
+    }
     for p in tqdm(keys, desc="unchanged", unit="pre-token"):
         f = counts[p]
         if p in found:
@@ -277,16 +400,25 @@ def check_unchanged(distilled, remapped, rules, held, fuzz):
         unchanged["checked"] += f
         after = [t.id for t in remapped.model.tokenize(p)]
         if after != before:
-            die(f"pre-token {piece_text(p)!r} has no new string yet encodes as {after} instead of {before}")
+            die(
+                f"pre-token {piece_text(p)!r} has no new string yet encodes as {after} instead of {before}"
+            )
     whole = [t for t in fuzz if not any(p in found for p in pre_tokens(distilled, t))]
     for t in whole:
         before = distilled.encode(t, add_special_tokens=False).ids
-        if not given.intersection(before) and remapped.encode(t, add_special_tokens=False).ids != before:
-            die(f"text {t[:80]!r} has no new string yet encodes differently from the distilled tokenizer")
+        if (
+            not given.intersection(before)
+            and remapped.encode(t, add_special_tokens=False).ids != before
+        ):
+            die(
+                f"text {t[:80]!r} has no new string yet encodes differently from the distilled tokenizer"
+            )
     unchanged["whole_fuzz_texts_checked"] = len(whole)
-    log.info(f"unchanged: {unchanged['checked']:,} pre-token occurrences without a new string encode exactly as "
-             f"before ({unchanged['with_new_string']:,} contain one, {unchanged['needing_given_away_id']:,} needed "
-             f"a given-away id); {len(whole):,} whole fuzz texts too")
+    log.info(
+        f"unchanged: {unchanged['checked']:,} pre-token occurrences without a new string encode exactly as "
+        f"before ({unchanged['with_new_string']:,} contain one, {unchanged['needing_given_away_id']:,} needed "
+        f"a given-away id); {len(whole):,} whole fuzz texts too"
+    )
     return unchanged, found
 
 
@@ -300,19 +432,32 @@ def heldout_curve(data, rules, new_score, held, distilled, remapped, points):
     from tokenizers import Tokenizer
 
     phase("held-out curve")
-    if held_tokens(remapped.model, held) != held.remapped:  # the counts method, against real encoding
-        die(f"held-out tokens from pre-token counts differ from encoding the documents ({held.remapped:,}); "
-            f"this is a bug in {STEP}")
+    if (
+        held_tokens(remapped.model, held) != held.remapped
+    ):  # the counts method, against real encoding
+        die(
+            f"held-out tokens from pre-token counts differ from encoding the documents ({held.remapped:,}); "
+            f"this is a bug in {STEP}"
+        )
     n_distilled = held_tokens(distilled.model, held)
     curve = []
-    for point in tqdm(sorted({p for p in points if 0 < p < len(rules)} | {len(rules)}), desc="curve", unit="point"):
+    for point in tqdm(
+        sorted({p for p in points if 0 < p < len(rules)} | {len(rules)}), desc="curve", unit="point"
+    ):
         if point == len(rules):
             n = held.remapped
         else:
             tok = Tokenizer.from_str(json.dumps(with_rules(data, rules[:point], new_score[:point])))
             n = held_tokens(tok.model, held)
-        curve.append({"reassigned_ids": point, "tokens": n, "tokens_per_byte": round(n / held.bytes, 5),
-                      "saving_vs_gpt2": round(1 - n / held.gpt2, 5), "saving_vs_distilled": round(1 - n / n_distilled, 5)})
+        curve.append(
+            {
+                "reassigned_ids": point,
+                "tokens": n,
+                "tokens_per_byte": round(n / held.bytes, 5),
+                "saving_vs_gpt2": round(1 - n / held.gpt2, 5),
+                "saving_vs_distilled": round(1 - n / n_distilled, 5),
+            }
+        )
     return n_distilled, curve
 
 
@@ -328,9 +473,12 @@ def not_emitted(rules, held, found):
         if held.id_counts[r["id"]]:
             continue
         n = occ[r["new"]]
-        why = ("its string does not occur in the held-out split" if n == 0 else
-               f"its string occurs {n:,} times, but never where it replaces its own old pieces "
-               f"(inside an old token, across a better cut, or under a longer new piece)")
+        why = (
+            "its string does not occur in the held-out split"
+            if n == 0
+            else f"its string occurs {n:,} times, but never where it replaces its own old pieces "
+            f"(inside an old token, across a better cut, or under a longer new piece)"
+        )
         out.append({"id": r["id"], "text": r["text"], "why": why})
     for item in out[:20]:
         log.info(f"  not emitted on held-out: id {item['id']} {item['text']!r}: {item['why']}")
@@ -342,22 +490,39 @@ def build_report(art, rules, scoring, held, n_distilled, curve, fuzz, unchanged,
     n_gpt2, n_remapped, n_bytes = held.gpt2, held.remapped, held.bytes
     return {
         "rules": len(rules),
-        "tokenizer": {"path": str(out_dir / "tokenizer.json"), "sha256": sha256_file(out_dir / "tokenizer.json"),
-                      "vocab_size": VOCAB_SIZE, "distilled_sha256": sha256_file(art.distilled_tokenizer / "tokenizer.json")},
+        "tokenizer": {
+            "path": str(out_dir / "tokenizer.json"),
+            "sha256": sha256_file(out_dir / "tokenizer.json"),
+            "vocab_size": VOCAB_SIZE,
+            "distilled_sha256": sha256_file(art.distilled_tokenizer / "tokenizer.json"),
+        },
         "scores": scoring,
         "heldout": {
-            "documents": held.docs, "bytes": n_bytes,
+            "documents": held.docs,
+            "bytes": n_bytes,
             "tokens": {"gpt2_bpe": n_gpt2, "distilled": n_distilled, "remapped": n_remapped},
-            "tokens_per_byte": {"gpt2_bpe": round(n_gpt2 / n_bytes, 5), "distilled": round(n_distilled / n_bytes, 5),
-                                "remapped": round(n_remapped / n_bytes, 5)},
-            "saving_vs_gpt2": round(1 - n_remapped / n_gpt2, 5), "saving_vs_distilled": round(1 - n_remapped / n_distilled, 5),
+            "tokens_per_byte": {
+                "gpt2_bpe": round(n_gpt2 / n_bytes, 5),
+                "distilled": round(n_distilled / n_bytes, 5),
+                "remapped": round(n_remapped / n_bytes, 5),
+            },
+            "saving_vs_gpt2": round(1 - n_remapped / n_gpt2, 5),
+            "saving_vs_distilled": round(1 - n_remapped / n_distilled, 5),
         },
         "curve": curve,
         "checks": {
-            "roundtrip": {"texts": held.docs + len(fuzz), "heldout_documents": held.docs, "fuzz_texts": len(fuzz),
-                          "failures": 0},
+            "roundtrip": {
+                "texts": held.docs + len(fuzz),
+                "heldout_documents": held.docs,
+                "fuzz_texts": len(fuzz),
+                "failures": 0,
+            },
             "unchanged": unchanged,
-            "emitted_on_heldout": {"new_tokens": len(rules), "emitted": len(rules) - len(missing), "not_emitted": missing},
+            "emitted_on_heldout": {
+                "new_tokens": len(rules),
+                "emitted": len(rules) - len(missing),
+                "not_emitted": missing,
+            },
             "autotokenizer": "loads; same ids as tokenizer.json",
         },
         "seconds": round(seconds, 1),
@@ -369,8 +534,11 @@ def js_parity(tmp, cfg, held, fuzz):
     the tricky texts; a difference stops the step unless js_parity: warn."""
     if not cfg["js_parity_max_bytes"]:
         return {"checked": False, "why": "js_parity_max_bytes is 0"}
-    texts = {"held-out": budget(held.sample, cfg["js_parity_max_bytes"]), "fuzz": budget(fuzz, cfg["js_parity_max_bytes"]),
-             "tricky": tricky_texts()}
+    texts = {
+        "held-out": budget(held.sample, cfg["js_parity_max_bytes"]),
+        "fuzz": budget(fuzz, cfg["js_parity_max_bytes"]),
+        "tricky": tricky_texts(),
+    }
     return check_parity(tmp, texts, cfg["js_parity"], "configs/remap.yaml")
 
 
@@ -383,19 +551,27 @@ def settings(args):
     select_cfg = load_config("select", args.profile, args.configs)
     setup_logging(STEP, art.log_file(STEP))
     if select_cfg["new_piece_bonus"] <= 0:
-        die(f"configs/select.yaml: new_piece_bonus must be above 0, got {select_cfg['new_piece_bonus']}")
+        die(
+            f"configs/select.yaml: new_piece_bonus must be above 0, got {select_cfg['new_piece_bonus']}"
+        )
     return art, cfg, select_cfg
 
 
 def read_inputs(art, select_cfg):
     """The distilled Unigram (tokenizer, json, pieces, scores), the rules checked against it, GPT-2's tokenizer."""
     phase("reading the rules and the tokenizers")
-    distilled, data, pieces, scores = read_unigram(require(art.distilled_tokenizer / "tokenizer.json", "distill").parent)
+    distilled, data, pieces, scores = read_unigram(
+        require(art.distilled_tokenizer / "tokenizer.json", "distill").parent
+    )
     protected = protected_ids(pieces, select_cfg["protect"], "configs/select.yaml")
     rules = load_rules(art.remap_rules, pieces, distilled, protected)
     if not rules:
-        log.warning(f"warning: {art.remap_rules} has no rules: the remapped tokenizer is the distilled one")
-    original = load_gpt2_tokenizer(require(art.original_tokenizer / "tokenizer.json", "init").parent)
+        log.warning(
+            f"warning: {art.remap_rules} has no rules: the remapped tokenizer is the distilled one"
+        )
+    original = load_gpt2_tokenizer(
+        require(art.original_tokenizer / "tokenizer.json", "init").parent
+    )
     heldout = require(art.heldout_docs, "corpus")
     first = next(iter_docs(heldout), "")
     return distilled, data, pieces, scores, rules, original, first
@@ -408,29 +584,56 @@ def main():
     distilled, data, pieces, scores, rules, original, first_doc = read_inputs(art, select_cfg)
     new_score, bonus, max_abs = new_scores(pieces, rules, scores, select_cfg["new_piece_bonus"])
     remapped_data = with_rules(data, rules, new_score)
-    with atomic_path(art.remapped_tokenizer) as tmp:  # every check passes before the tokenizer appears
+    with atomic_path(
+        art.remapped_tokenizer
+    ) as tmp:  # every check passes before the tokenizer appears
         phase("writing the remapped tokenizer")
-        remapped = save_remapped(tmp, remapped_data, data, cfg, args.profile, art.distilled_tokenizer)
+        remapped = save_remapped(
+            tmp, remapped_data, data, cfg, args.profile, art.distilled_tokenizer
+        )
         check_autotokenizer(tmp, remapped, rules, first_doc[:2000])
         held = stream_heldout(art.heldout_docs, remapped, original, cfg["fuzz_seed"])
         fuzz = fuzz_texts(cfg["fuzz_texts"], cfg["fuzz_seed"], rules, held.sample)
         check_round_trip(held, fuzz, remapped, distilled)
         unchanged, found = check_unchanged(distilled, remapped, rules, held, fuzz)
         parity = js_parity(tmp, cfg, held, fuzz)
-    n_distilled, curve = heldout_curve(data, rules, new_score, held, distilled, remapped, cfg["curve_points"])
+    n_distilled, curve = heldout_curve(
+        data, rules, new_score, held, distilled, remapped, cfg["curve_points"]
+    )
     missing = not_emitted(rules, held, found)
-    scoring = {"bonus_per_saved_token": bonus, "new_piece_bonus": select_cfg["new_piece_bonus"], "max_abs_old_score": max_abs}
-    report = build_report(art, rules, scoring, held, n_distilled, curve, fuzz, unchanged, missing,
-                          time.perf_counter() - t_start)
+    scoring = {
+        "bonus_per_saved_token": bonus,
+        "new_piece_bonus": select_cfg["new_piece_bonus"],
+        "max_abs_old_score": max_abs,
+    }
+    report = build_report(
+        art,
+        rules,
+        scoring,
+        held,
+        n_distilled,
+        curve,
+        fuzz,
+        unchanged,
+        missing,
+        time.perf_counter() - t_start,
+    )
     report["checks"]["js_parity"] = parity
     write_json(art.reports / "remap_report.json", report)
     n_bytes = held.bytes
-    log.info(f"held-out ({held.docs:,} documents, {n_bytes:,} bytes): tokens per byte GPT-2 {held.gpt2 / n_bytes:.4f}, "
-             f"distilled {n_distilled / n_bytes:.4f}, remapped {held.remapped / n_bytes:.4f}: "
-             f"{1 - held.remapped / held.gpt2:.1%} fewer tokens than GPT-2 with {len(rules):,} reassigned ids")
-    log.info("curve: " + ", ".join(f"{c['reassigned_ids']:,} ids {c['saving_vs_gpt2']:.1%}" for c in curve))
+    log.info(
+        f"held-out ({held.docs:,} documents, {n_bytes:,} bytes): tokens per byte GPT-2 {held.gpt2 / n_bytes:.4f}, "
+        f"distilled {n_distilled / n_bytes:.4f}, remapped {held.remapped / n_bytes:.4f}: "
+        f"{1 - held.remapped / held.gpt2:.1%} fewer tokens than GPT-2 with {len(rules):,} reassigned ids"
+    )
+    log.info(
+        "curve: "
+        + ", ".join(f"{c['reassigned_ids']:,} ids {c['saving_vs_gpt2']:.1%}" for c in curve)
+    )
     log.info(f"new tokens emitted on held-out: {len(rules) - len(missing):,} of {len(rules):,}")
-    log.info(f"wrote {art.remapped_tokenizer} and {art.reports / 'remap_report.json'} ({report['seconds']:,} s)")
+    log.info(
+        f"wrote {art.remapped_tokenizer} and {art.reports / 'remap_report.json'} ({report['seconds']:,} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -51,15 +51,31 @@ from lib.schema import INIT_STRATEGIES as STRATEGIES
 from lib.tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
 
 STEP = "07_align"
-PIECE_WEIGHTING = {"adaptivocab": "both", "adaptivocab-input": "last", "adaptivocab-output": "first"}
+PIECE_WEIGHTING = {
+    "adaptivocab": "both",
+    "adaptivocab-input": "last",
+    "adaptivocab-output": "first",
+}
 RANDOM_REFERENCE = "random init, same shape (GPT-2 tokenizer)"
 
 
 FLAGS = [  # the step's own flags (the config keys' flags come from lib/schema.py)
-    ("--original-tokenizer-dir", {"help": "GPT-2's tokenizer (default: <artifacts>/tokenizers/original)"}),
-    ("--remapped-tokenizer-dir", {"help": "the IVR tokenizer (default: <artifacts>/tokenizers/remapped)"}),
-    ("--remap-rules-path", {"help": "the rules (default: <artifacts>/analysis/reports/remap_rules.yaml)"}),
-    ("--embeddings-output-dir", {"help": "where the .pt files go (default: <artifacts>/embeddings)"}),
+    (
+        "--original-tokenizer-dir",
+        {"help": "GPT-2's tokenizer (default: <artifacts>/tokenizers/original)"},
+    ),
+    (
+        "--remapped-tokenizer-dir",
+        {"help": "the IVR tokenizer (default: <artifacts>/tokenizers/remapped)"},
+    ),
+    (
+        "--remap-rules-path",
+        {"help": "the rules (default: <artifacts>/analysis/reports/remap_rules.yaml)"},
+    ),
+    (
+        "--embeddings-output-dir",
+        {"help": "where the .pt files go (default: <artifacts>/embeddings)"},
+    ),
 ]
 
 
@@ -90,7 +106,9 @@ def mean_cov_rows(wte, n, seed):
     the mean when that is not positive definite; deterministic for the seed (z from its own generator)."""
     import torch
 
-    centred = wte.double()  # float64, centred in place: one copy of the matrix (GPT-2's is 300 MB so)
+    centred = (
+        wte.double()
+    )  # float64, centred in place: one copy of the matrix (GPT-2's is 300 MB so)
     mean = centred.mean(0)
     centred -= mean
     cov = centred.T @ centred / centred.shape[0]
@@ -101,9 +119,13 @@ def mean_cov_rows(wte, n, seed):
     try:
         chol = torch.linalg.cholesky(1e-9 * cov)
     except RuntimeError:  # torch.linalg.LinAlgError: not positive definite
-        log.info("mean-cov: the rows' covariance is not positive definite; the mean, as transformers does")
+        log.info(
+            "mean-cov: the rows' covariance is not positive definite; the mean, as transformers does"
+        )
         return mean.expand(n, -1).clone().to(wte.dtype)
-    z = torch.randn(n, wte.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    z = torch.randn(
+        n, wte.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
     return (mean + z @ chol.T).to(wte.dtype)
 
 
@@ -111,8 +133,13 @@ def piece_rows(wte, rules, original, combine):
     """Each rule's row: combine() of the original rows of its string's GPT-2 BPE pieces, in float32."""
     import torch
 
-    rows = [combine(wte[original.encode(r["text"], add_special_tokens=False).ids].float()) for r in rules]
-    return torch.stack(rows).to(wte.dtype) if rows else torch.zeros(0, wte.shape[1], dtype=wte.dtype)
+    rows = [
+        combine(wte[original.encode(r["text"], add_special_tokens=False).ids].float())
+        for r in rules
+    ]
+    return (
+        torch.stack(rows).to(wte.dtype) if rows else torch.zeros(0, wte.shape[1], dtype=wte.dtype)
+    )
 
 
 def init_rows(strategy, wte, rules, original, seed):
@@ -123,23 +150,38 @@ def init_rows(strategy, wte, rules, original, seed):
     if strategy == "mean-cov":
         return mean_cov_rows(wte, n, seed)
     if strategy in PIECE_WEIGHTING:
-        return piece_rows(wte, rules, original, lambda rows: exp_weights(len(rows), PIECE_WEIGHTING[strategy]) @ rows)
+        return piece_rows(
+            wte,
+            rules,
+            original,
+            lambda rows: exp_weights(len(rows), PIECE_WEIGHTING[strategy]) @ rows,
+        )
     if strategy == "zeros":
         return torch.zeros(n, dim, dtype=wte.dtype)
     if strategy == "mean":
         return wte.mean(0, keepdim=True).expand(n, dim).clone()
     if strategy == "random":
         g = torch.Generator().manual_seed(seed)
-        return (torch.randn(n, dim, generator=g, dtype=torch.float32) * wte.float().std()).to(wte.dtype)
+        return (torch.randn(n, dim, generator=g, dtype=torch.float32) * wte.float().std()).to(
+            wte.dtype
+        )
     if strategy == "subword-mean":
         return piece_rows(wte, rules, original, lambda rows: rows.mean(0))
-    die(f"configs/align.yaml: init_strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'")
+    die(
+        f"configs/align.yaml: init_strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'"
+    )
 
 
 def describe(tensor, path, **extra):
     data = tensor.detach().cpu().contiguous()
-    return {"file": str(path), "shape": list(data.shape), "dtype": str(data.dtype).replace("torch.", ""),
-            "sha256": sha256_file(path), "tensor_sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest(), **extra}
+    return {
+        "file": str(path),
+        "shape": list(data.shape),
+        "dtype": str(data.dtype).replace("torch.", ""),
+        "sha256": sha256_file(path),
+        "tensor_sha256": hashlib.sha256(data.numpy().tobytes()).hexdigest(),
+        **extra,
+    }
 
 
 def save_tensor(tensor, path, **extra):
@@ -159,8 +201,12 @@ def save_tensor(tensor, path, **extra):
 def checked_rules(art, args, select_cfg):
     """(GPT-2's tokenizer, the IVR tokenizer, the rules by id) after checking that they agree: every id keeps
     its string except the rules' ids."""
-    original_dir = Path(args.original_tokenizer_dir) if args.original_tokenizer_dir else art.original_tokenizer
-    remapped_dir = Path(args.remapped_tokenizer_dir) if args.remapped_tokenizer_dir else art.remapped_tokenizer
+    original_dir = (
+        Path(args.original_tokenizer_dir) if args.original_tokenizer_dir else art.original_tokenizer
+    )
+    remapped_dir = (
+        Path(args.remapped_tokenizer_dir) if args.remapped_tokenizer_dir else art.remapped_tokenizer
+    )
     rules_path = Path(args.remap_rules_path) if args.remap_rules_path else art.remap_rules
     original = load_gpt2_tokenizer(original_dir)
     old_pieces = id_to_piece(original)
@@ -171,8 +217,10 @@ def checked_rules(art, args, select_cfg):
         want = reassigned[i]["new"] if i in reassigned else old_pieces[i]
         if new_pieces[i] != want:
             what = "the rules give it" if i in reassigned else "no rule names it; GPT-2 has"
-            die(f"{remapped_dir / 'tokenizer.json'}: id {i} is {new_pieces[i]!r} but {what} {want!r}: the remapped "
-                f"tokenizer does not match {rules_path}; re-run `make remap`")
+            die(
+                f"{remapped_dir / 'tokenizer.json'}: id {i} is {new_pieces[i]!r} but {what} {want!r}: the remapped "
+                f"tokenizer does not match {rules_path}; re-run `make remap`"
+            )
     log.info(f"{len(reassigned):,} rules match {original_dir} and {remapped_dir}")
     return original, remapped, reassigned
 
@@ -181,7 +229,9 @@ def the_model(art, cfg):
     """(model in eval mode, its name, whether it is the smoke profile's tiny random one): lib/model.py."""
     source = model_source(art, cfg["model_name"])
     if source.smoke:
-        log.warning("*** SMOKE PROFILE: the model is a TINY RANDOM GPT-2, not GPT-2: the comparison below is a machinery check only. ***")
+        log.warning(
+            "*** SMOKE PROFILE: the model is a TINY RANDOM GPT-2, not GPT-2: the comparison below is a machinery check only. ***"
+        )
     model = load_gpt2(source)
     model.eval()
     return model, source.name, source.smoke
@@ -196,7 +246,9 @@ def final_rows(wte, reassigned, original, cfg):
     aligned = wte.clone()
     aligned[ids] = 0
     finals = {}
-    for strategy in dict.fromkeys([s for s in (cfg["init_strategy"], *cfg["compare_strategies"]) if s != "best"]):
+    for strategy in dict.fromkeys(
+        [s for s in (cfg["init_strategy"], *cfg["compare_strategies"]) if s != "best"]
+    ):
         final = aligned.clone()
         final[ids] = init_rows(strategy, wte, ordered, original, cfg["seed"])
         kept = torch.ones(VOCAB_SIZE, dtype=torch.bool)
@@ -214,7 +266,9 @@ def scored(label, model, tok, texts, block, cfg):
     t0 = time.perf_counter()
     res = bits_per_byte(model, tok, texts, block, batch_size=cfg["batch_size"])
     res["seconds"] = round(time.perf_counter() - t0, 1)
-    log.info(f"  {label:42s} {res['bits_per_byte']:.4f} bits/byte ({res['tokens']:,} tokens, {res['seconds']} s)")
+    log.info(
+        f"  {label:42s} {res['bits_per_byte']:.4f} bits/byte ({res['tokens']:,} tokens, {res['seconds']} s)"
+    )
     return res
 
 
@@ -224,11 +278,18 @@ def compare_strategies(model, wte, finals, original, remapped, art, cfg):
 
     texts, _ = first_docs(iter_docs(art.heldout_docs), cfg["compare_max_bytes"])
     block = min(cfg["block_size"], model.config.n_positions)
-    result = {"heldout_documents": len(texts), "bytes": sum(len(t.encode("utf-8")) for t in texts), "block_size": block,
-              "strategies": {}}
+    result = {
+        "heldout_documents": len(texts),
+        "bytes": sum(len(t.encode("utf-8")) for t in texts),
+        "block_size": block,
+        "strategies": {},
+    }
     emb, tied = model.get_input_embeddings().weight, is_tied(model)
-    candidates = {"gpt2 as is (original tokenizer)": (wte, original), "old rows kept (no init)": (wte, remapped),
-                  **{s: (finals[s], remapped) for s in cfg["compare_strategies"]}}
+    candidates = {
+        "gpt2 as is (original tokenizer)": (wte, original),
+        "old rows kept (no init)": (wte, remapped),
+        **{s: (finals[s], remapped) for s in cfg["compare_strategies"]},
+    }
     with torch.no_grad():
         for label, (matrix, tok) in candidates.items():
             emb.data.copy_(matrix)  # in place: lm_head is the same Parameter and follows
@@ -258,37 +319,62 @@ def random_model_reference(config, original, texts, block, cfg):
 def choose(comparison, cfg):
     """(the strategy of final_wte, why): the configured one, or with `best` the comparison's winner."""
     if cfg["compare_strategies"]:
-        ranked = sorted(cfg["compare_strategies"], key=lambda s: comparison["strategies"][s]["bits_per_byte"])
+        ranked = sorted(
+            cfg["compare_strategies"], key=lambda s: comparison["strategies"][s]["bits_per_byte"]
+        )
         comparison.update(best=ranked[0], configured=cfg["init_strategy"])
         if comparison["smoke_tiny_random_model"]:
-            log.info("(tiny random model: this ranking says nothing about GPT-2; it only shows the machinery runs)")
+            log.info(
+                "(tiny random model: this ranking says nothing about GPT-2; it only shows the machinery runs)"
+            )
         elif cfg["init_strategy"] not in ("best", ranked[0]):
-            log.warning(f"warning: on this model {ranked[0]} beats the configured {cfg['init_strategy']} "
-                        f"({comparison['strategies'][ranked[0]]['bits_per_byte']:.4f} vs "
-                        f"{comparison['strategies'].get(cfg['init_strategy'], {}).get('bits_per_byte', float('nan')):.4f} bits/byte)")
+            log.warning(
+                f"warning: on this model {ranked[0]} beats the configured {cfg['init_strategy']} "
+                f"({comparison['strategies'][ranked[0]]['bits_per_byte']:.4f} vs "
+                f"{comparison['strategies'].get(cfg['init_strategy'], {}).get('bits_per_byte', float('nan')):.4f} bits/byte)"
+            )
     if cfg["init_strategy"] == "best":
         return comparison["best"], "lowest held-out bits per byte of compare_strategies"
     return cfg["init_strategy"], "config"
 
 
-def write_embeddings(out_dir, model, name, wte, wpe, aligned, final, reassigned, strategy, chosen_by):
+def write_embeddings(
+    out_dir, model, name, wte, wpe, aligned, final, reassigned, strategy, chosen_by
+):
     """The four .pt files with their metadata (the .pt targets last)."""
     import torch
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = torch.tensor(sorted(reassigned), dtype=torch.long)
     norms = wte.float().norm(dim=1)
-    tie = ("lm_head.weight is wte.weight (one Parameter): load final_wte with wte.weight.data.copy_(final) "
-           "and lm_head follows" if is_tied(model) else "lm_head is NOT tied in this model: copy final_wte into lm_head too")
+    tie = (
+        "lm_head.weight is wte.weight (one Parameter): load final_wte with wte.weight.data.copy_(final) "
+        "and lm_head follows"
+        if is_tied(model)
+        else "lm_head is NOT tied in this model: copy final_wte into lm_head too"
+    )
     common = {"model": name, "tie": tie}
     save_tensor(wte, out_dir / "original_wte.pt", **common, rows_changed=0)
     save_tensor(wpe, out_dir / "original_wpe.pt", **common, rows_changed=0, note="unchanged by IVR")
-    save_tensor(aligned, out_dir / "aligned_wte.pt", **common, rows_changed=len(reassigned), reassigned_ids=sorted(reassigned),
-                note="kept ids keep their row; reassigned rows are zero until final_wte",
-                given_away_rows_mean_norm=float(norms[ids].mean()) if len(ids) else None,
-                all_rows_mean_norm=float(norms.mean()))
-    return save_tensor(final, out_dir / "final_wte.pt", **common, strategy=strategy, chosen_by=chosen_by,
-                       rows_changed=len(reassigned), reassigned_ids=sorted(reassigned))
+    save_tensor(
+        aligned,
+        out_dir / "aligned_wte.pt",
+        **common,
+        rows_changed=len(reassigned),
+        reassigned_ids=sorted(reassigned),
+        note="kept ids keep their row; reassigned rows are zero until final_wte",
+        given_away_rows_mean_norm=float(norms[ids].mean()) if len(ids) else None,
+        all_rows_mean_norm=float(norms.mean()),
+    )
+    return save_tensor(
+        final,
+        out_dir / "final_wte.pt",
+        **common,
+        strategy=strategy,
+        chosen_by=chosen_by,
+        rows_changed=len(reassigned),
+        reassigned_ids=sorted(reassigned),
+    )
 
 
 def main():
@@ -305,7 +391,9 @@ def main():
     model, name, smoke = the_model(art, cfg)
     wte = model.get_input_embeddings().weight.detach().clone()
     wpe = model.transformer.wpe.weight.detach().clone()
-    log.info(f"model {name}: wte {tuple(wte.shape)} {wte.dtype}, wpe {tuple(wpe.shape)}, lm_head tied to wte: {is_tied(model)}")
+    log.info(
+        f"model {name}: wte {tuple(wte.shape)} {wte.dtype}, wpe {tuple(wpe.shape)}, lm_head tied to wte: {is_tied(model)}"
+    )
 
     # 2. the aligned and final rows, compared on held-out text before any training
     aligned, finals = final_rows(wte, reassigned, original, cfg)
@@ -317,10 +405,14 @@ def main():
 
     # 3. write: metadata first, the .pt targets last
     write_json(out_dir / "init_comparison.json", comparison)
-    meta = write_embeddings(out_dir, model, name, wte, wpe, aligned, finals[strategy], reassigned, strategy, chosen_by)
+    meta = write_embeddings(
+        out_dir, model, name, wte, wpe, aligned, finals[strategy], reassigned, strategy, chosen_by
+    )
     save_config(cfg, out_dir / f"{STEP}.config.yaml", STEP, args.profile)
-    log.info(f"wrote {out_dir}: final_wte {meta['shape']} {meta['dtype']}, {len(reassigned):,} rows initialised by "
-             f"{strategy} ({chosen_by}; {time.perf_counter() - t_start:,.1f} s)")
+    log.info(
+        f"wrote {out_dir}: final_wte {meta['shape']} {meta['dtype']}, {len(reassigned):,} rows initialised by "
+        f"{strategy} ({chosen_by}; {time.perf_counter() - t_start:,.1f} s)"
+    )
 
 
 if __name__ == "__main__":

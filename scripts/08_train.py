@@ -34,27 +34,52 @@ from lib.log import die, log, setup_logging
 from lib.model import is_tied, load_gpt2, model_source
 from lib.paths import Artifacts
 from lib.tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
-from lib.train import (LOOP_FLAGS, Metrics, Run, build_model, fingerprint, log_plan, make_accelerator, plan_steps,
-                       resume, save_model, tokenized, train, write_summary)
+from lib.train import (
+    LOOP_FLAGS,
+    Metrics,
+    Run,
+    build_model,
+    fingerprint,
+    log_plan,
+    make_accelerator,
+    plan_steps,
+    resume,
+    save_model,
+    tokenized,
+    train,
+    write_summary,
+)
 
 STEP = "08_train"
 CONFIG_FILE = "configs/train.yaml"
 
 
 FLAGS = [  # the step's own flags (the config keys' flags come from lib/schema.py)
-    ("--tokenizer-dir", {"help": "tokenizer to train with (default: <artifacts>/tokenizers/remapped)"}),
-    ("--wte", {"help": "embedding matrix [50257, n_embd] saved with torch.save (default: "
-                       "<artifacts>/embeddings/final_wte.pt), or 'model' to keep the model's own"}),
+    (
+        "--tokenizer-dir",
+        {"help": "tokenizer to train with (default: <artifacts>/tokenizers/remapped)"},
+    ),
+    (
+        "--wte",
+        {
+            "help": "embedding matrix [50257, n_embd] saved with torch.save (default: "
+            "<artifacts>/embeddings/final_wte.pt), or 'model' to keep the model's own"
+        },
+    ),
     ("--output-dir", {"help": "run directory (default: <artifacts>/training)"}),
-    ("--run-name", {"default": "ivr", "help": "label of the run in logs and summary (log: logs/08_train[_NAME].log)"}),
+    (
+        "--run-name",
+        {
+            "default": "ivr",
+            "help": "label of the run in logs and summary (log: logs/08_train[_NAME].log)",
+        },
+    ),
     *LOOP_FLAGS,
 ]
 
 
 # -----------------------------------------------------------------------------
 # inputs
-
-
 
 
 def load_wte(path, n_embd):
@@ -65,13 +90,19 @@ def load_wte(path, n_embd):
     try:
         wte = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        die(f"{path}: not readable by torch.load ({str(e).splitlines()[0][:120]}); re-run `make align`")
+        die(
+            f"{path}: not readable by torch.load ({str(e).splitlines()[0][:120]}); re-run `make align`"
+        )
     if not isinstance(wte, torch.Tensor) or wte.ndim != 2:
-        die(f"{path}: expected a 2-D tensor [{VOCAB_SIZE}, {n_embd}], got {type(wte).__name__}"
-            f"{list(wte.shape) if isinstance(wte, torch.Tensor) else ''}; re-run `make align`")
+        die(
+            f"{path}: expected a 2-D tensor [{VOCAB_SIZE}, {n_embd}], got {type(wte).__name__}"
+            f"{list(wte.shape) if isinstance(wte, torch.Tensor) else ''}; re-run `make align`"
+        )
     if tuple(wte.shape) != (VOCAB_SIZE, n_embd):
-        die(f"{path}: shape {list(wte.shape)} does not match the model ({VOCAB_SIZE:,} rows x n_embd {n_embd}); "
-            f"re-run `make align` for this model, or pass --model-name of the model it was made for")
+        die(
+            f"{path}: shape {list(wte.shape)} does not match the model ({VOCAB_SIZE:,} rows x n_embd {n_embd}); "
+            f"re-run `make align` for this model, or pass --model-name of the model it was made for"
+        )
     if not torch.isfinite(wte).all():
         die(f"{path}: has NaN or inf values; re-run `make align`")
     return wte.float()
@@ -83,7 +114,9 @@ def load_model(source, wte, attn_implementation="default"):
 
     model = load_gpt2(source, dtype=torch.float32, attn_implementation=attn_implementation)
     if not is_tied(model):
-        die(f"{source.name}: lm_head is not tied to wte (tie_word_embeddings false); 08 trains GPT-2's tied head only")
+        die(
+            f"{source.name}: lm_head is not tied to wte (tie_word_embeddings false); 08 trains GPT-2's tied head only"
+        )
     if wte is not None:
         with torch.no_grad():
             model.get_input_embeddings().weight.copy_(wte)
@@ -94,26 +127,8 @@ def load_model(source, wte, attn_implementation="default"):
 # data order and schedule
 
 
-
-
-
-
-
-
 # -----------------------------------------------------------------------------
 # checkpoints and metrics
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # -----------------------------------------------------------------------------
@@ -124,23 +139,45 @@ class Data:
     """What the run trains and evaluates on, all checked before any weight is loaded."""
 
     def __init__(self, art, cfg, args):
-        self.source = model_source(art, cfg["model_name"])  # before transformers: it may set HF_HUB_OFFLINE
+        self.source = model_source(
+            art, cfg["model_name"]
+        )  # before transformers: it may set HF_HUB_OFFLINE
         self.model_name, self.smoke = self.source.name, self.source.smoke
         self.model_config = gpt2_config(self.model_name, cfg)
-        self.tokenizer_dir = Path(args.tokenizer_dir) if args.tokenizer_dir else art.remapped_tokenizer
+        self.tokenizer_dir = (
+            Path(args.tokenizer_dir) if args.tokenizer_dir else art.remapped_tokenizer
+        )
         self.tokenizer = load_gpt2_tokenizer(self.tokenizer_dir)
-        self.wte_path = None if args.wte == "model" else Path(args.wte) if args.wte else art.embeddings / "final_wte.pt"
+        self.wte_path = (
+            None
+            if args.wte == "model"
+            else Path(args.wte)
+            if args.wte
+            else art.embeddings / "final_wte.pt"
+        )
         self.wte = load_wte(self.wte_path, self.model_config.n_embd) if self.wte_path else None
         self.train_texts, self.train_bytes = first_docs(iter_docs(art.train_docs), 0)
-        self.eval_texts, self.eval_bytes = first_docs(iter_docs(art.heldout_docs), cfg["eval_max_bytes"])
+        self.eval_texts, self.eval_bytes = first_docs(
+            iter_docs(art.heldout_docs), cfg["eval_max_bytes"]
+        )
         self.blocks, self.train_tokens, self.n_eval_tokens = tokenized(
-            self.tokenizer, self.train_texts, self.eval_texts, self.eval_bytes, cfg, art.train_docs, art.heldout_docs,
-            "raise heldout_ratio in configs/corpus.yaml")
+            self.tokenizer,
+            self.train_texts,
+            self.eval_texts,
+            self.eval_bytes,
+            cfg,
+            art.train_docs,
+            art.heldout_docs,
+            "raise heldout_ratio in configs/corpus.yaml",
+        )
         what = "the smoke profile's TINY RANDOM GPT-2" if self.smoke else f"model {self.model_name}"
         self.describe = f"{what}; tokenizer {self.tokenizer_dir}; embeddings {self.wte_path or 'the model itself'}"
-        self.fingerprint_inputs = {"tokenizer_sha256": sha256_file(self.tokenizer_dir / "tokenizer.json"),
-                                   "wte_sha256": sha256_file(self.wte_path) if self.wte_path else "model",
-                                   "train_sha256": sha256_file(art.train_docs), "heldout_sha256": sha256_file(art.heldout_docs)}
+        self.fingerprint_inputs = {
+            "tokenizer_sha256": sha256_file(self.tokenizer_dir / "tokenizer.json"),
+            "wte_sha256": sha256_file(self.wte_path) if self.wte_path else "model",
+            "train_sha256": sha256_file(art.train_docs),
+            "heldout_sha256": sha256_file(art.heldout_docs),
+        }
 
 
 def gpt2_config(model_name, cfg):
@@ -152,13 +189,19 @@ def gpt2_config(model_name, cfg):
     try:
         model_config = AutoConfig.from_pretrained(model_name)
     except Exception as e:
-        die(f"{model_name}: no model config ({str(e).splitlines()[0][:160]}); check --model-name / model_source.json")
+        die(
+            f"{model_name}: no model config ({str(e).splitlines()[0][:160]}); check --model-name / model_source.json"
+        )
     if getattr(model_config, "model_type", None) != "gpt2" or model_config.vocab_size != VOCAB_SIZE:
-        die(f"{model_name}: a {getattr(model_config, 'model_type', '?')} model with vocab_size "
-            f"{getattr(model_config, 'vocab_size', '?')}; 08 needs a GPT-2 with {VOCAB_SIZE:,} ids")
+        die(
+            f"{model_name}: a {getattr(model_config, 'model_type', '?')} model with vocab_size "
+            f"{getattr(model_config, 'vocab_size', '?')}; 08 needs a GPT-2 with {VOCAB_SIZE:,} ids"
+        )
     if cfg["block_size"] > model_config.n_positions:
-        die(f"configs/train.yaml: block_size {cfg['block_size']:,} is larger than the model's n_positions "
-            f"{model_config.n_positions:,}; set block_size (or --block-size) to at most {model_config.n_positions:,}")
+        die(
+            f"configs/train.yaml: block_size {cfg['block_size']:,} is larger than the model's n_positions "
+            f"{model_config.n_positions:,}; set block_size (or --block-size) to at most {model_config.n_positions:,}"
+        )
     return model_config
 
 
@@ -178,16 +221,25 @@ def main():
     run = Run(args=args, cfg=cfg, ckpt_dir=out_dir / "checkpoints", config_file=CONFIG_FILE)
     run.data = Data(art, cfg, args)
     if run.data.smoke:
-        log.warning("*** SMOKE PROFILE: a TINY RANDOM GPT-2, NOT GPT-2; its figures only show that the machinery works. ***")
+        log.warning(
+            "*** SMOKE PROFILE: a TINY RANDOM GPT-2, NOT GPT-2; its figures only show that the machinery works. ***"
+        )
     run.accelerator, run.precision = make_accelerator(cfg, CONFIG_FILE)
     run.plan = plan_steps(cfg, run.data, run.accelerator.num_processes)
     log_plan(run.data, run.plan, run.accelerator, run.precision, cfg)
 
     # 3. model, optimizer, schedule (prepared), and the checkpoint to resume from
     model = load_model(run.data.source, run.data.wte, cfg["attn_implementation"])
-    run.model, run.optimizer, run.scheduler, run.phase1 = build_model(model, cfg, run.plan["steps"], run.accelerator)
-    run.fp = fingerprint(cfg, model_name=run.data.model_name, max_steps=run.plan["steps"],
-                         processes=run.accelerator.num_processes, **run.data.fingerprint_inputs)
+    run.model, run.optimizer, run.scheduler, run.phase1 = build_model(
+        model, cfg, run.plan["steps"], run.accelerator
+    )
+    run.fp = fingerprint(
+        cfg,
+        model_name=run.data.model_name,
+        max_steps=run.plan["steps"],
+        processes=run.accelerator.num_processes,
+        **run.data.fingerprint_inputs,
+    )
     run.state = resume(run.accelerator, run.ckpt_dir, run.fp, args.fresh, run.plan["steps"])
     run.metrics = Metrics(out_dir / "metrics.jsonl", run.state["step"], run.accelerator)
 
@@ -196,9 +248,15 @@ def main():
     model_dir = out_dir / "sft_checkpoint"
     final, peak_mb, peak_kind = save_model(run, model_dir)
     if run.accelerator.is_main_process:
-        head = {"run": args.run_name, "model_name": run.data.model_name, "smoke_tiny_random_model": run.data.smoke,
-                "stand_in": run.data.source.stand_in, "tokenizer": str(run.data.tokenizer_dir),
-                "embeddings": str(run.data.wte_path) if run.data.wte_path else "model", "sft_checkpoint": str(model_dir)}
+        head = {
+            "run": args.run_name,
+            "model_name": run.data.model_name,
+            "smoke_tiny_random_model": run.data.smoke,
+            "stand_in": run.data.source.stand_in,
+            "tokenizer": str(run.data.tokenizer_dir),
+            "embeddings": str(run.data.wte_path) if run.data.wte_path else "model",
+            "sft_checkpoint": str(model_dir),
+        }
         write_summary(run, out_dir, model_dir, final, peak_mb, peak_kind, head, STEP)
     run.accelerator.wait_for_everyone()
     run.accelerator.end_training()

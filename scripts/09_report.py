@@ -35,7 +35,10 @@ REFERENCE_ROWS = ("gpt2 as is (original tokenizer)", "old rows kept (no init)")
 
 FLAGS = [  # the step's own flags (the config keys' flags come from lib/schema.py)
     ("--ivr-dir", {"help": "run directory of GPT-2 + IVR (default: <artifacts>/training)"}),
-    ("--baseline-dir", {"help": "run directory of the baseline (default: <artifacts>/training/baseline)"}),
+    (
+        "--baseline-dir",
+        {"help": "run directory of the baseline (default: <artifacts>/training/baseline)"},
+    ),
 ]
 
 
@@ -47,8 +50,13 @@ def read_run(run_dir, make_target):
     summary_path = require(Path(run_dir) / "summary.json", make_target)
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        evals = [row for row in map(json.loads, Path(summary["metrics"]).read_text(encoding="utf-8").splitlines())
-                 if "eval_bits_per_byte" in row]
+        evals = [
+            row
+            for row in map(
+                json.loads, Path(summary["metrics"]).read_text(encoding="utf-8").splitlines()
+            )
+            if "eval_bits_per_byte" in row
+        ]
     except (json.JSONDecodeError, KeyError, OSError) as e:
         die(f"{summary_path}: unreadable run summary or metrics ({e}); re-run `make {make_target}`")
     return summary, evals
@@ -58,14 +66,20 @@ def check_comparable(ivr, base, tolerance):
     """The two runs must be scored on the same held-out text with the same block size and budget."""
     for key in ("documents", "bytes"):
         if ivr["heldout"][key] != base["heldout"][key]:
-            die(f"the IVR run and the baseline were evaluated on different held-out text ({key}: "
-                f"{ivr['heldout'][key]:,} vs {base['heldout'][key]:,}); re-run both with the same configs")
+            die(
+                f"the IVR run and the baseline were evaluated on different held-out text ({key}: "
+                f"{ivr['heldout'][key]:,} vs {base['heldout'][key]:,}); re-run both with the same configs"
+            )
     if ivr["block_size"] != base["block_size"]:
-        die(f"the IVR run has block_size {ivr['block_size']} and the baseline {base['block_size']}; re-run both with one config")
+        die(
+            f"the IVR run has block_size {ivr['block_size']} and the baseline {base['block_size']}; re-run both with one config"
+        )
     gap = abs(ivr["bytes_seen"] - base["bytes_seen"]) / max(base["bytes_seen"], 1)
     if gap > tolerance:
-        log.warning(f"warning: training bytes differ by {gap:.1%} (IVR {ivr['bytes_seen']:,}, baseline "
-                    f"{base['bytes_seen']:,}): set max_train_bytes in configs/train.yaml for a same-budget comparison")
+        log.warning(
+            f"warning: training bytes differ by {gap:.1%} (IVR {ivr['bytes_seen']:,}, baseline "
+            f"{base['bytes_seen']:,}): set max_train_bytes in configs/train.yaml for a same-budget comparison"
+        )
     return gap
 
 
@@ -79,13 +93,22 @@ def fmt(value, spec, dash="–"):
 
 def plot(path, ivr_evals, base_evals, unchanged_bpb, model_label, cfg):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for evals, label, style in ((base_evals, f"{model_label} fine-tuned, original tokenizer (baseline)", "o-"),
-                                (ivr_evals, f"{model_label} + IVR fine-tuned", "s-")):
-        ax.plot([r["bytes_seen"] / 1e6 for r in evals], [r["eval_bits_per_byte"] for r in evals], style, ms=3.5, label=label)
+    for evals, label, style in (
+        (base_evals, f"{model_label} fine-tuned, original tokenizer (baseline)", "o-"),
+        (ivr_evals, f"{model_label} + IVR fine-tuned", "s-"),
+    ):
+        ax.plot(
+            [r["bytes_seen"] / 1e6 for r in evals],
+            [r["eval_bits_per_byte"] for r in evals],
+            style,
+            ms=3.5,
+            label=label,
+        )
     ax.axhline(unchanged_bpb, color="grey", ls="--", lw=1, label=f"{model_label} unchanged")
     if cfg["plot_log_x"]:
         ax.set_xscale("symlog", linthresh=0.01)
@@ -101,28 +124,55 @@ def plot(path, ivr_evals, base_evals, unchanged_bpb, model_label, cfg):
 
 
 def trained_row(s, name):
-    return {"model": name, "bits_per_byte": s["heldout"]["bits_per_byte"], "tokens_per_byte": s["heldout"]["tokens_per_byte"],
-            "training_bytes": s["bytes_seen"], "training_bytes_per_s": s["bytes_per_s"],
-            "training_tokens_per_s": s["tokens_per_s"], "peak_memory_mb": s["peak_memory_mb"], "steps": s["steps"]}
+    return {
+        "model": name,
+        "bits_per_byte": s["heldout"]["bits_per_byte"],
+        "tokens_per_byte": s["heldout"]["tokens_per_byte"],
+        "training_bytes": s["bytes_seen"],
+        "training_bytes_per_s": s["bytes_per_s"],
+        "training_tokens_per_s": s["tokens_per_s"],
+        "peak_memory_mb": s["peak_memory_mb"],
+        "steps": s["steps"],
+    }
 
 
 def untrained_row(name, bits_per_byte, tokens_per_byte):
-    return {"model": name, "bits_per_byte": bits_per_byte, "tokens_per_byte": tokens_per_byte, "training_bytes": 0,
-            "training_bytes_per_s": None, "training_tokens_per_s": None, "peak_memory_mb": None, "steps": 0}
+    return {
+        "model": name,
+        "bits_per_byte": bits_per_byte,
+        "tokens_per_byte": tokens_per_byte,
+        "training_bytes": 0,
+        "training_bytes_per_s": None,
+        "training_tokens_per_s": None,
+        "peak_memory_mb": None,
+        "steps": 0,
+    }
 
 
 def step0_row(s, name):
-    return untrained_row(name, s["heldout"]["initial_bits_per_byte"], s["heldout"]["initial_tokens_per_byte"])
+    return untrained_row(
+        name, s["heldout"]["initial_bits_per_byte"], s["heldout"]["initial_tokens_per_byte"]
+    )
 
 
 def setup_rows(base, ivr):
     """The setup table's rows: baseline against IVR."""
     lines = []
-    for label, key in (("model", "model_name"), ("tokenizer", "tokenizer"), ("embeddings", "embeddings"),
-                       ("device x processes", None), ("precision", "precision"), ("tokens per step", "tokens_per_step"),
-                       ("bytes per step", "bytes_per_step"), ("train tokens/byte", None), ("epochs", "epochs"),
-                       ("training seconds", "train_seconds"), ("seconds per step", "seconds_per_step"),
-                       ("training tokens/s", "tokens_per_s"), ("resumed from steps", "resumed_from_steps")):
+    for label, key in (
+        ("model", "model_name"),
+        ("tokenizer", "tokenizer"),
+        ("embeddings", "embeddings"),
+        ("device x processes", None),
+        ("precision", "precision"),
+        ("tokens per step", "tokens_per_step"),
+        ("bytes per step", "bytes_per_step"),
+        ("train tokens/byte", None),
+        ("epochs", "epochs"),
+        ("training seconds", "train_seconds"),
+        ("seconds per step", "seconds_per_step"),
+        ("training tokens/s", "tokens_per_s"),
+        ("resumed from steps", "resumed_from_steps"),
+    ):
         cells = []
         for s in (base, ivr):
             if label == "device x processes":
@@ -144,13 +194,17 @@ SMOKE_BANNER = [
     "> trained for a few hundred kilobytes. These numbers only show that the machinery works; they say",
     "> nothing about GPT-2 or about IVR's effect on it. In particular, an untrained random model pays about",
     "> log2(50,257) = 15.6 bits for every token, so a tokenizer with fewer tokens per byte gets fewer bits per",
-    "> byte for that reason alone.", ""]
+    "> byte for that reason alone.",
+    "",
+]
 MINI_BANNER = [
     "> **MINI STAND-IN, NOT GPT-2.** The model is the kit's small GPT-2 (10_pretrain: GPT-2's 50,257 ids and BPE,",
     "> {shape}, {params:,} parameters) pretrained from scratch on {mb:.1f} MB of general text that is not the domain.",
     "> Unlike the smoke model it has learned GPT-2's tokens, so giving ids away and re-initialising rows costs it",
     "> something, as it would cost GPT-2. It is far smaller and far less trained than GPT-2: the figures show",
-    "> IVR's mechanics and the direction of its trade-off, not the size of its effect on GPT-2 itself.", ""]
+    "> IVR's mechanics and the direction of its trade-off, not the size of its effect on GPT-2 itself.",
+    "",
+]
 
 
 def read_comparison(path, ivr):
@@ -160,8 +214,10 @@ def read_comparison(path, ivr):
     comparison = read_json(path, "align")
     if not comparison.get("strategies"):
         return None
-    comparison["same_text"] = (comparison.get("bytes") == ivr["heldout"]["bytes"]
-                               and comparison.get("block_size") == ivr["block_size"])
+    comparison["same_text"] = (
+        comparison.get("bytes") == ivr["heldout"]["bytes"]
+        and comparison.get("block_size") == ivr["block_size"]
+    )
     return comparison
 
 
@@ -178,7 +234,9 @@ def read_pretrain(art):
     general = read_json(art.general_corpus / "manifest.json", "pretrain PROFILE=mini")
     domain = read_json(art.corpus_manifest, "corpus")
     domain_hashes = {f.get("sha256") for f in domain.get("files", [])}
-    summary["files_shared_with_domain"] = sum(f["sha256"] in domain_hashes for f in general["files"])
+    summary["files_shared_with_domain"] = sum(
+        f["sha256"] in domain_hashes for f in general["files"]
+    )
     summary["general_files"] = len(general["files"])
     return summary
 
@@ -189,14 +247,26 @@ def strategy_rows(comparison, model):
         return []
     note = "" if comparison["same_text"] else " (07's held-out slice)"
     rows = []
-    for name, res in sorted(comparison["strategies"].items(), key=lambda kv: kv[1]["bits_per_byte"]):
+    for name, res in sorted(
+        comparison["strategies"].items(), key=lambda kv: kv[1]["bits_per_byte"]
+    ):
         if name not in REFERENCE_ROWS:
-            rows.append(untrained_row(f"{model} + IVR before fine-tuning, init {name}{note}", res["bits_per_byte"],
-                                      res["tokens_per_byte"]))
+            rows.append(
+                untrained_row(
+                    f"{model} + IVR before fine-tuning, init {name}{note}",
+                    res["bits_per_byte"],
+                    res["tokens_per_byte"],
+                )
+            )
     random_model = comparison.get("references", {}).get("random_init_same_shape")
     if random_model:
-        rows.append(untrained_row(f"random init of the same shape, original tokenizer{note}", random_model["bits_per_byte"],
-                                  random_model["tokens_per_byte"]))
+        rows.append(
+            untrained_row(
+                f"random init of the same shape, original tokenizer{note}",
+                random_model["bits_per_byte"],
+                random_model["tokens_per_byte"],
+            )
+        )
     return rows
 
 
@@ -204,45 +274,70 @@ def init_md(comparison, stand_in):
     """Which init strategy won 07's comparison, and by how much."""
     if not comparison:
         return ""
-    ranked = sorted((r["bits_per_byte"], n) for n, r in comparison["strategies"].items()
-                    if n not in REFERENCE_ROWS)
+    ranked = sorted(
+        (r["bits_per_byte"], n)
+        for n, r in comparison["strategies"].items()
+        if n not in REFERENCE_ROWS
+    )
     lines = ["", "## Init strategies (07, before any training)", ""]
     if len(ranked) > 1:
         (b0, n0), (b1, n1) = ranked[0], ranked[1]
-        lines.append(f"- **{n0}** won: {b0:.4f} bits/byte, {b1 - b0:.4f} below the runner-up {n1} ({b1:.4f}) and "
-                     f"{ranked[-1][0] - b0:.4f} below the last, {ranked[-1][1]} ({ranked[-1][0]:.4f}).")
-    lines.append(f"- 07 put **{comparison.get('chosen')}** into final_wte.pt (configured: {comparison.get('configured')}).")
+        lines.append(
+            f"- **{n0}** won: {b0:.4f} bits/byte, {b1 - b0:.4f} below the runner-up {n1} ({b1:.4f}) and "
+            f"{ranked[-1][0] - b0:.4f} below the last, {ranked[-1][1]} ({ranked[-1][0]:.4f})."
+        )
+    lines.append(
+        f"- 07 put **{comparison.get('chosen')}** into final_wte.pt (configured: {comparison.get('configured')})."
+    )
     kept = comparison["strategies"].get("old rows kept (no init)")
     if kept:
-        lines.append(f"- Old rows kept (each given-away id keeps its old string's row): {kept['bits_per_byte']:.4f} bits/byte.")
+        lines.append(
+            f"- Old rows kept (each given-away id keeps its old string's row): {kept['bits_per_byte']:.4f} bits/byte."
+        )
     if stand_in == "smoke":
         lines.append("- The model is random: this ranking says nothing about GPT-2.")
     if not comparison["same_text"]:
-        lines.append(f"- 07 scored {comparison.get('bytes', 0):,} held-out bytes in windows of {comparison.get('block_size')}; "
-                     "08 scores another slice, so compare these rows with each other, not with the fine-tuned rows.")
+        lines.append(
+            f"- 07 scored {comparison.get('bytes', 0):,} held-out bytes in windows of {comparison.get('block_size')}; "
+            "08 scores another slice, so compare these rows with each other, not with the fine-tuned rows."
+        )
     return "\n".join(lines) + "\n"
 
 
 def mini_banner(pretrain):
     shape = pretrain["shape"]
-    return [line.format(shape=f"{shape['n_layer']} layers x {shape['n_embd']} wide", params=pretrain["parameters"],
-                        mb=pretrain["bytes_seen"] / 1e6) for line in MINI_BANNER]
+    return [
+        line.format(
+            shape=f"{shape['n_layer']} layers x {shape['n_embd']} wide",
+            params=pretrain["parameters"],
+            mb=pretrain["bytes_seen"] / 1e6,
+        )
+        for line in MINI_BANNER
+    ]
 
 
 def stand_in_md(pretrain, comparison):
     """What 10_pretrain made: its general text, its held-out curve, and the random model it started from."""
     random_model = (comparison or {}).get("references", {}).get("random_init_same_shape")
     held = pretrain["heldout"]
-    lines = ["", "## The mini stand-in (10_pretrain)", "",
-             f"- Pretrained for {pretrain['steps']:,} steps on {pretrain['bytes_seen']:,} bytes of general text "
-             f"({pretrain['general_files']:,} files; {pretrain['files_shared_with_domain']} of them are also files of the "
-             f"domain corpus), {pretrain['train_seconds'] / 60:.1f} min of training at {pretrain['tokens_per_s']:,.0f} tokens/s.",
-             f"- General held-out text: {fmt(held['initial_bits_per_byte'], '.4f')} bits/byte at its random init, "
-             f"{held['bits_per_byte']:.4f} after pretraining."]
+    lines = [
+        "",
+        "## The mini stand-in (10_pretrain)",
+        "",
+        f"- Pretrained for {pretrain['steps']:,} steps on {pretrain['bytes_seen']:,} bytes of general text "
+        f"({pretrain['general_files']:,} files; {pretrain['files_shared_with_domain']} of them are also files of the "
+        f"domain corpus), {pretrain['train_seconds'] / 60:.1f} min of training at {pretrain['tokens_per_s']:,.0f} tokens/s.",
+        f"- General held-out text: {fmt(held['initial_bits_per_byte'], '.4f')} bits/byte at its random init, "
+        f"{held['bits_per_byte']:.4f} after pretraining.",
+    ]
     if random_model:
-        lines.append(f"- Domain held-out text (07's slice): the random init of the same shape {random_model['bits_per_byte']:.4f} "
-                     f"bits/byte; the pretrained mini, as is, {comparison['strategies']['gpt2 as is (original tokenizer)']['bits_per_byte']:.4f}.")
-    lines.append(f"- Loss curve: `{Path(pretrain['metrics']).parent / 'loss_curve.png'}`; model: `{pretrain['model_dir']}`.")
+        lines.append(
+            f"- Domain held-out text (07's slice): the random init of the same shape {random_model['bits_per_byte']:.4f} "
+            f"bits/byte; the pretrained mini, as is, {comparison['strategies']['gpt2 as is (original tokenizer)']['bits_per_byte']:.4f}."
+        )
+    lines.append(
+        f"- Loss curve: `{Path(pretrain['metrics']).parent / 'loss_curve.png'}`; model: `{pretrain['model_dir']}`."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -250,11 +345,15 @@ def report_md(rows, ivr, base, gap, banner):
     """The markdown of ivr_report.md: the table, the comparison, how the numbers are made, the setup."""
     tuned, ivr_row = rows[1], rows[2]
     lines = ["# IVR report: held-out bits per byte", "", *banner]
-    lines += ["| model | held-out bits/byte | tokens/byte | training bytes | training bytes/s | peak memory (MB) | steps |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "| model | held-out bits/byte | tokens/byte | training bytes | training bytes/s | peak memory (MB) | steps |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {fmt(r['bits_per_byte'], '.4f')} | {fmt(r['tokens_per_byte'], '.4f')} | "
-                     f"{r['training_bytes']:,} | {fmt(r['training_bytes_per_s'], ',.0f')} | {fmt(r['peak_memory_mb'], ',.0f')} | {r['steps']:,} |")
+        lines.append(
+            f"| {r['model']} | {fmt(r['bits_per_byte'], '.4f')} | {fmt(r['tokens_per_byte'], '.4f')} | "
+            f"{r['training_bytes']:,} | {fmt(r['training_bytes_per_s'], ',.0f')} | {fmt(r['peak_memory_mb'], ',.0f')} | {r['steps']:,} |"
+        )
     d_bpb = ivr_row["bits_per_byte"] - tuned["bits_per_byte"]
     lines += [
         "",
@@ -287,9 +386,12 @@ def report_md(rows, ivr, base, gap, banner):
         "|---|---|---|",
     ]
     lines += setup_rows(base, ivr)
-    lines += ["", f"Sources: `{ivr['metrics']}`, `{base['metrics']}` and the summary.json beside each.", ""]
+    lines += [
+        "",
+        f"Sources: `{ivr['metrics']}`, `{base['metrics']}` and the summary.json beside each.",
+        "",
+    ]
     return "\n".join(lines)
-
 
 
 def main():
@@ -300,7 +402,9 @@ def main():
 
     # 1. the two runs, checked comparable
     ivr, ivr_evals = read_run(Path(args.ivr_dir) if args.ivr_dir else art.training, "train")
-    base, base_evals = read_run(Path(args.baseline_dir) if args.baseline_dir else art.training / "baseline", "baseline")
+    base, base_evals = read_run(
+        Path(args.baseline_dir) if args.baseline_dir else art.training / "baseline", "baseline"
+    )
     gap = check_comparable(ivr, base, cfg["bytes_tolerance"])
     smoke = ivr["smoke_tiny_random_model"] or base["smoke_tiny_random_model"]
     stand_in = ivr.get("stand_in") or ("smoke" if smoke else None)
@@ -309,10 +413,12 @@ def main():
     pretrain = read_pretrain(art) if stand_in == "mini" else None
 
     # 2. the rows: unchanged, fine-tuned with and without IVR, and IVR before fine-tuning per init strategy
-    rows = [step0_row(base, f"{model} unchanged"),
-            trained_row(base, f"{model} fine-tuned without IVR (original tokenizer)"),
-            trained_row(ivr, f"{model} + IVR fine-tuned"),
-            step0_row(ivr, f"{model} + IVR before fine-tuning (for reference)")]
+    rows = [
+        step0_row(base, f"{model} unchanged"),
+        trained_row(base, f"{model} fine-tuned without IVR (original tokenizer)"),
+        trained_row(ivr, f"{model} + IVR fine-tuned"),
+        step0_row(ivr, f"{model} + IVR before fine-tuning (for reference)"),
+    ]
     rows += strategy_rows(comparison, model)
 
     # 3. the plot, the markdown, the json
@@ -320,15 +426,29 @@ def main():
     reports.mkdir(parents=True, exist_ok=True)
     plot(reports / PLOT, ivr_evals, base_evals, rows[0]["bits_per_byte"], model, cfg)
     banner = SMOKE_BANNER if stand_in == "smoke" else mini_banner(pretrain) if pretrain else []
-    md = report_md(rows, ivr, base, gap, banner) + init_md(comparison, stand_in) + (stand_in_md(pretrain, comparison) if pretrain else "")
+    md = (
+        report_md(rows, ivr, base, gap, banner)
+        + init_md(comparison, stand_in)
+        + (stand_in_md(pretrain, comparison) if pretrain else "")
+    )
     write_text(reports / "ivr_report.md", md)
-    write_json(reports / "ivr_report.json", {"smoke_tiny_random_model": smoke, "stand_in": stand_in, "rows": rows,
-                                             "training_bytes_gap": gap, "init_strategies": comparison and {
-                                                 k: comparison.get(k) for k in ("best", "chosen", "configured")},
-                                             "pretrain": pretrain})
+    write_json(
+        reports / "ivr_report.json",
+        {
+            "smoke_tiny_random_model": smoke,
+            "stand_in": stand_in,
+            "rows": rows,
+            "training_bytes_gap": gap,
+            "init_strategies": comparison
+            and {k: comparison.get(k) for k in ("best", "chosen", "configured")},
+            "pretrain": pretrain,
+        },
+    )
     save_config(cfg, reports / f"{STEP}.config.yaml", STEP, args.profile)
     for r in rows:
-        log.info(f"{r['model']}: {fmt(r['bits_per_byte'], '.4f')} bits/byte, {fmt(r['tokens_per_byte'], '.4f')} tokens/byte")
+        log.info(
+            f"{r['model']}: {fmt(r['bits_per_byte'], '.4f')} bits/byte, {fmt(r['tokens_per_byte'], '.4f')} tokens/byte"
+        )
     log.info(f"wrote {reports / 'ivr_report.md'} and {reports / PLOT}")
 
 

@@ -48,16 +48,27 @@ SECTIONS = ("pipeline", "analyze", "scaling", "gpu")  # 1-2, 3, 4, 5
 PIPELINE = ["init", "corpus", "analyze", "distill", "select", "remap", "align", "train"]
 SCRIPTS = {"select": "05_select.py", "remap": "06_remap.py", "align": "07_align.py"}
 
+
 def parse_args():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--repeats", type=int)
     p.add_argument("--step-repeats", type=int)
     p.add_argument("--scaling-sizes-mb", type=float, nargs="*")
     p.add_argument("--scaling-real", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), metavar="SECTION",
-                   help=f"re-run these sections ({', '.join(SECTIONS)}); the others are reused from the last "
-                        "bench.json. analyze and scaling use the corpus of the last pipeline section")
-    p.add_argument("--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        metavar="SECTION",
+        help=f"re-run these sections ({', '.join(SECTIONS)}); the others are reused from the last "
+        "bench.json. analyze and scaling use the corpus of the last pipeline section",
+    )
+    p.add_argument(
+        "--artifacts", default=str(DEFAULT_ARTIFACTS), help="artifacts root (Make: ARTIFACTS=)"
+    )
     p.add_argument("--profile", default="default", help="config profile of the bench's own config")
     p.add_argument("--configs", default=None, help="configs directory (default: configs/)")
     return p.parse_args()
@@ -71,14 +82,22 @@ def timed(cmd, log_path, env=None):
     """Run cmd (output appended to log_path); (seconds, peak RSS in MB of its largest process). Dies on failure.
 
     The peak is read in a fresh helper process, whose RUSAGE_CHILDREN covers only this command."""
-    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-             "rc = subprocess.call(sys.argv[1:]); s = time.perf_counter() - t; "
-             "print(rc, s, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    probe = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "rc = subprocess.call(sys.argv[1:]); s = time.perf_counter() - t; "
+        "print(rc, s, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     with open(log_path, "a", encoding="utf-8") as out:
         out.write(f"\n$ {' '.join(map(str, cmd))}\n")
         out.flush()
-        result = subprocess.run([sys.executable, "-c", probe, *map(str, cmd)], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=out, text=True)
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *map(str, cmd)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=out,
+            text=True,
+        )
     try:
         tail = result.stdout.strip().splitlines()[-1]
         rc, seconds, rss_kb = tail.split()
@@ -91,8 +110,16 @@ def timed(cmd, log_path, env=None):
 
 def script_cmd(script, artifacts, configs, profile="default"):
     """The command Make runs for a step script."""
-    return [ROOT / ".venv" / "bin" / "python", ROOT / "scripts" / script, "--artifacts", artifacts,
-            "--profile", profile, "--configs", configs]
+    return [
+        ROOT / ".venv" / "bin" / "python",
+        ROOT / "scripts" / script,
+        "--artifacts",
+        artifacts,
+        "--profile",
+        profile,
+        "--configs",
+        configs,
+    ]
 
 
 def median(xs):
@@ -104,11 +131,23 @@ def median(xs):
 
 
 def make_cmd(run_dir, *targets):
-    return ["make", "--no-print-directory", "-C", str(ROOT), *targets, "PROFILE=bench", f"ARTIFACTS={run_dir}"]
+    return [
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(ROOT),
+        *targets,
+        "PROFILE=bench",
+        f"ARTIFACTS={run_dir}",
+    ]
 
 
 # Under `make bench` the outer make's variables (ARTIFACTS=, PROFILE=) reach inner makes through MAKEFLAGS.
-MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+MAKE_ENV = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+}
 
 
 def bench_pipeline(run_dir, step_repeats, log_path, configs):
@@ -129,7 +168,9 @@ def bench_pipeline(run_dir, step_repeats, log_path, configs):
     for s in steps.values():
         s["seconds"] = median(s["runs"])
     train = json.loads((Artifacts(run_dir).training / "summary.json").read_text(encoding="utf-8"))
-    steps["train"].update({k: train[k] for k in ("steps", "tokens_per_s", "bytes_per_s", "device", "processes")})
+    steps["train"].update(
+        {k: train[k] for k in ("steps", "tokens_per_s", "bytes_per_s", "device", "processes")}
+    )
     return steps
 
 
@@ -140,7 +181,9 @@ def bench_noop_make(run_dir, repeats):
         t0 = time.perf_counter()
         subprocess.run(make_cmd(run_dir, "all"), check=True, capture_output=True, env=MAKE_ENV)
         runs.append(time.perf_counter() - t0)
-    dry = subprocess.run(make_cmd(run_dir, "-n", "all"), check=True, capture_output=True, text=True, env=MAKE_ENV).stdout
+    dry = subprocess.run(
+        make_cmd(run_dir, "-n", "all"), check=True, capture_output=True, text=True, env=MAKE_ENV
+    ).stdout
     commands = [line for line in dry.splitlines() if line.strip() and not line.startswith("make")]
     return {"runs": runs, "seconds": median(runs), "commands_it_would_run": commands}
 
@@ -158,8 +201,13 @@ def tiktoken_gpt2():
     encoder_path, _ = gpt2_packaged_files()
     encoder = json.loads(Path(encoder_path).read_text(encoding="utf-8"))
     ranks = {piece_bytes(s): i for s, i in encoder.items() if s != EOT}
-    return tiktoken.Encoding(name="gpt2-files", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
-                             special_tokens={EOT: EOT_ID}, explicit_n_vocab=len(ranks) + 1)
+    return tiktoken.Encoding(
+        name="gpt2-files",
+        pat_str=GPT2_PATTERN,
+        mergeable_ranks=ranks,
+        special_tokens={EOT: EOT_ID},
+        explicit_n_vocab=len(ranks) + 1,
+    )
 
 
 def bench_analyze(run_dir, repeats, log_path, configs):
@@ -172,9 +220,13 @@ def bench_analyze(run_dir, repeats, log_path, configs):
     tt = tiktoken_gpt2()
     if tt is not None:  # the fast path must be the same function, or its speed means nothing
         sample = texts[: min(len(texts), 50)]
-        same = [e.ids for e in hf.encode_batch(sample, add_special_tokens=False)] == tt.encode_ordinary_batch(sample)
+        same = [
+            e.ids for e in hf.encode_batch(sample, add_special_tokens=False)
+        ] == tt.encode_ordinary_batch(sample)
         if not same:
-            die("bench: tiktoken built from GPT-2's files disagrees with tokenizers' GPT-2 BPE; not comparable")
+            die(
+                "bench: tiktoken built from GPT-2's files disagrees with tokenizers' GPT-2 BPE; not comparable"
+            )
     cmd = script_cmd("03_analyze.py", run_dir, configs, "bench")
     runs = {"analyze": [], "analyze_wall": [], "hf_encode_batch": [], "tiktoken": []}
     rss = 0.0
@@ -191,20 +243,32 @@ def bench_analyze(run_dir, repeats, log_path, configs):
             t0 = time.perf_counter()
             tt.encode_ordinary_batch(texts, num_threads=os.cpu_count())
             runs["tiktoken"].append(n_bytes / 1e6 / (time.perf_counter() - t0))
-    result = {"bytes": n_bytes, "documents": len(texts), "runs_mb_per_s": runs, "analyze_peak_rss_mb": rss,
-              "tiktoken_installed": tt is not None}
+    result = {
+        "bytes": n_bytes,
+        "documents": len(texts),
+        "runs_mb_per_s": runs,
+        "analyze_peak_rss_mb": rss,
+        "tiktoken_installed": tt is not None,
+    }
     for name, xs in runs.items():
         result[f"{name}_mb_per_s"] = median(xs)
     result["analyze_vs_hf"] = result["analyze_mb_per_s"] / result["hf_encode_batch_mb_per_s"]
-    result["analyze_vs_tiktoken"] = result["analyze_mb_per_s"] / result["tiktoken_mb_per_s"] if tt is not None else None
+    result["analyze_vs_tiktoken"] = (
+        result["analyze_mb_per_s"] / result["tiktoken_mb_per_s"] if tt is not None else None
+    )
     return result
 
 
 # -----------------------------------------------------------------------------
 # 4: 02-06 at scale: a real corpus (site-packages code) and corpora made by repeating the train documents
 
-SCALE_STEPS = [("corpus", "02_corpus.py"), ("analyze", "03_analyze.py"), ("distill", "04_distill.py"),
-               ("select", "05_select.py"), ("remap", "06_remap.py")]
+SCALE_STEPS = [
+    ("corpus", "02_corpus.py"),
+    ("analyze", "03_analyze.py"),
+    ("distill", "04_distill.py"),
+    ("select", "05_select.py"),
+    ("remap", "06_remap.py"),
+]
 
 
 def real_corpus(raw_dir):
@@ -249,7 +313,12 @@ def scale_configs(configs, out_dir, text_extensions):
     shutil.copytree(configs, out_dir)
     path = out_dir / "corpus.yaml"
     lines = path.read_text(encoding="utf-8").splitlines()
-    lines = [f"text_extensions: {json.dumps(text_extensions)}" if line.startswith("text_extensions:") else line for line in lines]
+    lines = [
+        f"text_extensions: {json.dumps(text_extensions)}"
+        if line.startswith("text_extensions:")
+        else line
+        for line in lines
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out_dir
 
@@ -269,12 +338,18 @@ def bench_corpus_steps(name, raw_dir, work_dir, run_dir, configs, log_path):
     summary = json.loads((art.reports / "analyze_summary.json").read_text(encoding="utf-8"))
     distill = json.loads((art.reports / "distill_validation.json").read_text(encoding="utf-8"))
     remap = json.loads((art.reports / "remap_report.json").read_text(encoding="utf-8"))
-    row.update({"train_mb": manifest["totals"]["train"]["bytes"] / 1e6, "heldout_mb": manifest["totals"]["heldout"]["bytes"] / 1e6,
-                "train_documents": manifest["totals"]["train"]["documents"], "analyze_mb_per_s": summary["mb_per_s"],
-                "distinct_pretokens": summary.get("distinct_pretokens"),
-                "heldout_agreement": distill["heldout"]["pretoken_occurrence_agreement"],
-                "heldout_documents_exact": distill["heldout"]["document_agreement"],
-                "heldout_saving": remap.get("heldout", {}).get("saving_vs_gpt2")})
+    row.update(
+        {
+            "train_mb": manifest["totals"]["train"]["bytes"] / 1e6,
+            "heldout_mb": manifest["totals"]["heldout"]["bytes"] / 1e6,
+            "train_documents": manifest["totals"]["train"]["documents"],
+            "analyze_mb_per_s": summary["mb_per_s"],
+            "distinct_pretokens": summary.get("distinct_pretokens"),
+            "heldout_agreement": distill["heldout"]["pretoken_occurrence_agreement"],
+            "heldout_documents_exact": distill["heldout"]["document_agreement"],
+            "heldout_saving": remap.get("heldout", {}).get("saving_vs_gpt2"),
+        }
+    )
     return row
 
 
@@ -285,23 +360,47 @@ def bench_scaling(run_dir, cfg, log_path, configs):
     if cfg["scaling_real"]:
         raw = scale_dir / "real-raw"
         n_files, n_bytes = real_corpus(raw)
-        log.info(f"real corpus: {n_files:,} .py files of .venv site-packages, {n_bytes / 1e6:,.0f} MB")
-        rows.append(bench_corpus_steps(f"real: .venv site-packages .py ({n_files:,} files)", raw, scale_dir / "real",
-                                       run_dir, scale_configs(configs, scale_dir / "configs-py", [".py"]), log_path))
+        log.info(
+            f"real corpus: {n_files:,} .py files of .venv site-packages, {n_bytes / 1e6:,.0f} MB"
+        )
+        rows.append(
+            bench_corpus_steps(
+                f"real: .venv site-packages .py ({n_files:,} files)",
+                raw,
+                scale_dir / "real",
+                run_dir,
+                scale_configs(configs, scale_dir / "configs-py", [".py"]),
+                log_path,
+            )
+        )
         shutil.rmtree(scale_dir / "real")
     for size_mb in cfg["scaling_sizes_mb"]:
         raw = scale_dir / f"{size_mb:g}MB-raw"
         repeated_corpus(run_dir, raw, size_mb, cfg["seed"])
-        row = bench_corpus_steps(f"repeated: {size_mb:g} MB", raw, scale_dir / f"{size_mb:g}MB", run_dir, configs, log_path)
+        row = bench_corpus_steps(
+            f"repeated: {size_mb:g} MB",
+            raw,
+            scale_dir / f"{size_mb:g}MB",
+            run_dir,
+            configs,
+            log_path,
+        )
         row["repeated_mb"] = size_mb
         rows.append(row)
         shutil.rmtree(raw)
         shutil.rmtree(scale_dir / f"{size_mb:g}MB")  # a GB of corpus and ids; the figures are kept
     repeated = [r for r in rows if "repeated_mb" in r]
-    for prev, row in zip(repeated, repeated[1:]):  # t ~ size^k between neighbouring sizes; k = 1 is linear
+    for prev, row in zip(
+        repeated, repeated[1:]
+    ):  # t ~ size^k between neighbouring sizes; k = 1 is linear
         ratio = math.log(row["train_mb"] / prev["train_mb"])
-        row["growth_exponents"] = {step: {key: math.log(s[key] / prev["steps"][step][key]) / ratio for key in ("seconds", "peak_rss_mb")}
-                                   for step, s in row["steps"].items()}
+        row["growth_exponents"] = {
+            step: {
+                key: math.log(s[key] / prev["steps"][step][key]) / ratio
+                for key in ("seconds", "peak_rss_mb")
+            }
+            for step, s in row["steps"].items()
+        }
     return rows
 
 
@@ -320,13 +419,28 @@ def bench_gpu(steps, batch_size, block_size, compile_too):
 
     name = torch.cuda.get_device_name(0)
     peak = peak_flops(name)
-    x = torch.randint(0, 50257, (batch_size, block_size), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
-    result = {"available": True, "device": name, "torch": torch.__version__, "batch_size": batch_size,
-              "block_size": block_size, "peak_bf16_flops": peak, "variants": {}}
+    x = torch.randint(
+        0,
+        50257,
+        (batch_size, block_size),
+        device="cuda",
+        generator=torch.Generator("cuda").manual_seed(0),
+    )
+    result = {
+        "available": True,
+        "device": name,
+        "torch": torch.__version__,
+        "batch_size": batch_size,
+        "block_size": block_size,
+        "peak_bf16_flops": peak,
+        "variants": {},
+    }
     for variant in ("eager", "compiled") if compile_too else ("eager",):
         torch.manual_seed(0)
         model = GPT2LMHeadModel(GPT2Config(n_positions=block_size)).cuda()
-        n_params = sum(p.numel() for p in model.parameters())  # wte is tied to lm_head: counted once
+        n_params = sum(
+            p.numel() for p in model.parameters()
+        )  # wte is tied to lm_head: counted once
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         forward = torch.compile(model) if variant == "compiled" else model
         torch.cuda.reset_peak_memory_stats()
@@ -347,11 +461,18 @@ def bench_gpu(steps, batch_size, block_size, compile_too):
         per_token = flops_per_token(n_params, model.config.n_layer, model.config.n_embd, block_size)
         result["params"] = n_params
         result["variants"][variant] = {
-            "tokens_per_s": tokens_per_s, "seconds_per_step": median(times), "steps_timed": steps,
-            "warmup_seconds": time.perf_counter() - t_start - sum(times), "final_loss": loss.item(),
+            "tokens_per_s": tokens_per_s,
+            "seconds_per_step": median(times),
+            "steps_timed": steps,
+            "warmup_seconds": time.perf_counter() - t_start - sum(times),
+            "final_loss": loss.item(),
             "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30,
-            "mfu": per_token * tokens_per_s / peak if peak else None}
-        log.info(f"GPU {variant}: {tokens_per_s:,.0f} tokens/s" + (f", MFU {100 * result['variants'][variant]['mfu']:.1f}%" if peak else ""))
+            "mfu": per_token * tokens_per_s / peak if peak else None,
+        }
+        log.info(
+            f"GPU {variant}: {tokens_per_s:,.0f} tokens/s"
+            + (f", MFU {100 * result['variants'][variant]['mfu']:.1f}%" if peak else "")
+        )
         del model, opt, forward
         torch.cuda.empty_cache()
     return result
@@ -361,15 +482,24 @@ def machine_info():
     import tokenizers
     import torch
 
-    return {"cpus": os.cpu_count(), "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
-            "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "torch": torch.__version__, "tokenizers": tokenizers.__version__,
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "tokenizers": tokenizers.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def machine_line(m):
-    return (f"{m['cpus']} CPU cores, {m['memory_gb']:.0f} GiB" + (f", {m['gpu']}" if m.get("gpu") else "")
-            + f", {m['platform']}, Python {m['python']}, torch {m['torch']}, tokenizers {m['tokenizers']}")
+    return (
+        f"{m['cpus']} CPU cores, {m['memory_gb']:.0f} GiB"
+        + (f", {m['gpu']}" if m.get("gpu") else "")
+        + f", {m['platform']}, Python {m['python']}, torch {m['torch']}, tokenizers {m['tokenizers']}"
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -381,45 +511,86 @@ def scaling_md(rows, f):
     if not rows:
         return []
     steps = [step for step, _ in SCALE_STEPS]
-    lines = ["## 02-06 at scale", "",
-             "Each corpus through the scripts Make runs (default profile), one run each; wall seconds / peak RSS MB. "
-             "The real corpus is the .py files of this install's .venv site-packages; the repeated ones are the default "
-             "train documents repeated and shuffled, each copy headed `# copy k` (so 02 keeps them).", "",
-             "| corpus | train MB | distinct pre-tokens | " + " | ".join(steps) + " | 03 MB/s | held-out agreement | exact docs | held-out saving |",
-             "|---|---:|---:|" + "---:|" * len(steps) + "---:|---:|---:|---:|"]
+    lines = [
+        "## 02-06 at scale",
+        "",
+        "Each corpus through the scripts Make runs (default profile), one run each; wall seconds / peak RSS MB. "
+        "The real corpus is the .py files of this install's .venv site-packages; the repeated ones are the default "
+        "train documents repeated and shuffled, each copy headed `# copy k` (so 02 keeps them).",
+        "",
+        "| corpus | train MB | distinct pre-tokens | "
+        + " | ".join(steps)
+        + " | 03 MB/s | held-out agreement | exact docs | held-out saving |",
+        "|---|---:|---:|" + "---:|" * len(steps) + "---:|---:|---:|---:|",
+    ]
     for row in rows:
-        cells = [f"{f(row['steps'][s]['seconds'], 0)} s / {f(row['steps'][s]['peak_rss_mb'], 0)}" for s in steps]
+        cells = [
+            f"{f(row['steps'][s]['seconds'], 0)} s / {f(row['steps'][s]['peak_rss_mb'], 0)}"
+            for s in steps
+        ]
         saving = row.get("heldout_saving")
-        lines.append(f"| {row['corpus']} | {f(row['train_mb'], 0)} | {f(row.get('distinct_pretokens'), 0)} | " + " | ".join(cells)
-                     + f" | {f(row['analyze_mb_per_s'])} | {100 * row['heldout_agreement']:.4f}% | "
-                     f"{100 * row['heldout_documents_exact']:.1f}% | {f(100 * saving, 1) + '%' if saving is not None else '—'} |")
+        lines.append(
+            f"| {row['corpus']} | {f(row['train_mb'], 0)} | {f(row.get('distinct_pretokens'), 0)} | "
+            + " | ".join(cells)
+            + f" | {f(row['analyze_mb_per_s'])} | {100 * row['heldout_agreement']:.4f}% | "
+            f"{100 * row['heldout_documents_exact']:.1f}% | {f(100 * saving, 1) + '%' if saving is not None else '—'} |"
+        )
     growth = [r for r in rows if "growth_exponents" in r]
     if growth:
-        lines += ["", "Growth exponent k (time or memory ~ size^k, from the repeated corpus before; 1 = linear):", "",
-                  "| corpus | " + " | ".join(f"{s} time / RSS" for s in steps) + " |", "|---|" + "---:|" * len(steps)]
+        lines += [
+            "",
+            "Growth exponent k (time or memory ~ size^k, from the repeated corpus before; 1 = linear):",
+            "",
+            "| corpus | " + " | ".join(f"{s} time / RSS" for s in steps) + " |",
+            "|---|" + "---:|" * len(steps),
+        ]
         for row in growth:
             g = row["growth_exponents"]
-            lines.append(f"| {row['corpus']} | " + " | ".join(f"{f(g[s]['seconds'])} / {f(g[s]['peak_rss_mb'])}" for s in steps) + " |")
+            lines.append(
+                f"| {row['corpus']} | "
+                + " | ".join(f"{f(g[s]['seconds'])} / {f(g[s]['peak_rss_mb'])}" for s in steps)
+                + " |"
+            )
     return lines + [""]
 
 
 def pipeline_md(r):
     f = lambda x, d=2: "—" if x is None else f"{x:,.{d}f}"
     lines = []
-    lines += [f"Throughput figures are the median of {r['config']['repeats']} alternated runs; step times the "
-              "median of their runs.", "",
-             "## The pipeline on the default corpus (PROFILE=bench: a tiny random GPT-2 for 07-08)", "",
-             "| step | wall s (median) | runs | peak RSS MB |", "|---|---:|---:|---:|"]
+    lines += [
+        f"Throughput figures are the median of {r['config']['repeats']} alternated runs; step times the "
+        "median of their runs.",
+        "",
+        "## The pipeline on the default corpus (PROFILE=bench: a tiny random GPT-2 for 07-08)",
+        "",
+        "| step | wall s (median) | runs | peak RSS MB |",
+        "|---|---:|---:|---:|",
+    ]
     for step, s in r["pipeline"].items():
-        lines.append(f"| {step} | {f(s['seconds'], 1)} | {len(s['runs'])} | {f(s['peak_rss_mb'], 0)} |")
+        lines.append(
+            f"| {step} | {f(s['seconds'], 1)} | {len(s['runs'])} | {f(s['peak_rss_mb'], 0)} |"
+        )
     t = r["pipeline"]["train"]
-    lines += ["", f"08 train (tiny random model, {t['device']}, {t['processes']} process): {f(t['tokens_per_s'], 0)} "
-              f"tokens/s, {f(t['bytes_per_s'], 0)} bytes/s over {t['steps']:,} steps.", ""]
+    lines += [
+        "",
+        f"08 train (tiny random model, {t['device']}, {t['processes']} process): {f(t['tokens_per_s'], 0)} "
+        f"tokens/s, {f(t['bytes_per_s'], 0)} bytes/s over {t['steps']:,} steps.",
+        "",
+    ]
     n = r["noop_make"]
-    lines += ["## No-op make", "",
-              f"`make all` with everything up to date: **{f(n['seconds'], 3)} s** (median of {len(n['runs'])}); "
-              f"`make -n all` would run {len(n['commands_it_would_run'])} commands"
-              + (": " + "; ".join(n["commands_it_would_run"][:3]) if n["commands_it_would_run"] else " (no Python process)") + ".", ""]
+    lines += [
+        "## No-op make",
+        "",
+        f"`make all` with everything up to date: **{f(n['seconds'], 3)} s** (median of {len(n['runs'])}); "
+        f"`make -n all` would run {len(n['commands_it_would_run'])} commands"
+        + (
+            ": " + "; ".join(n["commands_it_would_run"][:3])
+            if n["commands_it_would_run"]
+            else " (no Python process)"
+        )
+        + ".",
+        "",
+    ]
     return lines
 
 
@@ -427,15 +598,26 @@ def analyze_md(r):
     f = lambda x, d=2: "—" if x is None else f"{x:,.{d}f}"
     lines = []
     a = r["analyze"]
-    lines += ["## 03 analyze beside the reference tokenizers", "",
-              f"The train split, {a['bytes']:,} bytes in {a['documents']:,} documents, all cores.", "",
-              "| | MB/s | vs HF encode_batch |", "|---|---:|---:|",
-              f"| 03 analyze (encode loop, as it reports) | {f(a['analyze_mb_per_s'])} | {f(a['analyze_vs_hf'])}× |",
-              f"| 03 analyze (whole process, start-up included) | {f(a['analyze_wall_mb_per_s'])} | |",
-              f"| tokenizers GPT-2 BPE `encode_batch` | {f(a['hf_encode_batch_mb_per_s'])} | 1.00× |",
-              f"| tiktoken from the same files | {f(a['tiktoken_mb_per_s'])} | "
-              + (f"{f(a['tiktoken_mb_per_s'] / a['hf_encode_batch_mb_per_s'])}× |" if a["tiktoken_installed"] else "not installed |"),
-              "", f"Peak RSS of 03 on it: {f(a['analyze_peak_rss_mb'], 0)} MB.", ""]
+    lines += [
+        "## 03 analyze beside the reference tokenizers",
+        "",
+        f"The train split, {a['bytes']:,} bytes in {a['documents']:,} documents, all cores.",
+        "",
+        "| | MB/s | vs HF encode_batch |",
+        "|---|---:|---:|",
+        f"| 03 analyze (encode loop, as it reports) | {f(a['analyze_mb_per_s'])} | {f(a['analyze_vs_hf'])}× |",
+        f"| 03 analyze (whole process, start-up included) | {f(a['analyze_wall_mb_per_s'])} | |",
+        f"| tokenizers GPT-2 BPE `encode_batch` | {f(a['hf_encode_batch_mb_per_s'])} | 1.00× |",
+        f"| tiktoken from the same files | {f(a['tiktoken_mb_per_s'])} | "
+        + (
+            f"{f(a['tiktoken_mb_per_s'] / a['hf_encode_batch_mb_per_s'])}× |"
+            if a["tiktoken_installed"]
+            else "not installed |"
+        ),
+        "",
+        f"Peak RSS of 03 on it: {f(a['analyze_peak_rss_mb'], 0)} MB.",
+        "",
+    ]
     return lines
 
 
@@ -445,20 +627,28 @@ def gpu_md(r):
     g = r["gpu"]
     lines += ["## GPU", ""]
     if not g["available"]:
-        lines.append("No GPU on this machine: skipped. Where one is present this section gives a GPT-2-small-shaped "
-                     "model's training tokens/s, peak memory and model FLOPs utilisation (bf16), eager and compiled.")
+        lines.append(
+            "No GPU on this machine: skipped. Where one is present this section gives a GPT-2-small-shaped "
+            "model's training tokens/s, peak memory and model FLOPs utilisation (bf16), eager and compiled."
+        )
     else:
-        lines += [f"{g['device']}, torch {g['torch']}: a random GPT-2 small ({g['params']:,} parameters), batch "
-                  f"{g['batch_size']} × {g['block_size']} tokens, bf16 autocast, fused AdamW; the median of the "
-                  "timed steps after 3 warm-up steps. MFU counts 6 × parameters + 12 × layers × width × context "
-                  f"FLOPs per token against {f(g['peak_bf16_flops'] / 1e12, 0) if g['peak_bf16_flops'] else 'an unknown'} "
-                  "TFLOP/s dense bf16.", "",
-                  "| variant | tokens/s | s/step | MFU | peak memory GiB | warm-up s |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"{g['device']}, torch {g['torch']}: a random GPT-2 small ({g['params']:,} parameters), batch "
+            f"{g['batch_size']} × {g['block_size']} tokens, bf16 autocast, fused AdamW; the median of the "
+            "timed steps after 3 warm-up steps. MFU counts 6 × parameters + 12 × layers × width × context "
+            f"FLOPs per token against {f(g['peak_bf16_flops'] / 1e12, 0) if g['peak_bf16_flops'] else 'an unknown'} "
+            "TFLOP/s dense bf16.",
+            "",
+            "| variant | tokens/s | s/step | MFU | peak memory GiB | warm-up s |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for name, v in g["variants"].items():
-            lines.append(f"| {'eager (as 08 trains)' if name == 'eager' else 'torch.compile'} | "
-                         f"{f(v['tokens_per_s'], 0)} | {f(v['seconds_per_step'], 3)} | "
-                         f"{f(100 * v['mfu'], 1) + '%' if v['mfu'] else '—'} | {f(v['peak_memory_gb'], 1)} | "
-                         f"{f(v['warmup_seconds'], 1)} |")
+            lines.append(
+                f"| {'eager (as 08 trains)' if name == 'eager' else 'torch.compile'} | "
+                f"{f(v['tokens_per_s'], 0)} | {f(v['seconds_per_step'], 3)} | "
+                f"{f(100 * v['mfu'], 1) + '%' if v['mfu'] else '—'} | {f(v['peak_memory_gb'], 1)} | "
+                f"{f(v['warmup_seconds'], 1)} |"
+            )
     return lines
 
 
@@ -470,8 +660,12 @@ def report_md(r):
     for section in [s for s in SECTIONS if s in measured]:
         key = (measured[section]["date"], machine_line(measured[section]["machine"]))
         by_machine.setdefault(key, []).append(section)
-    titles = {"pipeline": "the pipeline and no-op make", "analyze": "03 beside the reference tokenizers",
-              "scaling": "02-06 at scale", "gpu": "GPU"}
+    titles = {
+        "pipeline": "the pipeline and no-op make",
+        "analyze": "03 beside the reference tokenizers",
+        "scaling": "02-06 at scale",
+        "gpu": "GPU",
+    }
     for (date, machine), sections in by_machine.items():
         which = "" if len(by_machine) == 1 else " (" + "; ".join(titles[s] for s in sections) + ")"
         lines.append(f"Measured{which} {date} on {machine}.")
@@ -489,9 +683,17 @@ def report_md(r):
 def main():
     args = parse_args()
     art = Artifacts(args.artifacts)
-    cfg = load_config(STEP, args.profile, args.configs, {
-        "repeats": args.repeats, "step_repeats": args.step_repeats,
-        "scaling_sizes_mb": args.scaling_sizes_mb, "scaling_real": args.scaling_real})
+    cfg = load_config(
+        STEP,
+        args.profile,
+        args.configs,
+        {
+            "repeats": args.repeats,
+            "step_repeats": args.step_repeats,
+            "scaling_sizes_mb": args.scaling_sizes_mb,
+            "scaling_real": args.scaling_real,
+        },
+    )
     bench_dir = art.root.resolve() / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(STEP, art.log_file(STEP))
@@ -506,9 +708,17 @@ def main():
         previous = json.loads((bench_dir / "bench.json").read_text(encoding="utf-8"))
         previous.setdefault("measured", {})
     needs_corpus = {"analyze", "scaling"} & set(args.only)
-    if "pipeline" not in args.only and needs_corpus and not (Artifacts(run_dir).train_docs.exists() and Artifacts(run_dir).model_source.exists()):
-        die(f"--only {' '.join(args.only)} uses the corpus of the pipeline section in {run_dir}, which is missing; "
-            "add pipeline to --only")
+    if (
+        "pipeline" not in args.only
+        and needs_corpus
+        and not (
+            Artifacts(run_dir).train_docs.exists() and Artifacts(run_dir).model_source.exists()
+        )
+    ):
+        die(
+            f"--only {' '.join(args.only)} uses the corpus of the pipeline section in {run_dir}, which is missing; "
+            "add pipeline to --only"
+        )
     here = {"date": time.strftime("%Y-%m-%d"), "machine": machine_info()}
     result = {"config": cfg, "measured": {}}
     for section in SECTIONS:
@@ -516,8 +726,12 @@ def main():
             result["measured"][section] = here
         elif section in previous["measured"]:
             result["measured"][section] = previous["measured"][section]
-            keys = {"pipeline": ("pipeline", "noop_make"), "analyze": ("analyze",),
-                    "scaling": ("scaling",), "gpu": ("gpu",)}[section]
+            keys = {
+                "pipeline": ("pipeline", "noop_make"),
+                "analyze": ("analyze",),
+                "scaling": ("scaling",),
+                "gpu": ("gpu",),
+            }[section]
             result.update({k: previous[k] for k in keys})
 
     # --- 1-2: the pipeline, and a no-op make
@@ -525,16 +739,20 @@ def main():
         log.info("1. the pipeline through make (PROFILE=bench)")
         result["pipeline"] = bench_pipeline(run_dir, cfg["step_repeats"], log_path, configs)
         result["noop_make"] = bench_noop_make(run_dir, cfg["repeats"])
-        log.info(f"2. no-op make all: {result['noop_make']['seconds']:.3f} s, "
-                 f"{len(result['noop_make']['commands_it_would_run'])} commands")
+        log.info(
+            f"2. no-op make all: {result['noop_make']['seconds']:.3f} s, "
+            f"{len(result['noop_make']['commands_it_would_run'])} commands"
+        )
 
     # --- 3: analyze beside the reference tokenizers
     if "analyze" in args.only:
         log.info("3. 03 analyze beside tokenizers encode_batch and tiktoken")
         result["analyze"] = bench_analyze(run_dir, cfg["repeats"], log_path, configs)
         a = result["analyze"]
-        log.info(f"analyze {a['analyze_mb_per_s']:.2f} MB/s, HF encode_batch {a['hf_encode_batch_mb_per_s']:.2f} "
-                 f"MB/s, tiktoken {a['tiktoken_mb_per_s'] or 0:.2f} MB/s")
+        log.info(
+            f"analyze {a['analyze_mb_per_s']:.2f} MB/s, HF encode_batch {a['hf_encode_batch_mb_per_s']:.2f} "
+            f"MB/s, tiktoken {a['tiktoken_mb_per_s'] or 0:.2f} MB/s"
+        )
 
     # --- 4: scaling
     if "scaling" in args.only:
@@ -544,7 +762,9 @@ def main():
     # --- 5: GPU
     if "gpu" in args.only:
         log.info("5. GPT-2 small training steps on the GPU")
-        result["gpu"] = bench_gpu(cfg["gpu_steps"], cfg["gpu_batch_size"], cfg["gpu_block_size"], cfg["gpu_compile"])
+        result["gpu"] = bench_gpu(
+            cfg["gpu_steps"], cfg["gpu_batch_size"], cfg["gpu_block_size"], cfg["gpu_compile"]
+        )
     result["seconds"] = time.perf_counter() - t_start
 
     write_json(bench_dir / "bench.json", result)

@@ -17,17 +17,25 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 def run_script(script, *args, check=True):
     """Run scripts/<script> with this interpreter; return the CompletedProcess (stdout + stderr as text)."""
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *map(str, args)],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
 
 
 def run_make(*args, check=True):
-    proc = subprocess.run(["make", "--no-print-directory", *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["make", "--no-print-directory", *map(str, args)], cwd=ROOT, capture_output=True, text=True
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"make {' '.join(map(str, args))} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"make {' '.join(map(str, args))} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -75,6 +83,7 @@ def write_raw_corpus(raw):
             f.write(json.dumps({"text": doc}) + "\n")
     extra = [f"def f{i}(x):\n    return x * {i}\n" for i in range(40)]
     import pandas as pd
+
     pd.DataFrame({"text": extra}).to_parquet(raw / "extra.parquet")
     return raw
 

@@ -21,7 +21,9 @@ def test_exp_weights(align):
     for w in (last, first, both):
         assert torch.isclose(w.sum(), torch.tensor(1.0))
     assert torch.all(last[1:] > last[:-1]) and torch.all(first[1:] < first[:-1])
-    assert torch.allclose(both, both.flip(0)) and both[0] > both[1]  # the ends weigh most in the tied row
+    assert (
+        torch.allclose(both, both.flip(0)) and both[0] > both[1]
+    )  # the ends weigh most in the tied row
     assert torch.allclose(last, torch.exp(torch.arange(4.0)) / torch.exp(torch.arange(4.0)).sum())
     assert torch.equal(align.exp_weights(1, "both"), torch.ones(1))
 
@@ -38,7 +40,9 @@ def test_adaptivocab_rows_are_the_weighted_pieces(align, gpt2_bpe):
     rows = align.init_rows("adaptivocab-output", wte, rules, gpt2_bpe, seed=0)
     assert torch.allclose(rows[0], (e[1] * wte[ids[0]] + e[0] * wte[ids[1]]) / e.sum(), atol=1e-6)
     rows = align.init_rows("adaptivocab", wte, rules, gpt2_bpe, seed=0)
-    assert torch.allclose(rows[0], (wte[ids[0]] + wte[ids[1]]) / 2, atol=1e-6)  # two pieces: symmetric = mean
+    assert torch.allclose(
+        rows[0], (wte[ids[0]] + wte[ids[1]]) / 2, atol=1e-6
+    )  # two pieces: symmetric = mean
     assert torch.equal(rows[1], wte[gpt2_bpe.encode("a", add_special_tokens=False).ids[0]])
 
 
@@ -55,7 +59,9 @@ def test_mean_cov_is_seeded_jitter_around_the_mean(align):
 
 
 def test_mean_cov_falls_back_to_the_mean(align):
-    flat = torch.ones(50257, 16)  # covariance 0: not positive definite -> the mean, as transformers does
+    flat = torch.ones(
+        50257, 16
+    )  # covariance 0: not positive definite -> the mean, as transformers does
     assert torch.equal(align.mean_cov_rows(flat, 3, seed=0), torch.ones(3, 16))
     torch.manual_seed(0)
     wte = torch.randn(1000, 8)
@@ -69,7 +75,9 @@ def test_every_strategy_of_the_schema(align, gpt2_bpe):
     from lib.schema import INIT_STRATEGIES, AlignConfig
 
     assert AlignConfig().compare_strategies == list(INIT_STRATEGIES)
-    assert {"adaptivocab", "adaptivocab-input", "adaptivocab-output", "mean-cov"} <= set(INIT_STRATEGIES)
+    assert {"adaptivocab", "adaptivocab-input", "adaptivocab-output", "mean-cov"} <= set(
+        INIT_STRATEGIES
+    )
     torch.manual_seed(0)
     wte = torch.randn(50257, 8)
     rules = [{"text": "    return"}, {"text": " the"}]
@@ -93,7 +101,10 @@ def test_random_model_reference(align, gpt2_bpe):
     before = torch.get_rng_state()
     a = align.random_model_reference(config, gpt2_bpe, texts, 16, cfg)
     assert torch.equal(torch.get_rng_state(), before)
-    assert a["bits_per_byte"] == align.random_model_reference(config, gpt2_bpe, texts, 16, cfg)["bits_per_byte"]
+    assert (
+        a["bits_per_byte"]
+        == align.random_model_reference(config, gpt2_bpe, texts, 16, cfg)["bits_per_byte"]
+    )
     other = align.random_model_reference(config, gpt2_bpe, texts, 16, {**cfg, "seed": 1})
     assert other["bits_per_byte"] != a["bits_per_byte"]
     # a random model is near uniform over 50,257 ids: about log2(50257) = 15.6 bits per token
@@ -109,20 +120,37 @@ def test_comparison_keeps_the_reference_out_of_the_ranking(align, gpt2_bpe, tmp_
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_layer=1, n_head=2, n_embd=16, n_positions=32)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=50257, n_layer=1, n_head=2, n_embd=16, n_positions=32)
+    ).eval()
     heldout = tmp_path / "heldout.jsonl"
-    heldout.write_text("".join(json.dumps({"text": t}) + "\n" for t in ("def f(x):\n    return x\n", "a b c\n")))
-    cfg = {"init_strategy": "best", "compare_strategies": ["mean", "zeros", "adaptivocab"], "seed": 0,
-           "compare_max_bytes": 0, "block_size": 16, "batch_size": 4}
+    heldout.write_text(
+        "".join(json.dumps({"text": t}) + "\n" for t in ("def f(x):\n    return x\n", "a b c\n"))
+    )
+    cfg = {
+        "init_strategy": "best",
+        "compare_strategies": ["mean", "zeros", "adaptivocab"],
+        "seed": 0,
+        "compare_max_bytes": 0,
+        "block_size": 16,
+        "batch_size": 4,
+    }
     wte = model.get_input_embeddings().weight.detach().clone()
-    reassigned = {40000: {"id": 40000, "text": "    return"}, 40001: {"id": 40001, "text": ":\n   "}}
+    reassigned = {
+        40000: {"id": 40000, "text": "    return"},
+        40001: {"id": 40001, "text": ":\n   "},
+    }
     _, finals = align.final_rows(wte, reassigned, gpt2_bpe, cfg)
     art = SimpleNamespace(heldout_docs=heldout)
-    comparison = {"smoke_tiny_random_model": True,
-                  **align.compare_strategies(model, wte, finals, gpt2_bpe, gpt2_bpe, art, cfg)}
+    comparison = {
+        "smoke_tiny_random_model": True,
+        **align.compare_strategies(model, wte, finals, gpt2_bpe, gpt2_bpe, art, cfg),
+    }
     reference = comparison["references"]["random_init_same_shape"]
     assert reference["label"] == align.RANDOM_REFERENCE and reference["bits_per_byte"] > 0
     assert align.RANDOM_REFERENCE not in comparison["strategies"]
-    assert {"gpt2 as is (original tokenizer)", "old rows kept (no init)"} <= set(comparison["strategies"])
+    assert {"gpt2 as is (original tokenizer)", "old rows kept (no init)"} <= set(
+        comparison["strategies"]
+    )
     assert align.choose(comparison, cfg)[0] in cfg["compare_strategies"]
     assert torch.equal(model.get_input_embeddings().weight, wte)

@@ -30,8 +30,13 @@ def analyzed(tmp_path_factory, tiny_gpt2_dir):
 
 
 def test_sequences_are_gpt2_ids_one_line_per_train_doc(analyzed, gpt2_bpe):
-    docs = [json.loads(l)["text"] for l in (analyzed / "corpora" / "cleaned" / "train.jsonl").read_text().splitlines()]
-    lines = (analyzed / "analysis" / "reports" / "bpe_token_id_sequences.txt").read_text().split("\n")
+    docs = [
+        json.loads(line)["text"]
+        for line in (analyzed / "corpora" / "cleaned" / "train.jsonl").read_text().splitlines()
+    ]
+    lines = (
+        (analyzed / "analysis" / "reports" / "bpe_token_id_sequences.txt").read_text().split("\n")
+    )
     assert lines[-1] == "" and len(lines) - 1 == len(docs)
     for doc, line in zip(docs, lines):
         assert [int(t) for t in line.split()] == gpt2_bpe.encode(doc).ids
@@ -41,7 +46,10 @@ def test_frequency_table_counts_every_id(analyzed, gpt2_bpe):
     table = pd.read_parquet(analyzed / "analysis" / "reports" / "token_frequency.parquet")
     assert list(table.columns) == ["token_id", "token", "count", "doc_count", "frequency"]
     assert len(table) == VOCAB_SIZE and list(table.token_id) == list(range(VOCAB_SIZE))
-    docs = [json.loads(l)["text"] for l in (analyzed / "corpora" / "cleaned" / "train.jsonl").read_text().splitlines()]
+    docs = [
+        json.loads(line)["text"]
+        for line in (analyzed / "corpora" / "cleaned" / "train.jsonl").read_text().splitlines()
+    ]
     ids = [i for d in docs for i in gpt2_bpe.encode(d).ids]
     space = 220
     assert table["count"].sum() == len(ids) and table["count"][space] == ids.count(space)
@@ -59,9 +67,15 @@ def test_not_gpt2_tokenizer_is_refused(analyzed, tmp_path):
     (art / "tokenizers" / "original").mkdir(parents=True)
     (art / "corpora").mkdir()
     os.symlink(analyzed / "corpora" / "cleaned", art / "corpora" / "cleaned")
-    Tokenizer(models.BPE({"a": 0, "b": 1}, [])).save(str(art / "tokenizers" / "original" / "tokenizer.json"))
+    Tokenizer(models.BPE({"a": 0, "b": 1}, [])).save(
+        str(art / "tokenizers" / "original" / "tokenizer.json")
+    )
     proc = run_script("03_analyze.py", "--artifacts", art, check=False)
-    assert proc.returncode != 0 and "vocab size 2 is not GPT-2's 50,257" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode != 0
+        and "vocab size 2 is not GPT-2's 50,257" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
     (art / "tokenizers" / "original" / "tokenizer.json").write_text("{broken")
     proc = run_script("03_analyze.py", "--artifacts", art, check=False)
     assert proc.returncode != 0 and "not a readable tokenizers file" in proc.stderr
@@ -85,8 +99,18 @@ def test_kill_9_leaves_nothing_finished_and_rerun_is_correct(analyzed, tmp_path)
         for d in docs:
             f.write(json.dumps({"text": d}) + "\n")
     reports = art / "analysis" / "reports"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "03_analyze.py"), "--artifacts", str(art), "--batch-docs", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "03_analyze.py"),
+            "--artifacts",
+            str(art),
+            "--batch-docs",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     partial = reports / "bpe_token_id_sequences.txt.partial"
     deadline = time.time() + 60
     while not (partial.exists() and partial.stat().st_size > 0) and time.time() < deadline:
@@ -109,11 +133,24 @@ def test_kill_9_leaves_nothing_finished_and_rerun_is_correct(analyzed, tmp_path)
     assert len(lines) == len(docs)
 
 
-TRICKY = ["def f(x):\n\tif x:\n        return x  # ====\n\n\n   \n", "it's they're we'll I'd 'S 'll",
-          "a<|endoftext|>b <|endoftext|>\n<|endoftext|>", "<|endoftext|>", "", " ", "\r\n\r\n  x  ", "   trailing   ",
-          "안녕하세요 세계! 你好，世界。 😀🎉👩‍👩‍👧 ㅋㅋㅋㅋ ————", "12345 1,000,000 3.14159 x²", "\u2028 \u00a0 \x00\x01 \ufeff",
-          "x\x1c\x1fy \x85z\u3000 \u3000w\u200b v\t \n", "end with spaces  \n\n  ", "\n\n\nx",
-          "nul\x00 as text \x00\x00 x\x00\n \x00", "a \x00's \x00 \n\n\x00 é\x00中"]  # NUL: the fast path's separator
+TRICKY = [
+    "def f(x):\n\tif x:\n        return x  # ====\n\n\n   \n",
+    "it's they're we'll I'd 'S 'll",
+    "a<|endoftext|>b <|endoftext|>\n<|endoftext|>",
+    "<|endoftext|>",
+    "",
+    " ",
+    "\r\n\r\n  x  ",
+    "   trailing   ",
+    "안녕하세요 세계! 你好，世界。 😀🎉👩‍👩‍👧 ㅋㅋㅋㅋ ————",
+    "12345 1,000,000 3.14159 x²",
+    "\u2028 \u00a0 \x00\x01 \ufeff",
+    "x\x1c\x1fy \x85z\u3000 \u3000w\u200b v\t \n",
+    "end with spaces  \n\n  ",
+    "\n\n\nx",
+    "nul\x00 as text \x00\x00 x\x00\n \x00",
+    "a \x00's \x00 \n\n\x00 é\x00中",
+]  # NUL: the fast path's separator
 
 
 def load_analyze():
@@ -127,7 +164,11 @@ def load_analyze():
 
 def hf_pretokens(gpt2_bpe, text):
     """GPT-2's pre-tokens of a text as tokenizers makes them (the special token split off first)."""
-    return [w for part in text.split("<|endoftext|>") for w, _ in gpt2_bpe.pre_tokenizer.pre_tokenize_str(part)]
+    return [
+        w
+        for part in text.split("<|endoftext|>")
+        for w, _ in gpt2_bpe.pre_tokenizer.pre_tokenize_str(part)
+    ]
 
 
 @pytest.mark.parametrize("name", ["gigatoken", "tokenizers"])
@@ -140,14 +181,18 @@ def test_encoder_is_gpt2_bpe_on_tricky_text(name, gpt2_bpe, tmp_path):
     gpt2_bpe.save(str(tmp_path / "tokenizer.json"))
     encoder = analyze.Encoder(name, tmp_path / "tokenizer.json", gpt2_bpe)
     rng = random.Random(0)
-    ascii_text = ["".join(rng.choice("".join(map(chr, range(128)))) for _ in range(200)) for _ in range(50)]
+    ascii_text = [
+        "".join(rng.choice("".join(map(chr, range(128)))) for _ in range(200)) for _ in range(50)
+    ]
     texts = TRICKY + [t * 3 for t in TRICKY] + ["".join(TRICKY)] + ascii_text
     flat, lengths = encoder.encode(texts)
     assert lengths.tolist() == [len(gpt2_bpe.encode(t).ids) for t in texts]
     assert flat.tolist() == [i for t in texts for i in gpt2_bpe.encode(t).ids]
     for text in texts:
         for part in text.split("<|endoftext|>"):
-            want = collections.Counter(piece_bytes(w) for w, _ in gpt2_bpe.pre_tokenizer.pre_tokenize_str(part))
+            want = collections.Counter(
+                piece_bytes(w) for w, _ in gpt2_bpe.pre_tokenizer.pre_tokenize_str(part)
+            )
             assert dict(encoder.pretokens(part)) == dict(want), part
 
 
@@ -157,7 +202,9 @@ def test_id_lines_match_the_plain_join():
     lengths = rng.integers(1, 50, size=40)
     flat = rng.integers(0, VOCAB_SIZE, size=int(lengths.sum()))
     starts = np.concatenate([[0], np.cumsum(lengths)])
-    want = "".join(" ".join(map(str, flat[a:b])) + "\n" for a, b in zip(starts[:-1], starts[1:])).encode()
+    want = "".join(
+        " ".join(map(str, flat[a:b])) + "\n" for a, b in zip(starts[:-1], starts[1:])
+    ).encode()
     assert analyze.id_lines(flat, lengths) == want
     assert analyze.id_lines(np.array([5, 50256]), np.array([0, 2, 0])) == b"\n5 50256\n\n"
 
@@ -166,16 +213,29 @@ def test_pretoken_table_counts_every_pretoken(analyzed, gpt2_bpe):
     """Every distinct GPT-2 pre-token of the train split, with its count, document count and BPE ids."""
     from lib.pretokens import read_pretoken_table
 
-    docs = [json.loads(l)["text"] for l in (analyzed / "corpora" / "cleaned" / "train.jsonl").read_text().splitlines()]
-    table = read_pretoken_table(analyzed / "analysis" / "reports" / "pretoken_table.parquet",
-                                tokenizer_json=analyzed / "tokenizers" / "original" / "tokenizer.json")
+    docs = [
+        json.loads(line)["text"]
+        for line in (analyzed / "corpora" / "cleaned" / "train.jsonl").read_text().splitlines()
+    ]
+    table = read_pretoken_table(
+        analyzed / "analysis" / "reports" / "pretoken_table.parquet",
+        tokenizer_json=analyzed / "tokenizers" / "original" / "tokenizer.json",
+    )
     counts = collections.Counter(w for d in docs for w in hf_pretokens(gpt2_bpe, d))
     doc_counts = collections.Counter(w for d in docs for w in set(hf_pretokens(gpt2_bpe, d)))
-    got = {w: (int(n), int(d), table.ids(k)) for k, (w, n, d) in enumerate(zip(table.pretokens, table.counts, table.doc_counts))}
-    assert got == {w: (n, doc_counts[w], tuple(t.id for t in gpt2_bpe.model.tokenize(w))) for w, n in counts.items()}
+    got = {
+        w: (int(n), int(d), table.ids(k))
+        for k, (w, n, d) in enumerate(zip(table.pretokens, table.counts, table.doc_counts))
+    }
+    assert got == {
+        w: (n, doc_counts[w], tuple(t.id for t in gpt2_bpe.model.tokenize(w)))
+        for w, n in counts.items()
+    }
     order = [(-n, w) for w, (n, _, _) in got.items()]
     assert [(-int(n), w) for w, n in zip(table.pretokens, table.counts)] == sorted(order)
-    assert table.meta["documents"] == len(docs) and table.meta["occurrences"] == sum(counts.values())
+    assert table.meta["documents"] == len(docs) and table.meta["occurrences"] == sum(
+        counts.values()
+    )
 
 
 def test_truncated_or_foreign_table_is_a_one_line_error(analyzed, tmp_path):
@@ -186,12 +246,22 @@ def test_truncated_or_foreign_table_is_a_one_line_error(analyzed, tmp_path):
     pd.DataFrame({"pretoken": ["a"], "count": [1]}).to_parquet(foreign)
     other_tokenizer = tmp_path / "tokenizer.json"
     other_tokenizer.write_text("{}")
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from lib.pretokens import read_pretoken_table; "
-            "read_pretoken_table(sys.argv[2], tokenizer_json=sys.argv[3] if len(sys.argv) > 3 else None)")
-    for args, says in (([cut], "not a readable parquet file"), ([foreign], "not a pre-token table written by 03"),
-                       ([path, other_tokenizer], "made with another tokenizer"), ([tmp_path / "none.parquet"], "run `make analyze`")):
-        proc = subprocess.run([sys.executable, "-c", code, str(ROOT), *map(str, args)], capture_output=True, text=True)
-        assert proc.returncode != 0 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from lib.pretokens import read_pretoken_table; "
+        "read_pretoken_table(sys.argv[2], tokenizer_json=sys.argv[3] if len(sys.argv) > 3 else None)"
+    )
+    for args, says in (
+        ([cut], "not a readable parquet file"),
+        ([foreign], "not a pre-token table written by 03"),
+        ([path, other_tokenizer], "made with another tokenizer"),
+        ([tmp_path / "none.parquet"], "run `make analyze`"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(ROOT), *map(str, args)], capture_output=True, text=True
+        )
+        assert proc.returncode != 0 and says in proc.stderr and "Traceback" not in proc.stderr, (
+            proc.stderr
+        )
         assert "re-run `make analyze`" in proc.stderr or "run `make analyze` first" in proc.stderr
 
 
@@ -205,8 +275,13 @@ def test_encoders_write_the_same_outputs(analyzed, tmp_path):
     shutil.copytree(analyzed / "corpora", art / "corpora")
     run_script("03_analyze.py", "--artifacts", art, "--encoder", "tokenizers")
     for name in ("bpe_token_id_sequences.txt", "token_frequency.parquet"):
-        assert (art / "analysis" / "reports" / name).read_bytes() == (analyzed / "analysis" / "reports" / name).read_bytes()
-    a, b = (read_pretoken_table(d / "analysis" / "reports" / "pretoken_table.parquet") for d in (art, analyzed))
+        assert (art / "analysis" / "reports" / name).read_bytes() == (
+            analyzed / "analysis" / "reports" / name
+        ).read_bytes()
+    a, b = (
+        read_pretoken_table(d / "analysis" / "reports" / "pretoken_table.parquet")
+        for d in (art, analyzed)
+    )
     assert a.pretokens == b.pretokens and a.all_ids() == b.all_ids()
     assert (a.counts == b.counts).all() and (a.doc_counts == b.doc_counts).all()
 
@@ -223,13 +298,22 @@ def test_a_long_document_without_newline_goes_through(analyzed, tmp_path, gpt2_b
     cleaned.mkdir(parents=True)
     unit = "var a=function(b){return b*2};x.y<|endoftext|>z;  "
     doc = unit * (3_000_000 // len(unit))
-    (cleaned / "train.jsonl").write_text(json.dumps({"text": doc}) + "\n" + json.dumps({"text": "tail"}) + "\n")
+    (cleaned / "train.jsonl").write_text(
+        json.dumps({"text": doc}) + "\n" + json.dumps({"text": "tail"}) + "\n"
+    )
     run_script("03_analyze.py", "--artifacts", art)
     lines = (art / "analysis" / "reports" / "bpe_token_id_sequences.txt").read_text().split("\n")
-    assert len(lines) == 3 and lines[1] == " ".join(map(str, gpt2_bpe.encode("tail").ids)) and lines[2] == ""
+    assert (
+        len(lines) == 3
+        and lines[1] == " ".join(map(str, gpt2_bpe.encode("tail").ids))
+        and lines[2] == ""
+    )
     assert lines[0] == " ".join(map(str, gpt2_bpe.encode(doc).ids))
     table = read_pretoken_table(art / "analysis" / "reports" / "pretoken_table.parquet")
-    assert int((np.diff(table.ids_offsets) * table.counts).sum()) + table.meta["endoftext"] == table.meta["tokens"]
+    assert (
+        int((np.diff(table.ids_offsets) * table.counts).sum()) + table.meta["endoftext"]
+        == table.meta["tokens"]
+    )
 
 
 def test_pretokens_are_tokenizers_own_on_new_unicode_characters(analyzed, tmp_path, gpt2_bpe):

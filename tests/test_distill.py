@@ -7,8 +7,8 @@ The step runs once on a tiny corpus with a quick profile (few vocab examples, sh
 checks) and once more for determinism; everything else reads its outputs or runs in process."""
 
 import collections
-import importlib.util
 import hashlib
+import importlib.util
 import itertools
 import json
 import os
@@ -23,8 +23,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_script
-from lib.tokenizer import piece_bytes, to_byte_level
-from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE
+from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, piece_bytes
 
 FIXTURE_DOCS = [
     "def add(a, b):\n    return a + b\n\n\n\nclass Point:\n    def __init__(self, x, y):\n        self.x = x\n",
@@ -36,16 +35,29 @@ FIXTURE_DOCS = [
     " +---------------+-------------------+\n /****************************************/ ('''\n",
     "DLLLIBRARY\nSTDLIB\n",  # no Unigram scores give both BPE's cut (a certified conflict: test_certified_conflict_reported)
 ]
-HELDOUT_DOCS = ["def sub(a, b):\n    return a - b  # ========\n\n\n", "Plain English text, held out.\n",
-                "DLLLIBRARY\nSTDLIB\n"]  # one of the two is wrong, held out too: certified against train (test_unseen_conflict_certified)
+HELDOUT_DOCS = [
+    "def sub(a, b):\n    return a - b  # ========\n\n\n",
+    "Plain English text, held out.\n",
+    "DLLLIBRARY\nSTDLIB\n",
+]  # one of the two is wrong, held out too: certified against train (test_unseen_conflict_certified)
 OOD_FILES = {  # out-of-domain sources of the quick profile: type -> {file name: text}
     "prose": {"a.txt": "It was the best of times, it was the worst of times...\n"},
     "c_code": {"x.h": "/* ------------------------------------ */\n#define MASK 0xffffffffUL\n"},
     "korean": {"k.txt": "안녕하세요, 세계! ㅋㅋㅋ\n", "dup.txt": "안녕하세요, 세계! ㅋㅋㅋ\n"},
 }
-QUICK = {"vocab_example_limit": 2000, "run_split_max_len": 96, "decode_samples": 3000, "throughput_bytes": 20000,
-         "throughput_repeats": 1, "max_rounds": 3, "ood_max_bytes": 100000, "ood_emoji_docs": 2,
-         "generated_examples": 2000, "number_examples_max_digits": 2, "certify_time_limit": 60}
+QUICK = {
+    "vocab_example_limit": 2000,
+    "run_split_max_len": 96,
+    "decode_samples": 3000,
+    "throughput_bytes": 20000,
+    "throughput_repeats": 1,
+    "max_rounds": 3,
+    "ood_max_bytes": 100000,
+    "ood_emoji_docs": 2,
+    "generated_examples": 2000,
+    "number_examples_max_digits": 2,
+    "certify_time_limit": 60,
+}
 
 
 def load_distill():
@@ -70,18 +82,27 @@ def make_inputs(art, gpt2_bpe):
         with open(cleaned / f"{name}.jsonl", "w", encoding="utf-8") as f:
             for i, doc in enumerate(docs):
                 f.write(json.dumps({"id": f"{name}{i}", "source": "fixture", "text": doc}) + "\n")
-    files = [{"path": f"doc{i}.txt", "sha256": hashlib.sha256(d.encode()).hexdigest()} for i, d in enumerate(FIXTURE_DOCS + HELDOUT_DOCS)]
+    files = [
+        {"path": f"doc{i}.txt", "sha256": hashlib.sha256(d.encode()).hexdigest()}
+        for i, d in enumerate(FIXTURE_DOCS + HELDOUT_DOCS)
+    ]
     (cleaned / "manifest.json").write_text(json.dumps({"files": files}))
     reports = art / "analysis" / "reports"
     reports.mkdir(parents=True)
     lines = [" ".join(map(str, gpt2_bpe.encode(d).ids)) for d in FIXTURE_DOCS]
     (reports / "bpe_token_id_sequences.txt").write_text("\n".join(lines) + "\n", encoding="ascii")
-    write_table(reports / "pretoken_table.parquet", gpt2_bpe, FIXTURE_DOCS, art / "tokenizers" / "original" / "tokenizer.json")
+    write_table(
+        reports / "pretoken_table.parquet",
+        gpt2_bpe,
+        FIXTURE_DOCS,
+        art / "tokenizers" / "original" / "tokenizer.json",
+    )
 
 
 def write_table(path, gpt2_bpe, docs, tokenizer_json):
     """The pre-token table of docs, as 03 writes it (lib/pretokens.py)."""
     from tokenizers import pre_tokenizers
+
     from lib.files import sha256_file
     from lib.pretokens import write_pretoken_table
 
@@ -96,15 +117,29 @@ def write_table(path, gpt2_bpe, docs, tokenizer_json):
     bare.pre_tokenizer = None
     ids = [e.ids for e in bare.encode_batch(rows, add_special_tokens=False)]
     offsets = list(itertools.accumulate([0] + [len(x) for x in ids]))
-    meta = {"tokenizer_sha256": sha256_file(tokenizer_json), "documents": len(docs),
-            "occurrences": sum(counts.values()), "tokens": offsets[-1], "endoftext": 0}
-    write_pretoken_table(path, rows, [counts[w] for w in rows], [doc_counts[w] for w in rows],
-                         [i for x in ids for i in x], offsets, meta)
+    meta = {
+        "tokenizer_sha256": sha256_file(tokenizer_json),
+        "documents": len(docs),
+        "occurrences": sum(counts.values()),
+        "tokens": offsets[-1],
+        "endoftext": 0,
+    }
+    write_pretoken_table(
+        path,
+        rows,
+        [counts[w] for w in rows],
+        [doc_counts[w] for w in rows],
+        [i for x in ids for i in x],
+        offsets,
+        meta,
+    )
 
 
 def write_mo(path, pairs):
     """A little-endian gettext catalog (header entry first, as msgfmt writes it)."""
-    pairs = [(b"", b"Content-Type: text/plain; charset=UTF-8\n")] + [(a.encode(), b.encode()) for a, b in pairs]
+    pairs = [(b"", b"Content-Type: text/plain; charset=UTF-8\n")] + [
+        (a.encode(), b.encode()) for a, b in pairs
+    ]
     n, blob, table_o, table_t = len(pairs), b"", [], []
     start = 28 + 16 * n
     for a, _ in pairs:
@@ -131,7 +166,9 @@ def quick_configs(root):
     write_mo(root / "ood" / "korean" / "ko.mo", [("Hello", "안녕하세요 ———"), ("File", "파일")])
     sources["emoji"] = ["generated:emoji"]
     sources["absent"] = [str(root / "nowhere" / "*.txt")]
-    (configs / "quick" / "distill.yaml").write_text(yaml.safe_dump({**QUICK, "ood_sources": sources}, sort_keys=False), encoding="utf-8")
+    (configs / "quick" / "distill.yaml").write_text(
+        yaml.safe_dump({**QUICK, "ood_sources": sources}, sort_keys=False), encoding="utf-8"
+    )
     return configs
 
 
@@ -146,7 +183,9 @@ def distilled(tmp_path_factory, gpt2_bpe):
 
 
 def read_report(art):
-    return json.loads((art / "analysis" / "reports" / "distill_validation.json").read_text(encoding="utf-8"))
+    return json.loads(
+        (art / "analysis" / "reports" / "distill_validation.json").read_text(encoding="utf-8")
+    )
 
 
 def test_vocab_and_special_token_identical_no_merges(distilled, gpt2_bpe):
@@ -162,8 +201,14 @@ def test_vocab_and_special_token_identical_no_merges(distilled, gpt2_bpe):
     assert [(t["id"], t["content"]) for t in special] == [(EOT_ID, EOT)]
     assert data["decoder"]["type"] == "ByteLevel"
     stages = data["pre_tokenizer"]["pretokenizers"]
-    assert stages[0]["type"] == "ByteLevel" and stages[0]["use_regex"] and not stages[0]["add_prefix_space"]
-    assert stages[1]["type"] == "Split" and stages[1]["behavior"] == "Isolated"  # the run split, in each pre-token
+    assert (
+        stages[0]["type"] == "ByteLevel"
+        and stages[0]["use_regex"]
+        and not stages[0]["add_prefix_space"]
+    )
+    assert (
+        stages[1]["type"] == "Split" and stages[1]["behavior"] == "Isolated"
+    )  # the run split, in each pre-token
     assert len(stages) == 2
 
 
@@ -173,11 +218,17 @@ def test_reproduces_bpe_on_training_text(distilled, gpt2_bpe):
     one of 'DLLLIBRARY' / 'STDLIB' that no scores can give with the other (certified in the report)."""
     from tokenizers import Tokenizer, pre_tokenizers
 
-    tok = Tokenizer.from_file(str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
+    tok = Tokenizer.from_file(
+        str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json")
+    )
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    words = sorted({piece_bytes(w).decode() for d in FIXTURE_DOCS for w, _ in byte_level.pre_tokenize_str(d)})
+    words = sorted(
+        {piece_bytes(w).decode() for d in FIXTURE_DOCS for w, _ in byte_level.pre_tokenize_str(d)}
+    )
     bpe, uni = gpt2_bpe.encode_batch(words), tok.encode_batch(words)
-    certified = {w for w, v in read_report(distilled[0])["certify"]["pieces"].items() if v == "certified"}
+    certified = {
+        w for w, v in read_report(distilled[0])["certify"]["pieces"].items() if v == "certified"
+    }
     bad = [(w, b.tokens, u.tokens) for w, b, u in zip(words, bpe, uni) if b.ids != u.ids]
     assert len(bad) == 1 and bad[0][0] in ("DLLLIBRARY", "STDLIB") and certified == {bad[0][0]}
     for doc in FIXTURE_DOCS[:-1]:
@@ -188,20 +239,41 @@ def test_report_agreement_decode_throughput(distilled):
     report = read_report(distilled[0])
     # all but the one certified conflict (test_certified_conflict_reported): one pre-token, one document
     wrong = report["train"]["mismatches"]
-    assert list(wrong) == [load_distill().CERTIFIED] and wrong[load_distill().CERTIFIED]["occurrences"] == 1
+    assert (
+        list(wrong) == [load_distill().CERTIFIED]
+        and wrong[load_distill().CERTIFIED]["occurrences"] == 1
+    )
     assert report["train"]["document_agreement"] == (len(FIXTURE_DOCS) - 1) / len(FIXTURE_DOCS)
-    assert report["train"]["ids_compared"] > 100 and report["heldout"]["documents"] == len(HELDOUT_DOCS)
-    assert report["train"]["documents"] == len(FIXTURE_DOCS) and report["train"]["pretoken_occurrences"] > 100
-    assert report["train"]["document_sample"] == {"documents_in_split": len(FIXTURE_DOCS), "sampled": len(FIXTURE_DOCS),
-                                                  "left_out_too_long": 0}
+    assert report["train"]["ids_compared"] > 100 and report["heldout"]["documents"] == len(
+        HELDOUT_DOCS
+    )
+    assert (
+        report["train"]["documents"] == len(FIXTURE_DOCS)
+        and report["train"]["pretoken_occurrences"] > 100
+    )
+    assert report["train"]["document_sample"] == {
+        "documents_in_split": len(FIXTURE_DOCS),
+        "sampled": len(FIXTURE_DOCS),
+        "left_out_too_long": 0,
+    }
     assert report["heldout"]["documents_left_out_too_long"] == 0
-    assert set(report["phases_seconds"]) >= {"reading", "learning", "validation: train", "validation: held-out"}
-    assert report["decode_identity"]["sequences"] == 3000 and report["decode_identity"]["mismatches"] == 0
+    assert set(report["phases_seconds"]) >= {
+        "reading",
+        "learning",
+        "validation: train",
+        "validation: held-out",
+    }
+    assert (
+        report["decode_identity"]["sequences"] == 3000
+        and report["decode_identity"]["mismatches"] == 0
+    )
     assert report["throughput"]["ratio"] > 0 and report["throughput"]["threads"] == 1
     assert report["split_conflicts"] == 0 and report["run_units"] > 100
     assert report["examples"]["vocab_strings"] == QUICK["vocab_example_limit"]
     assert report["loads_with_autotokenizer"] is True
-    md = (distilled[0] / "analysis" / "reports" / "distill_validation.md").read_text(encoding="utf-8")
+    md = (distilled[0] / "analysis" / "reports" / "distill_validation.md").read_text(
+        encoding="utf-8"
+    )
     assert "Decode identity" in md and "| heldout |" in md and "Mismatches by class" in md
     assert f"a **sample** of {len(FIXTURE_DOCS)} of its {len(FIXTURE_DOCS)} documents" in md
 
@@ -221,7 +293,9 @@ def test_report_out_of_domain(distilled):
     assert ood["korean"]["files"][1][1] == len("안녕하세요 ———\n파일\n".encode())
     assert [p for p, _ in ood["emoji"]["files"]] == ["generated:emoji/0", "generated:emoji/1"]
     assert ood["absent"]["files"] == [] and "skipped" in ood["absent"]["note"]
-    md = (distilled[0] / "analysis" / "reports" / "distill_validation.md").read_text(encoding="utf-8")
+    md = (distilled[0] / "analysis" / "reports" / "distill_validation.md").read_text(
+        encoding="utf-8"
+    )
     assert "| out of domain: korean |" in md and "absent (no readable file here: skipped)" in md
     assert "ko.mo" in md
 
@@ -239,36 +313,59 @@ def test_validation_text_follows_eval_seed_not_seed(distilled, monkeypatch):
     """The validation's random text (emoji documents, decode samples, the unseen pieces certified) is drawn
     from eval_seed alone, so a learning re-run with another seed is measured on the same text."""
     from tokenizers import Tokenizer
+
     from lib.paths import Artifacts
 
     distill = load_distill()
     drawn = []
     monkeypatch.setattr(distill, "train_agreement", lambda *args: {})
     monkeypatch.setattr(distill, "evaluate_texts", lambda *args, **kwargs: ({}, []))
-    monkeypatch.setattr(distill, "ood_documents", lambda sources, max_bytes, n_emoji, seed, in_corpus: drawn.append(("ood", seed)) or {})
-    monkeypatch.setattr(distill, "decode_identity", lambda original, tok, n, max_len, seed: drawn.append(("decode", seed)) or {})
-    base, quick = (yaml.safe_load(p.read_text(encoding="utf-8")) for p in (ROOT / "configs" / "distill.yaml", distilled[1] / "quick" / "distill.yaml"))
+    monkeypatch.setattr(
+        distill,
+        "ood_documents",
+        lambda sources, max_bytes, n_emoji, seed, in_corpus: drawn.append(("ood", seed)) or {},
+    )
+    monkeypatch.setattr(
+        distill,
+        "decode_identity",
+        lambda original, tok, n, max_len, seed: drawn.append(("decode", seed)) or {},
+    )
+    base, quick = (
+        yaml.safe_load(p.read_text(encoding="utf-8"))
+        for p in (ROOT / "configs" / "distill.yaml", distilled[1] / "quick" / "distill.yaml")
+    )
     cfg = {**base, **quick, "seed": 5, "eval_seed": 3}
-    distill.validate(None, ([],), (None, None), None, Artifacts(distilled[0]), cfg, distill.Phases())
+    distill.validate(
+        None, ([],), (None, None), None, Artifacts(distilled[0]), cfg, distill.Phases()
+    )
     assert drawn == [("ood", 3), ("decode", 3)]
     drawn.clear()
     cfg["certify_unseen_max_pieces"] = 0  # nothing to certify: the texts are only read
     monkeypatch.setattr(distill, "iter_docs", lambda path: iter(()))
-    tok = Tokenizer.from_file(str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
+    tok = Tokenizer.from_file(
+        str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json")
+    )
     distill.unseen_wrong_pieces(Artifacts(distilled[0]), cfg, tok, tok, {"a": 0}, [0.0])
     assert drawn == [("ood", 3)]
 
 
 def test_random_id_decode_identity(distilled, gpt2_bpe):
     import random
+
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
+    tok = Tokenizer.from_file(
+        str(distilled[0] / "tokenizers" / "distilled_unigram" / "tokenizer.json")
+    )
     rng = random.Random(1)
     seqs = [[rng.randrange(VOCAB_SIZE) for _ in range(rng.randint(1, 20))] for _ in range(2000)]
-    seqs.append([19526, EOT_ID, 254, 163, 227])  # '\xe4\xbd' then EOT, bytes of a split multibyte char
+    seqs.append(
+        [19526, EOT_ID, 254, 163, 227]
+    )  # '\xe4\xbd' then EOT, bytes of a split multibyte char
     for skip in (False, True):
-        assert tok.decode_batch(seqs, skip_special_tokens=skip) == gpt2_bpe.decode_batch(seqs, skip_special_tokens=skip)
+        assert tok.decode_batch(seqs, skip_special_tokens=skip) == gpt2_bpe.decode_batch(
+            seqs, skip_special_tokens=skip
+        )
 
 
 def test_loads_with_autotokenizer(distilled, gpt2_bpe):
@@ -282,8 +379,21 @@ def test_loads_with_autotokenizer(distilled, gpt2_bpe):
 
 def test_mismatch_classes():
     distill = load_distill()
-    strings = {0: "#", 1: "####", 2: "(", 3: "''", 4: "'", 5: "('", 6: "Ġallow", 7: "ance", 8: "Ġallowance",
-               9: "comm", 10: "its", 11: "com", 12: "mits"}
+    strings = {
+        0: "#",
+        1: "####",
+        2: "(",
+        3: "''",
+        4: "'",
+        5: "('",
+        6: "Ġallow",
+        7: "ance",
+        8: "Ġallowance",
+        9: "comm",
+        10: "its",
+        11: "com",
+        12: "mits",
+    }
     tie = distill.classify("#####", [1, 0], [0, 1], strings)
     run = distill.classify("('''", [2, 3, 4], [5, 3], strings)
     other = distill.classify("Ġallowance", [8], [6, 7], strings)
@@ -302,7 +412,10 @@ def test_distilled_tokenizer_gives_the_same_ids_in_tokenizers_js(distilled):
     report = json.loads((art / "analysis" / "reports" / "distill_validation.json").read_text())
     assert report["js_parity"]["checked"] and report["js_parity"]["documents_differ"] == 0
     assert set(report["js_parity"]["by_kind"]) >= {"held-out", "tricky"}
-    assert "## Where the tokenizer runs" in (art / "analysis" / "reports" / "distill_validation.md").read_text()
+    assert (
+        "## Where the tokenizer runs"
+        in (art / "analysis" / "reports" / "distill_validation.md").read_text()
+    )
     units = ["-", "=", "#", "*", "ãħĭ", "âĢĶ", "âĶĢ", "0", "f", "l", "s"]
     texts = tricky_texts(units) + FIXTURE_DOCS + HELDOUT_DOCS
     got = compare(art / "tokenizers" / "distilled_unigram", texts)
@@ -315,23 +428,40 @@ def test_deterministic(distilled, tmp_path, gpt2_bpe):
     other = tmp_path / "art"
     make_inputs(other, gpt2_bpe)
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "04_distill.py"), "--artifacts", str(other),
-                    "--configs", str(configs), "--profile", "quick"], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "04_distill.py"),
+            "--artifacts",
+            str(other),
+            "--configs",
+            str(configs),
+            "--profile",
+            "quick",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     a = (art / "tokenizers" / "distilled_unigram" / "tokenizer.json").read_bytes()
     b = (other / "tokenizers" / "distilled_unigram" / "tokenizer.json").read_bytes()
     assert a == b
 
 
-@pytest.mark.parametrize("content, n_docs, expect", [
-    ("", 1, ": 0 documents, the pre-token table counts 1"),
-    ("1 2 3\n\n", 2, ":2: empty line"),
-    ("1 2 3\n4 5", 2, ":2: last line has no newline"),
-    ("1 2 x\n", 1, ":1: not a line of space-separated token ids"),
-    ("1 2  3\n", 1, ":1: not a line of space-separated token ids"),
-    ("99999\n", 1, ":1: id out of range"),
-    ("31373 50256 227\n", 1, ":1: ids do not decode to UTF-8"),
-    ("1 2 3\n4 5\n", 1, ": 2 documents, the pre-token table counts 1"),
-])
+@pytest.mark.parametrize(
+    "content, n_docs, expect",
+    [
+        ("", 1, ": 0 documents, the pre-token table counts 1"),
+        ("1 2 3\n\n", 2, ":2: empty line"),
+        ("1 2 3\n4 5", 2, ":2: last line has no newline"),
+        ("1 2 x\n", 1, ":1: not a line of space-separated token ids"),
+        ("1 2  3\n", 1, ":1: not a line of space-separated token ids"),
+        ("99999\n", 1, ":1: id out of range"),
+        ("31373 50256 227\n", 1, ":1: ids do not decode to UTF-8"),
+        ("1 2 3\n4 5\n", 1, ": 2 documents, the pre-token table counts 1"),
+    ],
+)
 def test_bad_sequences_are_refused(tmp_path, content, n_docs, expect, gpt2_bpe):
     distill = load_distill()
     path = tmp_path / "bpe_token_id_sequences.txt"
@@ -342,7 +472,10 @@ def test_bad_sequences_are_refused(tmp_path, content, n_docs, expect, gpt2_bpe):
 
 
 def id_bytes_of(gpt2_bpe):
-    return [piece_bytes(s) if s != EOT else EOT.encode() for s, _ in sorted(gpt2_bpe.get_vocab().items(), key=lambda x: x[1])]
+    return [
+        piece_bytes(s) if s != EOT else EOT.encode()
+        for s, _ in sorted(gpt2_bpe.get_vocab().items(), key=lambda x: x[1])
+    ]
 
 
 def test_document_sample_is_deterministic_and_capped(tmp_path, gpt2_bpe):
@@ -350,7 +483,11 @@ def test_document_sample_is_deterministic_and_capped(tmp_path, gpt2_bpe):
     (a huge document costs one line read, never its ids as Python ints); texts are decoded from the ids."""
     distill = load_distill()
     assert distill.sample_lines(10, 3) == [0, 3, 6] and distill.sample_lines(4, 9) == [0, 1, 2, 3]
-    assert distill.sample_lines(1000, 7) == distill.sample_lines(1000, 7) == [0, 142, 285, 428, 571, 714, 857]
+    assert (
+        distill.sample_lines(1000, 7)
+        == distill.sample_lines(1000, 7)
+        == [0, 142, 285, 428, 571, 714, 857]
+    )
     docs = [f"doc {k}: x = {k} * 2\n" for k in range(10)]
     lines = [" ".join(map(str, gpt2_bpe.encode(d).ids)) for d in docs]
     lines[6] = " ".join(["220"] * 5000)  # a long document among the sampled ones
@@ -359,7 +496,10 @@ def test_document_sample_is_deterministic_and_capped(tmp_path, gpt2_bpe):
     a = distill.sample_documents(path, 10, 3, 1000, id_bytes_of(gpt2_bpe))
     b = distill.sample_documents(path, 10, 3, 1000, id_bytes_of(gpt2_bpe))
     assert a[0] == b[0] == [docs[0], docs[3]]
-    assert [x.tolist() for x in a[1]] == [gpt2_bpe.encode(docs[0]).ids, gpt2_bpe.encode(docs[3]).ids]
+    assert [x.tolist() for x in a[1]] == [
+        gpt2_bpe.encode(docs[0]).ids,
+        gpt2_bpe.encode(docs[3]).ids,
+    ]
     assert a[2] == {"documents_in_split": 10, "sampled": 3, "left_out_too_long": 1}
 
 
@@ -368,7 +508,10 @@ def test_bad_input_stops_the_step_with_one_line(distilled, tmp_path):
     shutil.copytree(distilled[0] / "tokenizers" / "original", art / "tokenizers" / "original")
     shutil.copytree(distilled[0] / "corpora", art / "corpora")
     (art / "analysis" / "reports").mkdir(parents=True)
-    shutil.copy(distilled[0] / "analysis" / "reports" / "pretoken_table.parquet", art / "analysis" / "reports")
+    shutil.copy(
+        distilled[0] / "analysis" / "reports" / "pretoken_table.parquet",
+        art / "analysis" / "reports",
+    )
     (art / "analysis" / "reports" / "bpe_token_id_sequences.txt").write_text("1 2 x\n")
     last = failed_step(art)
     assert ":1: not a line of space-separated token ids" in last
@@ -400,7 +543,9 @@ def test_bad_pretoken_table_stops_the_step_with_one_line(distilled, tmp_path, da
         pd.DataFrame({"pretoken": ["a"], "count": [1]}).to_parquet(table)
     elif damage == "other tokenizer":
         tok = art / "tokenizers" / "original" / "tokenizer.json"
-        tok.write_text(tok.read_text(encoding="utf-8").replace('"Ġthe"', '"Ġthe" ', 1), encoding="utf-8")
+        tok.write_text(
+            tok.read_text(encoding="utf-8").replace('"Ġthe"', '"Ġthe" ', 1), encoding="utf-8"
+        )
     else:
         table.unlink()
     last = failed_step(art)
@@ -414,7 +559,9 @@ def test_not_gpt2_tokenizer_is_refused(distilled, tmp_path):
     shutil.copytree(distilled[0] / "corpora", art / "corpora")
     shutil.copytree(distilled[0] / "analysis", art / "analysis")
     (art / "tokenizers" / "original").mkdir(parents=True)
-    Tokenizer(models.BPE({"a": 0, "b": 1}, [])).save(str(art / "tokenizers" / "original" / "tokenizer.json"))
+    Tokenizer(models.BPE({"a": 0, "b": 1}, [])).save(
+        str(art / "tokenizers" / "original" / "tokenizer.json")
+    )
     proc = run_script("04_distill.py", "--artifacts", art, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
@@ -430,29 +577,45 @@ def test_repair_index_skips_only_examples_that_cannot_change(gpt2_bpe):
     enough to flip a near tie, every example left out of affected() keeps its Viterbi path; kept changes
     charge the skipped examples (drift) and the bound stays sound over a sequence of them."""
     import random
+
     from lib.unigram import RepairIndex, lattice, viterbi
 
     distill = load_distill()
     vocab = {s: i for s, i in gpt2_bpe.get_vocab().items() if s != EOT}
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
-              for m in json.loads(gpt2_bpe.to_str())["model"]["merges"]]
+    merges = [
+        tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+        for m in json.loads(gpt2_bpe.to_str())["model"]["merges"]
+    ]
     scores = distill.merge_tree_scores(vocab, merges, 4.0)
     rng = random.Random(0)
     pool = sorted(s for s in vocab if len(s) > 1)
-    words = sorted({rng.choice(pool) + rng.choice(pool) for _ in range(400)}) + ["ĠIEEEFloat", "Ġtoknum", "########"]
+    words = sorted({rng.choice(pool) + rng.choice(pool) for _ in range(400)}) + [
+        "ĠIEEEFloat",
+        "Ġtoknum",
+        "########",
+    ]
     lats = [lattice(w, vocab, 64) for w in words]
-    index = RepairIndex(lats, [tuple(gpt2_bpe.encode(w).ids) for w in words], [1] * len(words), [len(w) for w in words],
-                        [len(s) for s, _ in sorted(vocab.items(), key=lambda x: x[1])] + [len(EOT)])
+    index = RepairIndex(
+        lats,
+        [tuple(gpt2_bpe.encode(w).ids) for w in words],
+        [1] * len(words),
+        [len(w) for w in words],
+        [len(s) for s, _ in sorted(vocab.items(), key=lambda x: x[1])] + [len(EOT)],
+    )
     index.refresh_all(scores)
     skipped = kept = changed = 0
     for trial in range(300):
         k = rng.randrange(len(words))
         toks = index.tokens[k]
-        gaps = index.gap[index.pos[index.ex_ptr[k]:index.ex_ptr[k + 1]]]
+        gaps = index.gap[index.pos[index.ex_ptr[k] : index.ex_ptr[k + 1]]]
         runner = max(float(index.runner[k]), 1.0) if np.isfinite(index.runner[k]) else 1.0
-        near = rng.choice([0.5, 1 - 1e-12, 1.0, 1 + 1e-12, 2.0])  # just short of a flip, at it, past it
+        near = rng.choice(
+            [0.5, 1 - 1e-12, 1.0, 1 + 1e-12, 2.0]
+        )  # just short of a flip, at it, past it
         kind = rng.randrange(3)
-        if kind == 0 and np.isfinite(gaps).any():  # raise a token with an edge off the path by its gap
+        if (
+            kind == 0 and np.isfinite(gaps).any()
+        ):  # raise a token with an edge off the path by its gap
             j = rng.choice([j for j in range(len(toks)) if np.isfinite(gaps[j])])
             group, delta = [toks[j]], max(float(gaps[j]), 1.0) * near
         elif kind == 1:  # raise a token of the path, and maybe every token built on it
@@ -475,22 +638,39 @@ def test_repair_index_skips_only_examples_that_cannot_change(gpt2_bpe):
         if trial % 3 == 0:
             index.apply(group, delta, scores, np.array(sorted(affected), dtype=np.int64))
             kept += 1
-    assert skipped > 50 * 300 and changed > 10 and kept == 100  # it skips most, and the changes it keeps are real
+    assert (
+        skipped > 50 * 300 and changed > 10 and kept == 100
+    )  # it skips most, and the changes it keeps are real
 
 
 def test_out_of_domain_text_never_includes_a_corpus_file(tmp_path):
     """A file whose bytes are a source file of the corpus (02's manifest) is left out of the out-of-domain
     text and counted, so no step reports text it learned from as unseen."""
     import hashlib
+
     from lib.oodtext import corpus_file_hashes, ood_documents
 
     (tmp_path / "seen.h").write_text("int seen(void);\n")
     (tmp_path / "unseen.h").write_text("int unseen(void);\n")
-    (tmp_path / "unseen_copy.h").write_text("int unseen(void);\n")  # a duplicate beside a corpus file
+    (tmp_path / "unseen_copy.h").write_text(
+        "int unseen(void);\n"
+    )  # a duplicate beside a corpus file
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"files": [{"path": "x/seen.h", "sha256": hashlib.sha256(b"int seen(void);\n").hexdigest()}]}))
-    ood = ood_documents({"c": [str(tmp_path / "*.h")]}, 10_000, in_corpus=corpus_file_hashes(manifest))["c"]
-    assert [p.rsplit("/", 1)[1] for p, _ in ood["files"]] == ["unseen.h"] and ood["docs"] == ["int unseen(void);\n"]
+    manifest.write_text(
+        json.dumps(
+            {
+                "files": [
+                    {"path": "x/seen.h", "sha256": hashlib.sha256(b"int seen(void);\n").hexdigest()}
+                ]
+            }
+        )
+    )
+    ood = ood_documents(
+        {"c": [str(tmp_path / "*.h")]}, 10_000, in_corpus=corpus_file_hashes(manifest)
+    )["c"]
+    assert [p.rsplit("/", 1)[1] for p, _ in ood["files"]] == ["unseen.h"] and ood["docs"] == [
+        "int unseen(void);\n"
+    ]
     assert ood["note"] == "1 file(s) in the corpus left out"
     assert len(ood_documents({"c": [str(tmp_path / "*.h")]}, 10_000)["c"]["docs"]) == 2
 
@@ -507,24 +687,45 @@ def test_certify_hand_made_conflicts():
 
     vocab = {"#": 0, "####": 1, "a": 2, "b": 3, "c": 4, "ab": 5, "bc": 6}
     token_len = {i: len(s) for s, i in vocab.items()}
-    cases = [(w, lattice(w, vocab, 4), y) for w, y in (("#####", (1, 0)), ("abc", (5, 4)), ("abcab", (2, 6, 5)), ("ab", (5,)))]
-    result = certify(cases, token_len, start_paths=[(0, 1), (2, 6), (5, 4, 5), (2, 3)], time_limit=30)
+    cases = [
+        (w, lattice(w, vocab, 4), y)
+        for w, y in (("#####", (1, 0)), ("abc", (5, 4)), ("abcab", (2, 6, 5)), ("ab", (5,)))
+    ]
+    result = certify(
+        cases, token_len, start_paths=[(0, 1), (2, 6), (5, 4, 5), (2, 3)], time_limit=30
+    )
     found = {tuple(c["cases"]): c for c in result["conflicts"]}
-    assert set(found) == {("#####",), ("abc", "abcab")} and all(c["verified"] for c in found.values())
+    assert set(found) == {("#####",), ("abc", "abcab")} and all(
+        c["verified"] for c in found.values()
+    )
     assert [r[4] for r in found[("abc", "abcab")]["rows"]] == ["1", "1"]
-    assert [r[3] for r in found[("abc", "abcab")]["rows"]] == [1, 0]  # 'a,bc' wins ties against 'ab,c'
+    assert [r[3] for r in found[("abc", "abcab")]["rows"]] == [
+        1,
+        0,
+    ]  # 'a,bc' wins ties against 'ab,c'
     ok = certify([cases[1], cases[3]], token_len, time_limit=30)
     assert ok["status"] == "consistent" and not ok["conflicts"]
     # stopped at max_conflicts, the cases left are unchecked: never reported as free of conflicts
-    first = certify(cases, token_len, start_paths=[(0, 1), (2, 6), (5, 4, 5), (2, 3)], time_limit=30, max_conflicts=1)
+    first = certify(
+        cases,
+        token_len,
+        start_paths=[(0, 1), (2, 6), (5, 4, 5), (2, 3)],
+        time_limit=30,
+        max_conflicts=1,
+    )
     assert first["status"] == "conflict limit" and len(first["conflicts"]) == 1
 
 
 def test_farkas_is_exact():
     from fractions import Fraction
+
     from lib.certify import farkas
 
-    assert farkas([({1: 2, 2: -1}, 1), ({1: -1, 2: 1}, 0), ({1: -1}, 0)]) == [Fraction(1), Fraction(1), Fraction(1)]
+    assert farkas([({1: 2, 2: -1}, 1), ({1: -1, 2: 1}, 0), ({1: -1}, 0)]) == [
+        Fraction(1),
+        Fraction(1),
+        Fraction(1),
+    ]
     assert farkas([({1: 1, 2: -1}, 0), ({1: -1, 2: 1}, 0)]) is None  # a tie both allow: no proof
     assert farkas([({1: 1}, 1)]) is None  # feasible
 
@@ -534,12 +735,21 @@ def test_prove_tells_a_conflict_from_a_forced_tie():
     holds only at a == b (a forced tie); the multipliers add the rows up to 0 >= 1 and 0 >= 0. A third row
     outside the proof is left out; rows that can all hold strictly prove nothing."""
     from fractions import Fraction
+
     from lib.certify import prove
 
     deadline = time.monotonic() + 30
     extra = ({3: 1, 1: -1}, 1)
-    assert prove([({1: 1, 2: -1}, 1), extra, ({1: -1, 2: 1}, 0)], deadline) == ("conflict", [0, 2], [Fraction(1), Fraction(1)])
-    assert prove([({1: 1, 2: -1}, 0), extra, ({1: -1, 2: 1}, 0)], deadline) == ("tie", [0, 2], [Fraction(1), Fraction(1)])
+    assert prove([({1: 1, 2: -1}, 1), extra, ({1: -1, 2: 1}, 0)], deadline) == (
+        "conflict",
+        [0, 2],
+        [Fraction(1), Fraction(1)],
+    )
+    assert prove([({1: 1, 2: -1}, 0), extra, ({1: -1, 2: 1}, 0)], deadline) == (
+        "tie",
+        [0, 2],
+        [Fraction(1), Fraction(1)],
+    )
     assert prove([({1: 1, 2: -1}, 0), extra], deadline) is None
 
 
@@ -551,15 +761,24 @@ def test_prove_gpt2_conflict_and_forced_tie_from_the_exact_repairs_dual_ray(gpt2
 
     vocab = gpt2_bpe.get_vocab()
     token_len = {i: len(s) for s, i in vocab.items()}
-    cases = [("Ġ69069", "Ġ69 06 9", "Ġ6 90 69"), ("Ġ69224510122", "Ġ6 92 24 51 01 22", "Ġ69 224 51 01 22"),
-             ("6775500890", "67 75 500 8 90", "67 75 500 89 0"), ("Ġ1556866913", "Ġ155 68 669 13", "Ġ155 68 66 9 13"),
-             ("Ġ128006212892", "Ġ12 800 62 12 89 2", "Ġ12 800 62 128 92"), ("Ġ166905224", "Ġ16 69 05 224", "Ġ16 69 052 24"),
-             ("Ġ1245927112", "Ġ12 459 27 112", "Ġ12 459 27 1 12"), ("Ġ2479052", "Ġ24 79 052", "Ġ24 79 05 2"),
-             ("1128", "1 128", "112 8"), ("06669", "0 66 69", "06 669")]
+    cases = [
+        ("Ġ69069", "Ġ69 06 9", "Ġ6 90 69"),
+        ("Ġ69224510122", "Ġ6 92 24 51 01 22", "Ġ69 224 51 01 22"),
+        ("6775500890", "67 75 500 8 90", "67 75 500 89 0"),
+        ("Ġ1556866913", "Ġ155 68 669 13", "Ġ155 68 66 9 13"),
+        ("Ġ128006212892", "Ġ12 800 62 12 89 2", "Ġ12 800 62 128 92"),
+        ("Ġ166905224", "Ġ16 69 05 224", "Ġ16 69 052 24"),
+        ("Ġ1245927112", "Ġ12 459 27 112", "Ġ12 459 27 1 12"),
+        ("Ġ2479052", "Ġ24 79 052", "Ġ24 79 05 2"),
+        ("1128", "1 128", "112 8"),
+        ("06669", "0 66 69", "06 669"),
+    ]
     ids = lambda pieces: [vocab[p] for p in pieces.split()]
     bare = gpt2_bpe.__class__.from_str(gpt2_bpe.to_str())
     bare.pre_tokenizer = None
-    assert [bare.encode(w).ids for w, _, _ in cases] == [ids(y) for _, y, _ in cases]  # BPE's own segmentations
+    assert [bare.encode(w).ids for w, _, _ in cases] == [
+        ids(y) for _, y, _ in cases
+    ]  # BPE's own segmentations
     assert all("".join(y.split()) == w == "".join(p.split()) for w, y, p in cases)
     rows = [row(ids(y), ids(p), token_len) for _, y, p in cases]
     kind, keep, lam = prove(rows, time.monotonic() + 60)
@@ -568,9 +787,15 @@ def test_prove_gpt2_conflict_and_forced_tie_from_the_exact_repairs_dual_ray(gpt2
     assert prove(rows[1:], time.monotonic() + 60) is None
     # and a forced tie it found in C headers: BPE's '70000001', '1000000' and '00100' hold together only
     # where 7+0000+001 and 7+000000+1 score exactly the same (every margin 0, the counts cancel)
-    tie = [("70000001", "7 0000 001", "7 000000 1"), ("1000000", "1 000000", "100 0000"), ("00100", "00 100", "001 00")]
+    tie = [
+        ("70000001", "7 0000 001", "7 000000 1"),
+        ("1000000", "1 000000", "100 0000"),
+        ("00100", "00 100", "001 00"),
+    ]
     assert [bare.encode(w).ids for w, _, _ in tie] == [ids(y) for _, y, _ in tie]
-    kind, keep, lam = prove([row(ids(y), ids(p), token_len) for _, y, p in tie], time.monotonic() + 60)
+    kind, keep, lam = prove(
+        [row(ids(y), ids(p), token_len) for _, y, p in tie], time.monotonic() + 60
+    )
     assert kind == "tie" and keep == [0, 1, 2] and set(lam) == {1}
 
 
@@ -585,10 +810,17 @@ def test_certify_real_gpt2_conflict(gpt2_bpe):
     token_len = {i: len(s) for s, i in vocab.items()}
     bare = gpt2_bpe.__class__.from_str(gpt2_bpe.to_str())
     bare.pre_tokenizer = None
-    cases = [(w, lattice(w, vocab, max_len), tuple(bare.encode(w, add_special_tokens=False).ids)) for w in ("DLLLIBRARY", "STDLIB")]
+    cases = [
+        (w, lattice(w, vocab, max_len), tuple(bare.encode(w, add_special_tokens=False).ids))
+        for w in ("DLLLIBRARY", "STDLIB")
+    ]
     zero = collections.Counter()
-    result = certify(cases, token_len, start_paths=[viterbi(c[1], zero) for c in cases], time_limit=60)
-    assert [c["cases"] for c in result["conflicts"]] == [["DLLLIBRARY", "STDLIB"]] and result["conflicts"][0]["verified"]
+    result = certify(
+        cases, token_len, start_paths=[viterbi(c[1], zero) for c in cases], time_limit=60
+    )
+    assert [c["cases"] for c in result["conflicts"]] == [["DLLLIBRARY", "STDLIB"]] and result[
+        "conflicts"
+    ][0]["verified"]
     assert certify(cases[:1], token_len, time_limit=60)["status"] == "consistent"
 
 
@@ -597,7 +829,12 @@ def test_certify_time_limit_is_reported():
     from lib.unigram import lattice
 
     vocab = {"a": 0, "b": 1, "ab": 2}
-    result = certify([("ab", lattice("ab", vocab, 2), (2,))], {0: 1, 1: 1, 2: 2}, start_paths=[(0, 1)], time_limit=1e-9)
+    result = certify(
+        [("ab", lattice("ab", vocab, 2), (2,))],
+        {0: 1, 1: 1, 2: 2},
+        start_paths=[(0, 1)],
+        time_limit=1e-9,
+    )
     assert result["status"] == "time limit" and not result["conflicts"]
 
 
@@ -608,10 +845,20 @@ def test_certified_conflict_reported(distilled):
     report = read_report(art)
     cert = report["certify"]
     assert cert["pieces"].get("DLLLIBRARY", cert["pieces"].get("STDLIB")) == "certified"
-    rows = [r for conflict in cert["conflicts"] for r in conflict if r["piece"] in ("DLLLIBRARY", "STDLIB")]
-    assert {r["piece"] for r in rows} == {"DLLLIBRARY", "STDLIB"} and all(r["multiplier"] == "1" for r in rows)
+    rows = [
+        r
+        for conflict in cert["conflicts"]
+        for r in conflict
+        if r["piece"] in ("DLLLIBRARY", "STDLIB")
+    ]
+    assert {r["piece"] for r in rows} == {"DLLLIBRARY", "STDLIB"} and all(
+        r["multiplier"] == "1" for r in rows
+    )
     classes = report["train"]["mismatches"]
-    assert any(e["pretoken"] in ("DLLLIBRARY", "STDLIB") for e in classes[load_distill().CERTIFIED]["examples"])
+    assert any(
+        e["pretoken"] in ("DLLLIBRARY", "STDLIB")
+        for e in classes[load_distill().CERTIFIED]["examples"]
+    )
     md = (art / "analysis" / "reports" / "distill_validation.md").read_text(encoding="utf-8")
     assert "## Certified conflicts" in md and "impossible for any scores (certified)" in md
 
@@ -624,7 +871,9 @@ def test_unseen_conflict_certified(distilled):
     unseen = report["certify"]["unseen"]
     assert unseen["wrong_unseen_pieces"] >= 1
     assert "certified" in {unseen["pieces"].get("DLLLIBRARY"), unseen["pieces"].get("STDLIB")}
-    assert any({r["piece"] for r in rows} == {"DLLLIBRARY", "STDLIB"} for rows in unseen["conflicts"])
+    assert any(
+        {r["piece"] for r in rows} == {"DLLLIBRARY", "STDLIB"} for rows in unseen["conflicts"]
+    )
     assert report["heldout"]["mismatches"][load_distill().CERTIFIED]["occurrences"] >= 1
     md = (art / "analysis" / "reports" / "distill_validation.md").read_text(encoding="utf-8")
     assert "### Held-out and out-of-domain pieces" in md
@@ -632,22 +881,35 @@ def test_unseen_conflict_certified(distilled):
 
 def test_generated_examples_deterministic():
     distill = load_distill()
-    vocab = {s: i for i, s in enumerate(["a", "b", "ab", "Ġ", "Ġab", "1", "2", "ĉ", "Ð°", "Ð±", "Ð°Ð±", "ba", "abc", "c"])}
+    vocab = {
+        s: i
+        for i, s in enumerate(
+            ["a", "b", "ab", "Ġ", "Ġab", "1", "2", "ĉ", "Ð°", "Ð±", "Ð°Ð±", "ba", "abc", "c"]
+        )
+    }
     one, again, other = (distill.generated_texts(vocab, 70, seed) for seed in (0, 0, 1))
     assert one == again and one != other and len(one) == 70
     kind = dict(zip(distill.GENERATED_KINDS, one))
-    assert kind["digits"].strip().isdigit() and "аб" in "".join(one) and kind["upper"].strip().isupper()
+    assert (
+        kind["digits"].strip().isdigit()
+        and "аб" in "".join(one)
+        and kind["upper"].strip().isupper()
+    )
     assert kind["capital"].strip()[:1].isupper() and kind["lower"].islower()
     assert kind["upper_words"].strip().isupper() and kind["digit_runs"].strip().isdigit()
     only = distill.generated_texts(vocab, 10, 0, ["digits"])
-    assert only[0] == kind["digits"] and all(t.strip().isdigit() for t in only)  # a kind's strings do not depend on the others
+    assert only[0] == kind["digits"] and all(
+        t.strip().isdigit() for t in only
+    )  # a kind's strings do not depend on the others
 
 
 def test_number_examples_are_every_short_number():
     distill = load_distill()
     numbers = distill.number_texts(3)
     assert len(numbers) == len(set(numbers)) == 2 * (10 + 100 + 1000)
-    assert {"7", " 7", "042", " 999"} <= set(numbers) and all(n.strip().isdigit() and len(n.strip()) <= 3 for n in numbers)
+    assert {"7", " 7", "042", " 999"} <= set(numbers) and all(
+        n.strip().isdigit() and len(n.strip()) <= 3 for n in numbers
+    )
     assert distill.number_texts(0) == []
 
 
@@ -666,7 +928,9 @@ def test_init_scores_keep_small_differences_after_any_token(gpt2_bpe):
     unbounded = distill.merge_tree_scores(vocab, merges, 4.0, 0.0)
     assert offset > 0 and np.spacing(4 * max(bounded)) < 1 <= np.spacing(max(unbounded))
     last = vocab["".join(merges[-1])]
-    assert bounded[last] - bounded[vocab[merges[-1][0]]] - bounded[vocab[merges[-1][1]]] == pytest.approx(1.0)
+    assert bounded[last] - bounded[vocab[merges[-1][0]]] - bounded[
+        vocab[merges[-1][1]]
+    ] == pytest.approx(1.0)
 
 
 def gpt2_tables(gpt2_bpe):
@@ -676,7 +940,13 @@ def gpt2_tables(gpt2_bpe):
     vocab = {s: i for s, i in model["vocab"].items() if s != EOT}
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     scores = distill.merge_tree_scores(vocab, merges, 4.0, 10.0)
-    return distill, vocab, merges, scores, [s for s, _ in sorted(vocab.items(), key=lambda x: x[1])] + [EOT]
+    return (
+        distill,
+        vocab,
+        merges,
+        scores,
+        [s for s, _ in sorted(vocab.items(), key=lambda x: x[1])] + [EOT],
+    )
 
 
 def test_pair_guards_count_what_a_change_breaks_beyond_the_examples(gpt2_bpe):
@@ -685,9 +955,20 @@ def test_pair_guards_count_what_a_change_breaks_beyond_the_examples(gpt2_bpe):
     change that moves nothing breaks nothing."""
     distill, vocab, merges, scores, token_strings = gpt2_tables(gpt2_bpe)
     partners = [vocab[s] for s in ("ode", "ake", "Ġthe")]
-    guards = distill.PairGuards(gpt2_bpe, vocab, token_strings, partners, None, {("Ġcmake", (vocab["Ġcm"], vocab["ake"]))}, 3)
+    guards = distill.PairGuards(
+        gpt2_bpe,
+        vocab,
+        token_strings,
+        partners,
+        None,
+        {("Ġcmake", (vocab["Ġcm"], vocab["ake"]))},
+        3,
+    )
     strings = {tuple(y) for _, y, _ in guards.strings(vocab["Ġcm"])}
-    assert (vocab["Ġcm"], vocab["ode"]) in strings and (vocab["Ġcm"], vocab["ake"]) not in strings  # an example already
+    assert (vocab["Ġcm"], vocab["ode"]) in strings and (
+        vocab["Ġcm"],
+        vocab["ake"],
+    ) not in strings  # an example already
     assert guards.loss([vocab["Ġcm"]], 0.0, scores) == 0
     assert guards.loss([vocab["Ġcm"]], -0.5 * scores[vocab["Ġcm"]], scores) >= 3
     assert guards.summary()["changes_tried"] == 2
@@ -721,7 +1002,9 @@ def test_repair_keeps_a_change_only_when_it_outweighs_its_guard_loss(gpt2_bpe):
         index.refresh_all(scores)
         assert not index.right[0]
         guards = FixedLoss(loss)
-        kept[loss] = distill.repair_example(0, index, scores, distill.merged_from(vocab, merges), 1e-12, guards)
+        kept[loss] = distill.repair_example(
+            0, index, scores, distill.merged_from(vocab, merges), 1e-12, guards
+        )
         assert (tuple(viterbi(index.lats[0], scores)) == label) == kept[loss]
         assert (guards.outweighed > 0) == (loss > 0)
     assert kept == {0: True, 1: False}
@@ -739,19 +1022,34 @@ def test_repair_lowers_a_token_with_its_extensions_when_alone_it_breaks_one():
     vocab = {s: i for i, s in enumerate(strings)}
     merges = [("a", "b"), ("b", "c"), ("ab", "d"), ("d", "d"), ("a", "e"), ("c", "e"), ("c", "f")]
     scores = [0.0] * 6 + [10.0, 9.0, 14.5, 5.0, 0.5, 9.5, -0.5]
-    examples = {"abc": ["a", "bc"], "abdd": ["ab", "dd"], "ae": ["ae"], "bce": ["b", "ce"], "cf": ["c", "f"]}
+    examples = {
+        "abc": ["a", "bc"],
+        "abdd": ["ab", "dd"],
+        "ae": ["ae"],
+        "bce": ["b", "ce"],
+        "cf": ["c", "f"],
+    }
     words, labels = list(examples), [tuple(vocab[s] for s in y) for y in examples.values()]
-    index = RepairIndex([lattice(w, vocab, 3) for w in words], labels, [1] * len(words), [len(w) for w in words],
-                        [len(s) for s in strings])
+    index = RepairIndex(
+        [lattice(w, vocab, 3) for w in words],
+        labels,
+        [1] * len(words),
+        [len(w) for w in words],
+        [len(s) for s in strings],
+    )
     before = list(scores)
     index.refresh_all(scores)
     assert index.right == [False, True, True, True, True]
     up = distill.merged_from(vocab, merges)
-    assert not distill.repair_example(0, index, scores, up, 1e-12, max_group=1)  # single tokens only: no fix
+    assert not distill.repair_example(
+        0, index, scores, up, 1e-12, max_group=1
+    )  # single tokens only: no fix
     assert scores == before
     assert distill.repair_example(0, index, scores, up, 1e-12)
     assert all(tuple(viterbi(lat, scores)) == y for lat, y in zip(index.lats, labels))
-    moved = {strings[i]: scores[i] - before[i] for i in range(len(strings)) if scores[i] != before[i]}
+    moved = {
+        strings[i]: scores[i] - before[i] for i in range(len(strings)) if scores[i] != before[i]
+    }
     assert set(moved) == {"ab", "abd"} and moved["ab"] == moved["abd"] < 0
 
 
@@ -761,8 +1059,13 @@ def exact_case(strings, examples, scores):
 
     vocab = {s: i for i, s in enumerate(strings)}
     words, labels = list(examples), [tuple(vocab[s] for s in y) for y in examples.values()]
-    index = RepairIndex([lattice(w, vocab, max(map(len, strings))) for w in words], labels, [1] * len(words),
-                        [len(w) for w in words], [len(s) for s in strings])
+    index = RepairIndex(
+        [lattice(w, vocab, max(map(len, strings))) for w in words],
+        labels,
+        [1] * len(words),
+        [len(w) for w in words],
+        [len(s) for s in strings],
+    )
     index.refresh_all(scores)
     return vocab, index, [(w, y, 1) for w, y in zip(words, labels)]
 
@@ -785,19 +1088,33 @@ def test_exact_repair_moves_several_tokens_where_every_single_move_breaks_an_exa
     strings = ["a", "b", "c", "d", "e", "f", "ab", "bc", "abd", "dd", "ae", "ce", "cf"]
     merges = [("a", "b"), ("b", "c"), ("ab", "d"), ("d", "d"), ("a", "e"), ("c", "e"), ("c", "f")]
     scores = [0.0] * 6 + [10.0, 9.0, 14.5, 5.0, 0.5, 9.5, -0.5]
-    examples = {"abc": ["a", "bc"], "abdd": ["ab", "dd"], "ae": ["ae"], "bce": ["b", "ce"], "cf": ["c", "f"]}
+    examples = {
+        "abc": ["a", "bc"],
+        "abdd": ["ab", "dd"],
+        "ae": ["ae"],
+        "bce": ["b", "ce"],
+        "cf": ["c", "f"],
+    }
     vocab, index, ex = exact_case(strings, examples, scores)
     before = list(scores)
-    assert not distill.repair_example(0, index, scores, distill.merged_from(vocab, merges), 1e-12, max_group=1)
+    assert not distill.repair_example(
+        0, index, scores, distill.merged_from(vocab, merges), 1e-12, max_group=1
+    )
     cost = np.log2(2.0 + np.diff(index.tok_ptr))
     deadline = time.monotonic() + 60
     one_token = {**EXACT_CFG, "exact_repair_max_tokens": 1}
-    assert distill.least_fix(example(0, ex, index), ("example", 0), ex, index, scores, None, cost, one_token, deadline) == ("too wide", None)
+    assert distill.least_fix(
+        example(0, ex, index), ("example", 0), ex, index, scores, None, cost, one_token, deadline
+    ) == ("too wide", None)
     assert scores == before
     # as for an unseen piece (certify_unseen): found, not applied
-    got = distill.least_fix(example(0, ex, index), None, ex, index, scores, None, cost, EXACT_CFG, deadline, apply=False)
+    got = distill.least_fix(
+        example(0, ex, index), None, ex, index, scores, None, cost, EXACT_CFG, deadline, apply=False
+    )
     assert got == ("fixable", None) and scores == before and index.right[0] is False
-    assert distill.least_fix(example(0, ex, index), ("example", 0), ex, index, scores, None, cost, EXACT_CFG, deadline) == ("fixed", None)
+    assert distill.least_fix(
+        example(0, ex, index), ("example", 0), ex, index, scores, None, cost, EXACT_CFG, deadline
+    ) == ("fixed", None)
     assert all(tuple(viterbi(lat, scores)) == y for lat, (_, y, _) in zip(index.lats, ex))
     assert index.right == [True] * 5
     assert sum(a != b for a, b in zip(scores, before)) >= 2
@@ -815,13 +1132,33 @@ def test_exact_repair_hands_a_conflict_to_certify():
     assert index.right == [True, False]
     before = list(scores)
     cost = np.log2(2.0 + np.diff(index.tok_ptr))
-    verdict, held = distill.least_fix(example(1, ex, index), ("example", 1), ex, index, scores, None, cost, EXACT_CFG, time.monotonic() + 60)
-    assert verdict == "infeasible" and [name for name, _, _ in held["strings"]] == ["zabc", "abc"] and scores == before
+    verdict, held = distill.least_fix(
+        example(1, ex, index),
+        ("example", 1),
+        ex,
+        index,
+        scores,
+        None,
+        cost,
+        EXACT_CFG,
+        time.monotonic() + 60,
+    )
+    assert (
+        verdict == "infeasible"
+        and [name for name, _, _ in held["strings"]] == ["zabc", "abc"]
+        and scores == before
+    )
     # the LP's own dual ray, checked exactly, is the conflict: (ab+c) - (a+bc) >= 1 and (a+bc) - (ab+c) >= 0
     proof = held["proof"]
-    assert proof["kind"] == "conflict" and proof["cases"] == ["abc", "zabc"] and sorted(r[3] for r in proof["rows"]) == [0, 1]
+    assert (
+        proof["kind"] == "conflict"
+        and proof["cases"] == ["abc", "zabc"]
+        and sorted(r[3] for r in proof["rows"]) == [0, 1]
+    )
     result = certify(held["strings"], [len(s) for s in strings], time_limit=30)
-    assert [c["cases"] for c in result["conflicts"]] == [["abc", "zabc"]] and result["conflicts"][0]["verified"]
+    assert [c["cases"] for c in result["conflicts"]] == [["abc", "zabc"]] and result["conflicts"][
+        0
+    ]["verified"]
 
 
 def test_the_exact_repairs_own_proof_stands_where_certify_finds_none():
@@ -833,17 +1170,44 @@ def test_the_exact_repairs_own_proof_stands_where_certify_finds_none():
     scores = [0.0, 0.0, 0.0, 0.0, 3.0, 2.0]
     _, index, ex = exact_case(strings, {"abc": ["ab", "c"], "zabc": ["z", "a", "bc"]}, scores)
     cost = np.log2(2.0 + np.diff(index.tok_ptr))
-    _, held = distill.least_fix(example(1, ex, index), ("example", 1), ex, index, scores, None, cost, EXACT_CFG, time.monotonic() + 60)
-    cfg = {"certify_max_pieces": 10, "certify_neighbours": 10, "certify_case_seconds": 1.0, "certify_time_limit": 0.0}
+    _, held = distill.least_fix(
+        example(1, ex, index),
+        ("example", 1),
+        ex,
+        index,
+        scores,
+        None,
+        cost,
+        EXACT_CFG,
+        time.monotonic() + 60,
+    )
+    cfg = {
+        "certify_max_pieces": 10,
+        "certify_neighbours": 10,
+        "certify_case_seconds": 1.0,
+        "certify_time_limit": 0.0,
+    }
     result = distill.certify_mismatches(index, ex, [True, True], strings, cfg, {"zabc": held})
     assert result["pieces"] == {"zabc": "certified"} and result["ties"] == []
     assert sorted(r["piece"] for r in result["conflicts"][0]) == ["abc", "zabc"]
     tie = {"zabc": {**held, "proof": {**held["proof"], "kind": "tie"}}}
     result = distill.certify_mismatches(index, ex, [True, True], strings, cfg, tie)
-    assert result["pieces"] == {"zabc": distill.FORCED_TIE} and result["conflicts"] == [] and len(result["ties"]) == 1
+    assert (
+        result["pieces"] == {"zabc": distill.FORCED_TIE}
+        and result["conflicts"] == []
+        and len(result["ties"]) == 1
+    )
     got = [3, 4, 2]  # z + ab + c: the distilled output
-    assert distill.classify("zabc", index.labels[1], got, strings, ({"zabc": distill.FORCED_TIE}, None)) == distill.FORCED_TIE
-    assert distill.classify("zabc", index.labels[1], got, strings, ({"zabc": "certified"}, None)) == distill.CERTIFIED
+    assert (
+        distill.classify(
+            "zabc", index.labels[1], got, strings, ({"zabc": distill.FORCED_TIE}, None)
+        )
+        == distill.FORCED_TIE
+    )
+    assert (
+        distill.classify("zabc", index.labels[1], got, strings, ({"zabc": "certified"}, None))
+        == distill.CERTIFIED
+    )
 
 
 def test_exact_repair_past_its_time_limit_keeps_the_scores_and_says_so(caplog):
@@ -873,11 +1237,18 @@ def test_exact_repair_guards_the_strings_where_two_moved_tokens_meet(gpt2_bpe):
     example = ("430200", tuple(distill.bare(gpt2_bpe).encode("430200").ids))
     guards = distill.PairGuards(gpt2_bpe, vocab, token_strings, [], None, {example}, 1)
     joined = {p: y for _, y, p in guards.joined([a, b, the])}
-    assert joined == {"200200": tuple(distill.bare(gpt2_bpe).encode("200200").ids),
-                      "200430": (vocab["2004"], vocab["30"]), "430430": tuple(distill.bare(gpt2_bpe).encode("430430").ids)}
-    index = RepairIndex([lattice("Ġthe", vocab, 64)], [(the,)], [1], [4], [len(s) for s in token_strings])
+    assert joined == {
+        "200200": tuple(distill.bare(gpt2_bpe).encode("200200").ids),
+        "200430": (vocab["2004"], vocab["30"]),
+        "430430": tuple(distill.bare(gpt2_bpe).encode("430430").ids),
+    }
+    index = RepairIndex(
+        [lattice("Ġthe", vocab, 64)], [(the,)], [1], [4], [len(s) for s in token_strings]
+    )
     index.refresh_all(scores)
     up = 2.0 * (scores[vocab["2004"]] + scores[vocab["30"]])
-    beaten = distill.broken_by({a: up, b: up}, [], set(), [("Ġthe", (the,), 1)], index, scores, guards)
+    beaten = distill.broken_by(
+        {a: up, b: up}, [], set(), [("Ġthe", (the,), 1)], index, scores, guards
+    )
     assert "200430" in {name for (name, _, _), _, new in beaten if new}
     assert scores == gpt2_tables(gpt2_bpe)[3]  # restored

@@ -18,7 +18,9 @@ def test_local_model_dir_without_tokenizer_uses_packaged_gpt2(tmp_path, tiny_gpt
 
 
 def test_offline_hub_id_records_missing_weights(tmp_path):
-    proc = run_script("01_init.py", "--artifacts", tmp_path, "--model-name", "openai-community/gpt2")
+    proc = run_script(
+        "01_init.py", "--artifacts", tmp_path, "--model-name", "openai-community/gpt2"
+    )
     source = json.loads((tmp_path / "tokenizers" / "original" / "model_source.json").read_text())
     assert source["hub_reachable"] is False and source["weights"] == "missing"
     assert "--model-name DIR" in proc.stderr  # says how to provide the weights
@@ -35,17 +37,30 @@ def test_smoke_profile_creates_loud_tiny_model(tmp_path):
 def test_model_with_wrong_vocab_size_is_refused(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    GPT2LMHeadModel(GPT2Config(vocab_size=100, n_layer=1, n_head=1, n_embd=8, n_positions=8)).save_pretrained(str(tmp_path / "m"))
-    proc = run_script("01_init.py", "--artifacts", tmp_path / "a", "--model-name", tmp_path / "m", check=False)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=100, n_layer=1, n_head=1, n_embd=8, n_positions=8)
+    ).save_pretrained(str(tmp_path / "m"))
+    proc = run_script(
+        "01_init.py", "--artifacts", tmp_path / "a", "--model-name", tmp_path / "m", check=False
+    )
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1].startswith("error:") and "vocab_size 100" in proc.stderr
+    assert (
+        proc.stderr.strip().splitlines()[-1].startswith("error:")
+        and "vocab_size 100" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "a" / "tokenizers" / "original").exists()
 
 
 def test_missing_local_dir(tmp_path):
-    proc = run_script("01_init.py", "--artifacts", tmp_path, "--model-name", "./no/such/dir", check=False)
-    assert proc.returncode != 0 and "no such directory" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_script(
+        "01_init.py", "--artifacts", tmp_path, "--model-name", "./no/such/dir", check=False
+    )
+    assert (
+        proc.returncode != 0
+        and "no such directory" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
 
 
 def test_local_dir_with_its_own_tokenizer_is_used(tmp_path, tiny_gpt2_dir, gpt2_bpe):
@@ -57,7 +72,9 @@ def test_local_dir_with_its_own_tokenizer_is_used(tmp_path, tiny_gpt2_dir, gpt2_
     shutil.copytree(tiny_gpt2_dir, model)
     save_hf_tokenizer(gpt2_bpe, model)  # as a downloaded GPT-2 directory has it
     run_script("01_init.py", "--artifacts", tmp_path / "a", "--model-name", model)
-    source = json.loads((tmp_path / "a" / "tokenizers" / "original" / "model_source.json").read_text())
+    source = json.loads(
+        (tmp_path / "a" / "tokenizers" / "original" / "model_source.json").read_text()
+    )
     assert source["tokenizer_source"] == f"{model} (local dir)"
 
 
@@ -71,5 +88,11 @@ def test_local_dir_with_a_foreign_tokenizer_is_refused(tmp_path, tiny_gpt2_dir):
     model = tmp_path / "not-gpt2"
     shutil.copytree(tiny_gpt2_dir, model)
     save_hf_tokenizer(Tokenizer(models.BPE({"a": 0, "b": 1, "<|endoftext|>": 2}, [])), model)
-    proc = run_script("01_init.py", "--artifacts", tmp_path / "a", "--model-name", model, check=False)
-    assert proc.returncode != 0 and "not GPT-2's 50,257" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_script(
+        "01_init.py", "--artifacts", tmp_path / "a", "--model-name", model, check=False
+    )
+    assert (
+        proc.returncode != 0
+        and "not GPT-2's 50,257" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )

@@ -25,19 +25,48 @@ sys.path.insert(0, str(ROOT))
 
 from lib import ivr  # noqa: E402
 from lib.log import log  # noqa: E402
-from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, build_gpt2_bpe, byte_level_pipeline, gpt2_packaged_files, save_hf_tokenizer  # noqa: E402
+from lib.tokenizer import (  # noqa: E402
+    EOT,
+    EOT_ID,
+    VOCAB_SIZE,
+    build_gpt2_bpe,
+    byte_level_pipeline,
+    gpt2_packaged_files,
+    save_hf_tokenizer,
+)
 
-TRAIN = ["textwrap.py", "shlex.py", "string.py", "fnmatch.py", "glob.py", "bisect.py", "heapq.py", "colorsys.py",
-         "copy.py", "keyword.py", "numbers.py", "cmd.py"]
+TRAIN = [
+    "textwrap.py",
+    "shlex.py",
+    "string.py",
+    "fnmatch.py",
+    "glob.py",
+    "bisect.py",
+    "heapq.py",
+    "colorsys.py",
+    "copy.py",
+    "keyword.py",
+    "numbers.py",
+    "cmd.py",
+]
 HELDOUT = ["sched.py", "graphlib.py", "calendar.py"]
 OVERRIDES = {
-    "select": {"num_reassign": 60, "min_frequency": 3, "force": ["\n                "], "protect": [" self", 50255],
-               "measure_max_bytes": 20000},
+    "select": {
+        "num_reassign": 60,
+        "min_frequency": 3,
+        "force": ["\n                "],
+        "protect": [" self", 50255],
+        "measure_max_bytes": 20000,
+    },
     # warn: the stand-in Unigram below has no run split for box drawing, whose runs then tie exactly, and
     # tokenizers.js breaks float ties otherwise than Rust (test_remap_refuses_a_tokenizer_that_is_not_portable)
     "remap": {"fuzz_texts": 400, "curve_points": [10, 30], "js_parity": "warn"},
-    "align": {"compare_max_bytes": 3000, "block_size": 64, "compare_strategies": ["subword-mean", "zeros"],
-              "init_strategy": "subword-mean"},
+    "align": {
+        "compare_max_bytes": 3000,
+        "block_size": 64,
+        "compare_strategies": ["subword-mean", "zeros"],
+        "init_strategy": "subword-mean",
+    },
 }
 
 
@@ -58,11 +87,14 @@ def closed_form_unigram():
             a, b = line.split(" ")
             score[a + b] = score[a] + score[b] + (5e4 / (rank + 1)) ** 4
     pieces = [(t, score.get(t, 0.0)) for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
-    tokenizer = byte_level_pipeline(Tokenizer(models.Unigram(pieces, unk_id=None, byte_fallback=False)))
+    tokenizer = byte_level_pipeline(
+        Tokenizer(models.Unigram(pieces, unk_id=None, byte_fallback=False))
+    )
     # a run split on the raw text before ByteLevel, as 04 adds one, so its pre-tokens are not GPT-2's. Like 04's it
     # cuts only inside a run (after a `-`), never after whitespace, where GPT-2's regex would then join differently.
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex("(?<=-)-{4}"), behavior="isolated"),
-                                                       tokenizer.pre_tokenizer])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex("(?<=-)-{4}"), behavior="isolated"), tokenizer.pre_tokenizer]
+    )
     return tokenizer
 
 
@@ -84,24 +116,47 @@ def write_table(path, bpe, texts, tokenizer_json):
     ids = [[t.id for t in bpe.model.tokenize(p)] for p in rows]
     n = np.array([counts[p] for p in rows], dtype=np.int64)
     offsets = np.cumsum([0] + [len(i) for i in ids])
-    meta = {"tokenizer_sha256": sha256_file(tokenizer_json), "documents": len(texts), "occurrences": int(n.sum()),
-            "tokens": int((np.diff(offsets) * n).sum()) + n_eot, "endoftext": n_eot}
-    write_pretoken_table(path, rows, n, [docs[p] for p in rows], np.array([i for x in ids for i in x], dtype=np.int32),
-                         offsets, meta)
+    meta = {
+        "tokenizer_sha256": sha256_file(tokenizer_json),
+        "documents": len(texts),
+        "occurrences": int(n.sum()),
+        "tokens": int((np.diff(offsets) * n).sum()) + n_eot,
+        "endoftext": n_eot,
+    }
+    write_pretoken_table(
+        path,
+        rows,
+        n,
+        [docs[p] for p in rows],
+        np.array([i for x in ids for i in x], dtype=np.int32),
+        offsets,
+        meta,
+    )
 
 
 def run_step(script, art, configs, *extra, profile="test", patch=None):
     """Run scripts/<script>.py's main() in-process as make would; return the SystemExit code (0 = ok).
 
     patch: module constants to set first (e.g. a smaller batch)."""
-    spec = importlib.util.spec_from_file_location(f"step_{script}", ROOT / "scripts" / f"{script}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"step_{script}", ROOT / "scripts" / f"{script}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     for name, value in (patch or {}).items():
         assert hasattr(module, name), name
         setattr(module, name, value)
     argv = sys.argv
-    sys.argv = [f"scripts/{script}.py", "--artifacts", str(art), "--profile", profile, "--configs", str(configs), *extra]
+    sys.argv = [
+        f"scripts/{script}.py",
+        "--artifacts",
+        str(art),
+        "--profile",
+        profile,
+        "--configs",
+        str(configs),
+        *extra,
+    ]
     try:
         module.main()
         return 0
@@ -138,11 +193,16 @@ def built(tmp_path_factory):
     art = tmp / "artifacts"
     configs = tmp / "configs"
     shutil.copytree(ROOT / "configs", configs)
-    for profile, align in (("test", {}), ("quick", {"compare_strategies": []})):  # quick: no bits-per-byte comparison
+    for profile, align in (
+        ("test", {}),
+        ("quick", {"compare_strategies": []}),
+    ):  # quick: no bits-per-byte comparison
         (configs / profile).mkdir()
         for step, values in OVERRIDES.items():
             values = {**values, **align} if step == "align" else values
-            (configs / profile / f"{step}.yaml").write_text(yaml.safe_dump(values), encoding="utf-8")
+            (configs / profile / f"{step}.yaml").write_text(
+                yaml.safe_dump(values), encoding="utf-8"
+            )
 
     # corpus: stdlib files, train / held-out
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -151,9 +211,23 @@ def built(tmp_path_factory):
     for split, names in (("train", TRAIN), ("heldout", HELDOUT)):
         with open(cleaned / f"{split}.jsonl", "w", encoding="utf-8") as f:
             for name in names:
-                f.write(json.dumps({"id": name, "source": name, "text": (stdlib / name).read_text(encoding="utf-8")}) + "\n")
-    files = [{"path": name, "sha256": hashlib.sha256((stdlib / name).read_bytes()).hexdigest()} for name in TRAIN + HELDOUT]
-    (cleaned / "manifest.json").write_text(json.dumps({"files": files}), encoding="utf-8")  # as 02 writes it
+                f.write(
+                    json.dumps(
+                        {
+                            "id": name,
+                            "source": name,
+                            "text": (stdlib / name).read_text(encoding="utf-8"),
+                        }
+                    )
+                    + "\n"
+                )
+    files = [
+        {"path": name, "sha256": hashlib.sha256((stdlib / name).read_bytes()).hexdigest()}
+        for name in TRAIN + HELDOUT
+    ]
+    (cleaned / "manifest.json").write_text(
+        json.dumps({"files": files}), encoding="utf-8"
+    )  # as 02 writes it
 
     # tokenizers: GPT-2 BPE (01) and the closed-form Unigram (stand-in for 04)
     bpe = build_gpt2_bpe(*gpt2_packaged_files())
@@ -162,10 +236,20 @@ def built(tmp_path_factory):
 
     # the tiny model, and 01's record of it
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB_SIZE, n_layer=1, n_head=2, n_embd=32, n_positions=64))
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=VOCAB_SIZE, n_layer=1, n_head=2, n_embd=32, n_positions=64)
+    )
     model.save_pretrained(str(tmp / "tiny"))
-    (art / "tokenizers" / "original" / "model_source.json").write_text(json.dumps(
-        {"model_name": str(tmp / "tiny"), "weights": "present", "smoke_tiny_random_model": True, "hub_reachable": False}))
+    (art / "tokenizers" / "original" / "model_source.json").write_text(
+        json.dumps(
+            {
+                "model_name": str(tmp / "tiny"),
+                "weights": "present",
+                "smoke_tiny_random_model": True,
+                "hub_reachable": False,
+            }
+        )
+    )
 
     # 03's frequency table and pre-token table
     counts = Counter()
@@ -173,11 +257,21 @@ def built(tmp_path_factory):
         counts.update(bpe.encode(json.loads(line)["text"], add_special_tokens=False).ids)
     reports = art / "analysis" / "reports"
     reports.mkdir(parents=True)
-    write_table(reports / "pretoken_table.parquet", bpe, [json.loads(line)["text"] for line in open(cleaned / "train.jsonl", encoding="utf-8")],
-                art / "tokenizers" / "original" / "tokenizer.json")
-    pd.DataFrame({"token_id": range(VOCAB_SIZE), "token": [bpe.id_to_token(i) for i in range(VOCAB_SIZE)],
-                  "count": [counts[i] for i in range(VOCAB_SIZE)], "doc_count": [0] * VOCAB_SIZE,
-                  "frequency": [0.0] * VOCAB_SIZE}).to_parquet(reports / "token_frequency.parquet", index=False)
+    write_table(
+        reports / "pretoken_table.parquet",
+        bpe,
+        [json.loads(line)["text"] for line in open(cleaned / "train.jsonl", encoding="utf-8")],
+        art / "tokenizers" / "original" / "tokenizer.json",
+    )
+    pd.DataFrame(
+        {
+            "token_id": range(VOCAB_SIZE),
+            "token": [bpe.id_to_token(i) for i in range(VOCAB_SIZE)],
+            "count": [counts[i] for i in range(VOCAB_SIZE)],
+            "doc_count": [0] * VOCAB_SIZE,
+            "frequency": [0.0] * VOCAB_SIZE,
+        }
+    ).to_parquet(reports / "token_frequency.parquet", index=False)
 
     for step in ("05_select", "06_remap", "07_align"):
         code = run_step(step, art, configs)
@@ -189,8 +283,12 @@ def load(built):
     from tokenizers import Tokenizer
 
     art = built["art"]
-    rules = yaml.safe_load((art / "analysis" / "reports" / "remap_rules.yaml").read_text(encoding="utf-8"))["rules"]
-    distilled = Tokenizer.from_file(str(art / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
+    rules = yaml.safe_load(
+        (art / "analysis" / "reports" / "remap_rules.yaml").read_text(encoding="utf-8")
+    )["rules"]
+    distilled = Tokenizer.from_file(
+        str(art / "tokenizers" / "distilled_unigram" / "tokenizer.json")
+    )
     remapped = Tokenizer.from_file(str(art / "tokenizers" / "remapped" / "tokenizer.json"))
     return rules, distilled, remapped
 
@@ -200,21 +298,51 @@ def fuzz(rules, n=300, seed=1):
     rng = random.Random(seed)
     olds = [ivr.piece_text(r["old"]) for r in rules]
     news = [r["text"] for r in rules]
-    out = ["", "\n", " " * 300, "\t\n \r\n\x0c", "日本語のテキスト🙂", "naïve café", EOT + "x" + EOT, "\ufffd\x00\x7f"]
+    out = [
+        "",
+        "\n",
+        " " * 300,
+        "\t\n \r\n\x0c",
+        "日本語のテキスト🙂",
+        "naïve café",
+        EOT + "x" + EOT,
+        "\ufffd\x00\x7f",
+    ]
     for k in range(n):
         kind = k % 5
         if kind == 0:
-            out.append("".join(chr(rng.choice([rng.randint(32, 0x2FF), rng.randint(0x4E00, 0x4FFF), rng.randint(0x1F300, 0x1F6FF)]))
-                               for _ in range(rng.randint(1, 40))))
+            out.append(
+                "".join(
+                    chr(
+                        rng.choice(
+                            [
+                                rng.randint(32, 0x2FF),
+                                rng.randint(0x4E00, 0x4FFF),
+                                rng.randint(0x1F300, 0x1F6FF),
+                            ]
+                        )
+                    )
+                    for _ in range(rng.randint(1, 40))
+                )
+            )
         elif kind == 1:
-            out.append(bytes(rng.randrange(256) for _ in range(rng.randint(1, 40))).decode("latin-1"))
+            out.append(
+                bytes(rng.randrange(256) for _ in range(rng.randint(1, 40))).decode("latin-1")
+            )
         elif kind == 2:
-            out.append("".join(rng.choice([" ", "\n", "\t", "\r"]) * rng.randint(1, 30) + rng.choice(["x", "if", ":", ""])
-                               for _ in range(rng.randint(1, 6))))
+            out.append(
+                "".join(
+                    rng.choice([" ", "\n", "\t", "\r"]) * rng.randint(1, 30)
+                    + rng.choice(["x", "if", ":", ""])
+                    for _ in range(rng.randint(1, 6))
+                )
+            )
         elif kind == 3:
             out.append(rng.choice(["", " ", "x"]).join(rng.sample(olds, min(3, len(olds)))))
         else:
-            out.append("".join(rng.choice(news) + rng.choice(["", "def", " x", "\n"]) for _ in range(3)))
+            out.append(
+                "".join(rng.choice(news) + rng.choice(["", "def", " x", "\n"]) for _ in range(3))
+            )
     return out
 
 
@@ -232,20 +360,38 @@ def test_select_outputs(built):
     # the forced string comes first; the rest were chosen by saving
     assert rules[0]["text"] == "\n                "
     csv = pd.read_csv(reports / "replacement_candidates.csv", keep_default_na=False)
-    for column in ("old_id", "old_token", "old_domain_count", "old_reason", "new_token", "new_domain_count",
-                   "old_pieces", "estimated_saving"):
+    for column in (
+        "old_id",
+        "old_token",
+        "old_domain_count",
+        "old_reason",
+        "new_token",
+        "new_domain_count",
+        "old_pieces",
+        "estimated_saving",
+    ):
         assert column in csv.columns, column
     assert list(csv["old_id"]) == [r["id"] for r in rules]
     assert list(csv["new_token"]) == [r["new"] for r in rules]
     assert (csv["estimated_saving"].iloc[1:] > 0).all()
     # pieces: how GPT-2 splits the new string
-    bpe_pieces = [" ".join(distilled.id_to_token(i) for i in distilled.encode(t, add_special_tokens=False).ids) for t in
-                  (r["text"] for r in rules)]
+    bpe_pieces = [
+        " ".join(
+            distilled.id_to_token(i) for i in distilled.encode(t, add_special_tokens=False).ids
+        )
+        for t in (r["text"] for r in rules)
+    ]
     assert list(csv["old_pieces"]) == bpe_pieces
     # whitespace runs of code are what IVR finds first
     assert sum(1 for r in rules[:10] if not r["text"].strip()) >= 5
     log_md = (reports / "selection_log.md").read_text(encoding="utf-8")
-    for section in ("## Config", "## Corpus", "## Prediction on the train split", "## Top", "## Rejected, and why"):
+    for section in (
+        "## Config",
+        "## Corpus",
+        "## Prediction on the train split",
+        "## Top",
+        "## Rejected, and why",
+    ):
         assert section in log_md, section
     assert (reports / "05_select.config.yaml").exists()
 
@@ -255,12 +401,19 @@ def test_select_prediction_matches_remapped_tokenizer(built):
     import pandas as pd
 
     _, distilled, remapped = load(built)
-    csv = pd.read_csv(built["art"] / "analysis" / "reports" / "replacement_candidates.csv", keep_default_na=False)
-    train = [json.loads(line)["text"] for line in open(built["art"] / "corpora" / "cleaned" / "train.jsonl", encoding="utf-8")]
+    csv = pd.read_csv(
+        built["art"] / "analysis" / "reports" / "replacement_candidates.csv", keep_default_na=False
+    )
+    train = [
+        json.loads(line)["text"]
+        for line in open(built["art"] / "corpora" / "cleaned" / "train.jsonl", encoding="utf-8")
+    ]
     before = sum(len(e.ids) for e in distilled.encode_batch(train, add_special_tokens=False))
     after = sum(len(e.ids) for e in remapped.encode_batch(train, add_special_tokens=False))
     assert before - after == csv["cumulative_saving"].iloc[-1]
-    emitted = Counter(i for e in remapped.encode_batch(train, add_special_tokens=False) for i in e.ids)
+    emitted = Counter(
+        i for e in remapped.encode_batch(train, add_special_tokens=False) for i in e.ids
+    )
     for row in csv.itertuples():
         assert emitted[row.old_id] == row.new_domain_count, row.new_text
 
@@ -274,13 +427,23 @@ def test_select_log_splits_the_saving_into_whitespace_and_the_rest(built):
     art = built["art"]
     _, distilled, remapped = load(built)
     original = Tokenizer.from_file(str(art / "tokenizers" / "original" / "tokenizer.json"))
-    held = [json.loads(line)["text"] for line in open(art / "corpora" / "cleaned" / "heldout.jsonl", encoding="utf-8")]
-    spaces = [p for t in held for p, _ in distilled.pre_tokenizer.pre_tokenize_str(t) if ivr.piece_text(p).isspace()]
+    held = [
+        json.loads(line)["text"]
+        for line in open(art / "corpora" / "cleaned" / "heldout.jsonl", encoding="utf-8")
+    ]
+    spaces = [
+        p
+        for t in held
+        for p, _ in distilled.pre_tokenizer.pre_tokenize_str(t)
+        if ivr.piece_text(p).isspace()
+    ]
     gpt2_on_spaces = sum(len(original.model.tokenize(p)) for p in spaces)
     gpt2 = sum(len(e.ids) for e in original.encode_batch(held, add_special_tokens=False))
     remapped_total = sum(len(e.ids) for e in remapped.encode_batch(held, add_special_tokens=False))
     remapped_on_spaces = sum(len(remapped.model.tokenize(p)) for p in spaces)
-    assert 0 < len(spaces) < gpt2_on_spaces  # indentation: several GPT-2 tokens per whitespace piece
+    assert (
+        0 < len(spaces) < gpt2_on_spaces
+    )  # indentation: several GPT-2 tokens per whitespace piece
 
     log_md = (art / "analysis" / "reports" / "selection_log.md").read_text(encoding="utf-8")
     section = log_md.split("### Where the saving comes from")[1].split("\n## ")[0]
@@ -300,7 +463,9 @@ def test_select_never_gives_away_protected(built):
     import pandas as pd
 
     rules, distilled, _ = load(built)
-    counts = pd.read_parquet(built["art"] / "analysis" / "reports" / "token_frequency.parquet")["count"].to_numpy()
+    counts = pd.read_parquet(built["art"] / "analysis" / "reports" / "token_frequency.parquet")[
+        "count"
+    ].to_numpy()
     protected_id = distilled.token_to_id("Ġself")
     for r in rules:
         assert len(r["old"]) > 1, "a byte token was given away"
@@ -317,11 +482,17 @@ def test_select_counts_come_from_the_table(built):
 
     art = built["art"]
     _, distilled, _ = load(built)
-    train = [json.loads(line)["text"] for line in open(art / "corpora" / "cleaned" / "train.jsonl", encoding="utf-8")]
+    train = [
+        json.loads(line)["text"]
+        for line in open(art / "corpora" / "cleaned" / "train.jsonl", encoding="utf-8")
+    ]
     want = Counter(p for t in train for p in ivr.pre_tokens(distilled, t))
     assert "----" in want and "-----" not in want  # the fixture's run split cut GPT-2 pre-tokens
     log_md = (art / "analysis" / "reports" / "selection_log.md").read_text(encoding="utf-8")
-    figure = {k: int(v.replace(",", "")) for k, v in re.findall(r"^\| ([a-z -]+) \| ([\d,]+)", log_md, re.M)}
+    figure = {
+        k: int(v.replace(",", ""))
+        for k, v in re.findall(r"^\| ([a-z -]+) \| ([\d,]+)", log_md, re.M)
+    }
     assert figure["pre-tokens"] == sum(want.values()) and figure["distinct pre-tokens"] == len(want)
     assert figure["bytes"] == sum(len(t.encode("utf-8")) for t in train)
 
@@ -330,7 +501,9 @@ def test_select_counts_come_from_the_table(built):
 def test_select_bad_table(built, tmp_path, damage):
     """A truncated or foreign pre-token table: one line naming the file and `make analyze`, nothing written."""
     art = tmp_path / "art"
-    shutil.copytree(built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs"))
+    shutil.copytree(
+        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
+    )
     reports = art / "analysis" / "reports"
     for name in ("remap_rules.yaml", "replacement_candidates.csv", "selection_log.md"):
         (reports / name).unlink()
@@ -341,8 +514,15 @@ def test_select_bad_table(built, tmp_path, damage):
         from tokenizers import Tokenizer
 
         other = tmp_path / "other.json"
-        Tokenizer.from_file(str(art / "tokenizers" / "distilled_unigram" / "tokenizer.json")).save(str(other))
-        write_table(table, Tokenizer.from_file(str(art / "tokenizers" / "original" / "tokenizer.json")), ["x = 1\n"], other)
+        Tokenizer.from_file(str(art / "tokenizers" / "distilled_unigram" / "tokenizer.json")).save(
+            str(other)
+        )
+        write_table(
+            table,
+            Tokenizer.from_file(str(art / "tokenizers" / "original" / "tokenizer.json")),
+            ["x = 1\n"],
+            other,
+        )
     else:
         shutil.copy(reports / "token_frequency.parquet", table)
     assert run_step("05_select", art, built["configs"]) == 2
@@ -360,38 +540,70 @@ def select_one(built, tmp_path, profile, rule):
     from tokenizers import Tokenizer
 
     art = tmp_path / "art"
-    shutil.copytree(built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs"))
+    shutil.copytree(
+        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
+    )
     original = art / "tokenizers" / "original" / "tokenizer.json"
-    texts = ["x = 1\n" + " qqzzqqzzqqzz" * 200] + [f"y = {i}\nprint( wwvvwwvvwwvv)\n" for i in range(50)]
-    write_table(art / "analysis" / "reports" / "pretoken_table.parquet", Tokenizer.from_file(str(original)), texts, original)
+    texts = ["x = 1\n" + " qqzzqqzzqqzz" * 200] + [
+        f"y = {i}\nprint( wwvvwwvvwwvv)\n" for i in range(50)
+    ]
+    write_table(
+        art / "analysis" / "reports" / "pretoken_table.parquet",
+        Tokenizer.from_file(str(original)),
+        texts,
+        original,
+    )
     (built["configs"] / profile).mkdir(exist_ok=True)
     off = {"per_document_cap": 0, "min_documents": 0, "document_weight": 0}
-    (built["configs"] / profile / "select.yaml").write_text(yaml.safe_dump(
-        {"num_reassign": 1, "min_frequency": 3, "measure_max_bytes": 0, **off, **rule}), encoding="utf-8")
-    assert run_step("05_select", art, built["configs"], profile=profile) == 0, last_error(art, "05_select")
-    rules = yaml.safe_load((art / "analysis" / "reports" / "remap_rules.yaml").read_text(encoding="utf-8"))["rules"]
+    (built["configs"] / profile / "select.yaml").write_text(
+        yaml.safe_dump(
+            {"num_reassign": 1, "min_frequency": 3, "measure_max_bytes": 0, **off, **rule}
+        ),
+        encoding="utf-8",
+    )
+    assert run_step("05_select", art, built["configs"], profile=profile) == 0, last_error(
+        art, "05_select"
+    )
+    rules = yaml.safe_load(
+        (art / "analysis" / "reports" / "remap_rules.yaml").read_text(encoding="utf-8")
+    )["rules"]
     assert len(rules) == 1, rules
-    return rules[0]["text"], (art / "analysis" / "reports" / "selection_log.md").read_text(encoding="utf-8")
+    return rules[0]["text"], (art / "analysis" / "reports" / "selection_log.md").read_text(
+        encoding="utf-8"
+    )
 
 
 @pytest.mark.parametrize("cap, winner", [(0, "qqzz"), (1, "wwvv")])
-def test_select_per_document_cap_prefers_strings_spread_over_documents(built, tmp_path, cap, winner):
+def test_select_per_document_cap_prefers_strings_spread_over_documents(
+    built, tmp_path, cap, winner
+):
     """A string 200 times in one document beats one once in each of 50 documents on raw counts; with each
     pre-token counted at most once per document (per_document_cap 1) the spread one wins."""
     text, _ = select_one(built, tmp_path, f"cap{cap}", {"per_document_cap": cap})
     assert winner in text, text
 
 
-@pytest.mark.parametrize("rule, winner, says", [
-    ({}, "qqzz", "no document floor (per_document_cap 0, min_documents 0, document_weight 0)"),
-    ({"document_weight": 0.5}, "wwvv", "times (train documents holding the string / 51) ** 0.5"),
-    ({"min_documents": 2}, "wwvv", "candidates must lie in at least 2 train documents"),
-])
-def test_select_document_weight_and_floor_prefer_strings_spread_over_documents(built, tmp_path, rule, winner, says):
+@pytest.mark.parametrize(
+    "rule, winner, says",
+    [
+        ({}, "qqzz", "no document floor (per_document_cap 0, min_documents 0, document_weight 0)"),
+        (
+            {"document_weight": 0.5},
+            "wwvv",
+            "times (train documents holding the string / 51) ** 0.5",
+        ),
+        ({"min_documents": 2}, "wwvv", "candidates must lie in at least 2 train documents"),
+    ],
+)
+def test_select_document_weight_and_floor_prefer_strings_spread_over_documents(
+    built, tmp_path, rule, winner, says
+):
     """On raw worth the one-document string wins (200 occurrences against 50). document_weight 0.5 scales
     it by (1/51) ** 0.5 and the spread one by (50/51) ** 0.5, so the spread one wins; min_documents 2 drops
     the one-document string. selection_log.md states the rule beside the savings."""
-    text, log_md = select_one(built, tmp_path, "doc" + "".join(f"{k}{v}" for k, v in rule.items()), rule)
+    text, log_md = select_one(
+        built, tmp_path, "doc" + "".join(f"{k}{v}" for k, v in rule.items()), rule
+    )
     assert winner in text, text
     assert "Ranking rule: worth = tokens saved on train" in log_md and says in log_md, log_md
     if "min_documents" in rule:
@@ -414,7 +626,9 @@ def test_merges_from_the_original_tokenizer(built, tmp_path):
     data = json.loads(original.read_text(encoding="utf-8"))
     ids = data["model"]["vocab"]
     assert merged[ids["ĠTheNitrome"]] == "ĠTheNitromeFan"
-    data["model"]["merges"] = [m if isinstance(m, str) else " ".join(m) for m in data["model"]["merges"]]
+    data["model"]["merges"] = [
+        m if isinstance(m, str) else " ".join(m) for m in data["model"]["merges"]
+    ]
     (tmp_path / "strings.json").write_text(json.dumps(data), encoding="utf-8")
     assert module.merged_at_once(tmp_path / "strings.json") == merged
     unigram = built["art"] / "tokenizers" / "distilled_unigram" / "tokenizer.json"
@@ -432,7 +646,9 @@ def test_new_piece_score_is_the_old_cut_plus_the_bonus():
     pieces = [("a", -1.0), ("b", -1.5), ("c", -2.0), ("ab", -2.0), ("bc", -2.75), ("abc", -9.0)]
     vocab = {p: i for i, (p, _) in enumerate(pieces)}
     scores = [s for _, s in pieces]
-    hf = Tokenizer(models.Unigram(pieces[:5], unk_id=None, byte_fallback=False)).model  # "abc" given away
+    hf = Tokenizer(
+        models.Unigram(pieces[:5], unk_id=None, byte_fallback=False)
+    ).model  # "abc" given away
     kept = ivr.kept_vocab([p for p, _ in pieces], {vocab["abc"]})
     for c in ("abc", "abcabc", "cab", "bcb"):
         ids = [t.id for t in hf.tokenize(c)]
@@ -464,7 +680,10 @@ def test_remapped_tokenizer_ids_and_autotokenizer(built):
     hf = AutoTokenizer.from_pretrained(str(built["art"] / "tokenizers" / "remapped"))
     assert len(hf) == VOCAB_SIZE
     text = "def f(x):\n        return x\n" + rules[0]["text"] + "y"
-    assert hf(text, add_special_tokens=False)["input_ids"] == remapped.encode(text, add_special_tokens=False).ids
+    assert (
+        hf(text, add_special_tokens=False)["input_ids"]
+        == remapped.encode(text, add_special_tokens=False).ids
+    )
 
 
 def test_remap_round_trip_fuzz(built):
@@ -479,7 +698,9 @@ def test_remap_round_trip_fuzz(built):
         old = ivr.piece_text(r["old"])
         ids = remapped.encode(old, add_special_tokens=False).ids
         assert remapped.decode(ids) == old
-        for i in ids:  # a reassigned id in it now stands for its new string, which the old one contains
+        for (
+            i
+        ) in ids:  # a reassigned id in it now stands for its new string, which the old one contains
             assert i not in new_of or new_of[i] in r["old"]
 
 
@@ -488,8 +709,10 @@ def test_remap_unchanged_without_new_strings(built):
     news = [r["text"] for r in rules]
     given = {r["id"] for r in rules}
     checked = 0
-    for text in fuzz(rules, seed=2) + [json.loads(line)["text"][:3000] for line in
-                                       open(built["art"] / "corpora" / "cleaned" / "heldout.jsonl", encoding="utf-8")]:
+    for text in fuzz(rules, seed=2) + [
+        json.loads(line)["text"][:3000]
+        for line in open(built["art"] / "corpora" / "cleaned" / "heldout.jsonl", encoding="utf-8")
+    ]:
         for piece in ivr.pre_tokens(distilled, text):
             if any(r["new"] in piece for r in rules):
                 continue
@@ -508,18 +731,34 @@ def test_remap_emits_new_tokens_and_compresses(built):
     from tokenizers import Tokenizer
 
     rules, distilled, remapped = load(built)
-    report = json.loads((built["art"] / "analysis" / "reports" / "remap_report.json").read_text(encoding="utf-8"))
-    heldout = [json.loads(line)["text"] for line in open(built["art"] / "corpora" / "cleaned" / "heldout.jsonl", encoding="utf-8")]
+    report = json.loads(
+        (built["art"] / "analysis" / "reports" / "remap_report.json").read_text(encoding="utf-8")
+    )
+    heldout = [
+        json.loads(line)["text"]
+        for line in open(built["art"] / "corpora" / "cleaned" / "heldout.jsonl", encoding="utf-8")
+    ]
     emitted = Counter(i for t in heldout for i in remapped.encode(t, add_special_tokens=False).ids)
-    not_emitted = {item["id"]: item["why"] for item in report["checks"]["emitted_on_heldout"]["not_emitted"]}
+    not_emitted = {
+        item["id"]: item["why"] for item in report["checks"]["emitted_on_heldout"]["not_emitted"]
+    }
     for r in rules:
-        assert (emitted[r["id"]] > 0) != (r["id"] in not_emitted), r  # emitted, or the report says why not
-    assert len(rules) - len(not_emitted) >= 15  # the held-out split is three files: not every run occurs
+        assert (emitted[r["id"]] > 0) != (r["id"] in not_emitted), (
+            r
+        )  # emitted, or the report says why not
+    assert (
+        len(rules) - len(not_emitted) >= 15
+    )  # the held-out split is three files: not every run occurs
     n_d = sum(len(distilled.encode(t, add_special_tokens=False).ids) for t in heldout)
     n_r = sum(emitted.values())
-    assert report["heldout"]["tokens"]["remapped"] == n_r and report["heldout"]["tokens"]["distilled"] == n_d
+    assert (
+        report["heldout"]["tokens"]["remapped"] == n_r
+        and report["heldout"]["tokens"]["distilled"] == n_d
+    )
     bpe = Tokenizer.from_file(str(built["art"] / "tokenizers" / "original" / "tokenizer.json"))
-    assert report["heldout"]["tokens"]["gpt2_bpe"] == sum(len(bpe.encode(t, add_special_tokens=False).ids) for t in heldout)
+    assert report["heldout"]["tokens"]["gpt2_bpe"] == sum(
+        len(bpe.encode(t, add_special_tokens=False).ids) for t in heldout
+    )
     assert report["heldout"]["bytes"] == sum(len(t.encode("utf-8")) for t in heldout)
     assert n_r < 0.75 * n_d  # code indentation: IVR saves a lot even with 60 ids
     # indentation inside a pre-token becomes one token
@@ -533,13 +772,19 @@ def test_remap_emits_new_tokens_and_compresses(built):
 def test_remap_streams_heldout_in_batches(built, tmp_path):
     """06 reads the held-out split in batches: tiny batches give the same report as one batch."""
     art = tmp_path / "art"
-    shutil.copytree(built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs"))
+    shutil.copytree(
+        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
+    )
     assert run_step("06_remap", art, built["configs"], patch={"BATCH_CHARS": 5000}) == 0
-    report, want = (json.loads((a / "analysis" / "reports" / "remap_report.json").read_text(encoding="utf-8"))
-                    for a in (art, built["art"]))
+    report, want = (
+        json.loads((a / "analysis" / "reports" / "remap_report.json").read_text(encoding="utf-8"))
+        for a in (art, built["art"])
+    )
     assert report["heldout"] == want["heldout"] and report["curve"] == want["curve"]
     assert report["checks"]["emitted_on_heldout"] == want["checks"]["emitted_on_heldout"]
-    assert "held-out split" in (art / "logs" / "06_remap.log").read_text(encoding="utf-8")  # the phase is logged
+    assert "held-out split" in (art / "logs" / "06_remap.log").read_text(
+        encoding="utf-8"
+    )  # the phase is logged
 
 
 # -----------------------------------------------------------------------------
@@ -572,14 +817,21 @@ def test_align_unchanged_rows_and_init(built):
         assert torch.allclose(final[r["id"]], original[pieces].mean(0), atol=1e-6)
         assert not torch.equal(final[r["id"]], original[r["id"]])
     meta = json.loads((emb / "final_wte.json").read_text(encoding="utf-8"))
-    assert meta["shape"] == [VOCAB_SIZE, 32] and meta["dtype"] == "float32" and meta["strategy"] == "subword-mean"
+    assert (
+        meta["shape"] == [VOCAB_SIZE, 32]
+        and meta["dtype"] == "float32"
+        and meta["strategy"] == "subword-mean"
+    )
     assert meta["rows_changed"] == len(rules)
     from lib.files import sha256_file
+
     assert meta["sha256"] == sha256_file(emb / "final_wte.pt")
 
 
 def test_align_comparison_keeps_tie(built):
-    comparison = json.loads((built["art"] / "embeddings" / "init_comparison.json").read_text(encoding="utf-8"))
+    comparison = json.loads(
+        (built["art"] / "embeddings" / "init_comparison.json").read_text(encoding="utf-8")
+    )
     assert comparison["smoke_tiny_random_model"] is True
     for label in ("subword-mean", "zeros", "gpt2 as is (original tokenizer)"):
         bpb = comparison["strategies"][label]["bits_per_byte"]
@@ -587,7 +839,10 @@ def test_align_comparison_keeps_tie(built):
     # the remapped tokenizer needs fewer tokens for the same bytes
     s = comparison["strategies"]
     assert s["subword-mean"]["tokens"] < s["gpt2 as is (original tokenizer)"]["tokens"]
-    assert "lm_head.weight is wte.weight" in json.loads((built["art"] / "embeddings" / "final_wte.json").read_text())["tie"]
+    assert (
+        "lm_head.weight is wte.weight"
+        in json.loads((built["art"] / "embeddings" / "final_wte.json").read_text())["tie"]
+    )
 
 
 def test_align_best_strategy(built, tmp_path):
@@ -595,13 +850,25 @@ def test_align_best_strategy(built, tmp_path):
     import torch
 
     out = tmp_path / "best"
-    assert run_step("07_align", built["art"], built["configs"], "--init-strategy", "best",
-                    "--embeddings-output-dir", str(out)) == 0
+    assert (
+        run_step(
+            "07_align",
+            built["art"],
+            built["configs"],
+            "--init-strategy",
+            "best",
+            "--embeddings-output-dir",
+            str(out),
+        )
+        == 0
+    )
     comparison = json.loads((out / "init_comparison.json").read_text(encoding="utf-8"))
     bpb = {s: comparison["strategies"][s]["bits_per_byte"] for s in ("subword-mean", "zeros")}
     assert comparison["chosen"] == min(bpb, key=bpb.get)
     meta = json.loads((out / "final_wte.json").read_text(encoding="utf-8"))
-    assert meta["strategy"] == comparison["chosen"] and meta["chosen_by"].startswith("lowest held-out")
+    assert meta["strategy"] == comparison["chosen"] and meta["chosen_by"].startswith(
+        "lowest held-out"
+    )
     rules, _, _ = load(built)
     ids = sorted(r["id"] for r in rules)
     final = torch.load(out / "final_wte.pt")
@@ -613,8 +880,19 @@ def test_align_other_strategies(built, tmp_path):
 
     out = tmp_path / "emb"
     for strategy in ("zeros", "mean", "random"):
-        assert run_step("07_align", built["art"], built["configs"], "--init-strategy", strategy,
-                        "--embeddings-output-dir", str(out / strategy), profile="quick") == 0
+        assert (
+            run_step(
+                "07_align",
+                built["art"],
+                built["configs"],
+                "--init-strategy",
+                strategy,
+                "--embeddings-output-dir",
+                str(out / strategy),
+                profile="quick",
+            )
+            == 0
+        )
     original = torch.load(built["art"] / "embeddings" / "original_wte.pt")
     rules, _, _ = load(built)
     ids = sorted(r["id"] for r in rules)
@@ -634,7 +912,10 @@ def test_align_other_strategies(built, tmp_path):
 
 
 def write_rules(path, rules):
-    path.write_text(yaml.safe_dump({"vocab_size": VOCAB_SIZE, "rules": rules}, allow_unicode=True), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump({"vocab_size": VOCAB_SIZE, "rules": rules}, allow_unicode=True),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -642,7 +923,9 @@ def rules_error(built, tmp_path, rules):
     """load_rules on these rules against the distilled tokenizer: the one-line message it dies with."""
     from tokenizers import Tokenizer
 
-    distilled = Tokenizer.from_file(str(built["art"] / "tokenizers" / "distilled_unigram" / "tokenizer.json"))
+    distilled = Tokenizer.from_file(
+        str(built["art"] / "tokenizers" / "distilled_unigram" / "tokenizer.json")
+    )
     pieces = ivr.id_to_piece(distilled)
     protected = ivr.protected_ids(pieces, [" self"], "test")
     log.handlers.clear()  # die() then raises SystemExit with the message
@@ -660,22 +943,32 @@ def test_bad_rules(built, tmp_path):
     assert "named twice" in rules_error(built, tmp_path, [ok_a, {"id": b, "text": "\n        "}])
     spans = rules_error(built, tmp_path, [{"id": a, "text": "):\n        return"}])
     assert "spans" in spans and "return" in spans
-    assert "protected" in rules_error(built, tmp_path, [{"id": 220, "text": "    "}])  # a byte token
+    assert "protected" in rules_error(
+        built, tmp_path, [{"id": 220, "text": "    "}]
+    )  # a byte token
     assert "protected" in rules_error(built, tmp_path, [{"id": EOT_ID, "text": "    "}])
-    assert "protected" in rules_error(built, tmp_path, [{"id": 2116, "text": "    "}])  # " self", the protect list
-    assert "do not match" in rules_error(built, tmp_path, [{"id": a, "old": "Ġnot_this_token", "text": "    "}])
+    assert "protected" in rules_error(
+        built, tmp_path, [{"id": 2116, "text": "    "}]
+    )  # " self", the protect list
+    assert "do not match" in rules_error(
+        built, tmp_path, [{"id": a, "old": "Ġnot_this_token", "text": "    "}]
+    )
     assert "already token" in rules_error(built, tmp_path, [{"id": a, "text": " return"}])
 
 
 def test_bad_rules_stop_remap(built, tmp_path):
     """06 end to end: a rule naming the same id twice stops it with one line in its log, naming the file."""
     art = tmp_path / "art"
-    shutil.copytree(built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs"))
+    shutil.copytree(
+        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
+    )
     rules_path = art / "analysis" / "reports" / "remap_rules.yaml"
     rules = yaml.safe_load(rules_path.read_text(encoding="utf-8"))["rules"]
     write_rules(rules_path, rules + [dict(rules[1], new=None, text="   \t")])
     assert run_step("06_remap", art, built["configs"]) == 2
-    assert "named twice" in last_error(art, "06_remap") and "remap_rules.yaml" in last_error(art, "06_remap")
+    assert "named twice" in last_error(art, "06_remap") and "remap_rules.yaml" in last_error(
+        art, "06_remap"
+    )
     assert not (art / "tokenizers" / "remapped").exists()
 
 
@@ -683,17 +976,43 @@ def test_bad_model(built, tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     small = tmp_path / "small-vocab"
-    GPT2LMHeadModel(GPT2Config(vocab_size=1000, n_layer=1, n_head=2, n_embd=16, n_positions=32)).save_pretrained(str(small))
-    assert run_step("07_align", built["art"], built["configs"], "--model-name", str(small),
-                    "--embeddings-output-dir", str(tmp_path / "e1"), profile="quick") == 2
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=1000, n_layer=1, n_head=2, n_embd=16, n_positions=32)
+    ).save_pretrained(str(small))
+    assert (
+        run_step(
+            "07_align",
+            built["art"],
+            built["configs"],
+            "--model-name",
+            str(small),
+            "--embeddings-output-dir",
+            str(tmp_path / "e1"),
+            profile="quick",
+        )
+        == 2
+    )
     assert "vocab size 1000" in last_error(built["art"], "07_align")
     no_weights = tmp_path / "config-only"
     no_weights.mkdir()
     shutil.copy(built["tiny"] / "config.json", no_weights)
-    assert run_step("07_align", built["art"], built["configs"], "--model-name", str(no_weights),
-                    "--embeddings-output-dir", str(tmp_path / "e2"), profile="quick") == 2
+    assert (
+        run_step(
+            "07_align",
+            built["art"],
+            built["configs"],
+            "--model-name",
+            str(no_weights),
+            "--embeddings-output-dir",
+            str(tmp_path / "e2"),
+            profile="quick",
+        )
+        == 2
+    )
     message = last_error(built["art"], "07_align")
-    assert "no weights" in message and "--model-name DIR" in message and "never falls back" in message
+    assert (
+        "no weights" in message and "--model-name DIR" in message and "never falls back" in message
+    )
     assert not (tmp_path / "e1").exists() and not (tmp_path / "e2").exists()
 
 
@@ -701,13 +1020,19 @@ def test_bad_force_string(built, tmp_path):
     """05: a forced string that spans pre-tokens is refused, by name, before anything is written."""
     configs = built["configs"]
     (configs / "badforce").mkdir(exist_ok=True)
-    (configs / "badforce" / "select.yaml").write_text(yaml.safe_dump({**OVERRIDES["select"], "force": ["):\n        "]}))
+    (configs / "badforce" / "select.yaml").write_text(
+        yaml.safe_dump({**OVERRIDES["select"], "force": ["):\n        "]})
+    )
     art = tmp_path / "art"
-    shutil.copytree(built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs"))
+    shutil.copytree(
+        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
+    )
     (art / "analysis" / "reports" / "remap_rules.yaml").unlink()
     assert run_step("05_select", art, configs, profile="badforce") == 2
     message = last_error(art, "05_select")
-    assert "force" in message and repr("):\n        ") in message and "spans 2 pre-tokens" in message
+    assert (
+        "force" in message and repr("):\n        ") in message and "spans 2 pre-tokens" in message
+    )
     assert not (art / "analysis" / "reports" / "remap_rules.yaml").exists()
 
 
@@ -720,7 +1045,11 @@ def test_rules_not_matching_remapped_tokenizer(built, tmp_path):
     write_rules(rules_path, rules[:-1])
     assert run_step("07_align", art, built["configs"], profile="quick") == 2
     message = last_error(art, "07_align")
-    assert f"id {rules[-1]['id']}" in message and "no rule names it" in message and "make remap" in message
+    assert (
+        f"id {rules[-1]['id']}" in message
+        and "no rule names it" in message
+        and "make remap" in message
+    )
     assert not (art / "embeddings").exists()
 
 
@@ -731,8 +1060,14 @@ def test_remap_refuses_a_tokenizer_that_is_not_portable(built, tmp_path):
 
     if js_runtime_missing():
         pytest.skip(js_runtime_missing())
-    parity = json.loads((built["art"] / "analysis" / "reports" / "remap_report.json").read_text())["checks"]["js_parity"]
-    assert parity["checked"] and parity["documents"] > 100 and set(parity["by_kind"]) == {"held-out", "fuzz", "tricky"}
+    parity = json.loads((built["art"] / "analysis" / "reports" / "remap_report.json").read_text())[
+        "checks"
+    ]["js_parity"]
+    assert (
+        parity["checked"]
+        and parity["documents"] > 100
+        and set(parity["by_kind"]) == {"held-out", "fuzz", "tricky"}
+    )
     assert parity["documents_differ"] >= 1 and parity["first"]["kind"] == "tricky"
     configs = built["configs"]
     (configs / "strictjs").mkdir(exist_ok=True)
@@ -740,9 +1075,16 @@ def test_remap_refuses_a_tokenizer_that_is_not_portable(built, tmp_path):
         values = {**values, "js_parity": "error"} if step == "remap" else values
         (configs / "strictjs" / f"{step}.yaml").write_text(yaml.safe_dump(values), encoding="utf-8")
     art = tmp_path / "art"
-    shutil.copytree(built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs"))
+    shutil.copytree(
+        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
+    )
     (art / "analysis" / "reports" / "remap_report.json").unlink()
     assert run_step("06_remap", art, configs, profile="strictjs") == 2
     message = last_error(art, "06_remap")
-    assert "is not portable" in message and "tokenizers.js" in message and "js_parity: warn" in message
-    assert not (art / "tokenizers" / "remapped").exists() and not (art / "analysis" / "reports" / "remap_report.json").exists()
+    assert (
+        "is not portable" in message and "tokenizers.js" in message and "js_parity: warn" in message
+    )
+    assert (
+        not (art / "tokenizers" / "remapped").exists()
+        and not (art / "analysis" / "reports" / "remap_report.json").exists()
+    )

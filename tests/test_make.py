@@ -31,7 +31,12 @@ def scripts_run(*make_args):
 def test_second_run_does_nothing(pipeline):
     art, _, args = pipeline
     assert scripts_run("analyze", *args) == []
-    assert run_make("-q", art / "analysis/reports/token_frequency.parquet", *args, check=False).returncode == 0
+    assert (
+        run_make(
+            "-q", art / "analysis/reports/token_frequency.parquet", *args, check=False
+        ).returncode
+        == 0
+    )
     assert "Nothing to be done" in run_make("analyze", *args).stdout
     for step in ("01_init", "02_corpus", "03_analyze"):
         assert (art / "logs" / f"{step}.log").exists()
@@ -48,8 +53,14 @@ def test_config_edit_reruns_that_step_and_downstream_only(pipeline):
 
 def test_script_or_lib_edit_reruns_dependants(pipeline):
     _, _, args = pipeline
-    assert scripts_run("-W", "scripts/02_corpus.py", "analyze", *args) == ["02_corpus.py", "03_analyze.py"]
-    assert scripts_run("-W", "lib/tokenizer.py", "analyze", *args) == ["01_init.py", "03_analyze.py"]
+    assert scripts_run("-W", "scripts/02_corpus.py", "analyze", *args) == [
+        "02_corpus.py",
+        "03_analyze.py",
+    ]
+    assert scripts_run("-W", "lib/tokenizer.py", "analyze", *args) == [
+        "01_init.py",
+        "03_analyze.py",
+    ]
     assert scripts_run("-W", "lib/config.py", "analyze", *args) == list(STEPS)
 
 

@@ -18,7 +18,8 @@ def with_split(tokenizer, pattern):
 
     t = Tokenizer.from_str(tokenizer.to_str())
     t.pre_tokenizer = pre_tokenizers.Sequence(
-        [t.pre_tokenizer, pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False)])
+        [t.pre_tokenizer, pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False)]
+    )
     return t
 
 
@@ -67,17 +68,25 @@ def test_check_stops_or_warns_on_a_difference(g_split_dir, caplog):
     with pytest.raises(SystemExit) as stop:
         check(g_split_dir, texts, "error", "configs/distill.yaml")
     message = str(stop.value)
-    assert "is not portable" in message and "'a ------ b'" in message and "js_parity: warn" in message
+    assert (
+        "is not portable" in message and "'a ------ b'" in message and "js_parity: warn" in message
+    )
     assert "\n" not in message
     report = check(g_split_dir, texts, "warn", "configs/distill.yaml")
-    assert report["checked"] and report["documents_differ"] == 1 and report["first"]["kind"] == "tricky"
+    assert (
+        report["checked"]
+        and report["documents_differ"] == 1
+        and report["first"]["kind"] == "tricky"
+    )
     assert report["by_kind"] == {"held-out": 1, "tricky": 1}
 
 
 def test_check_without_node_says_so(gpt2_dir, monkeypatch):
     import lib.parity
 
-    monkeypatch.setattr(lib.parity, "js_runtime_missing", lambda: "node is not on PATH (install Node)")
+    monkeypatch.setattr(
+        lib.parity, "js_runtime_missing", lambda: "node is not on PATH (install Node)"
+    )
     report = check(gpt2_dir, {"held-out": ["x"]}, "error", "configs/distill.yaml")
     assert report == {"checked": False, "why": "node is not on PATH (install Node)"}
 

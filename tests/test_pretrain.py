@@ -16,16 +16,35 @@ import torch
 
 from conftest import ROOT, run_script
 
-WORDS = ("the model reads text and learns which token comes next so that a small stand in knows the tokens "
-         "of gpt two before any domain is seen license docs manual page header function value returns").split()
+WORDS = (
+    "the model reads text and learns which token comes next so that a small stand in knows the tokens "
+    "of gpt two before any domain is seen license docs manual page header function value returns"
+).split()
 
 
 def toy_profile(text_dir, **extra):
-    lines = {"n_layer": 1, "n_head": 1, "n_embd": 16, "n_positions": 32, "max_bytes_per_source": 40000,
-             "min_train_bytes": 1000, "heldout_ratio": 0.3, "gpu_overrides": {}, "max_train_bytes": 0, "max_steps": 6,
-             "block_size": 16, "per_device_batch_size": 2, "grad_accum_steps": 1, "eval_interval": 2,
-             "eval_max_bytes": 2000, "checkpoint_interval": 2, "keep_checkpoints": 2, "log_interval": 1,
-             "sources": {"toy": [f"{text_dir}/*.txt"]}, **extra}
+    lines = {
+        "n_layer": 1,
+        "n_head": 1,
+        "n_embd": 16,
+        "n_positions": 32,
+        "max_bytes_per_source": 40000,
+        "min_train_bytes": 1000,
+        "heldout_ratio": 0.3,
+        "gpu_overrides": {},
+        "max_train_bytes": 0,
+        "max_steps": 6,
+        "block_size": 16,
+        "per_device_batch_size": 2,
+        "grad_accum_steps": 1,
+        "eval_interval": 2,
+        "eval_max_bytes": 2000,
+        "checkpoint_interval": 2,
+        "keep_checkpoints": 2,
+        "log_interval": 1,
+        "sources": {"toy": [f"{text_dir}/*.txt"]},
+        **extra,
+    }
     return "".join(f"{k}: {json.dumps(v)}\n" for k, v in lines.items())
 
 
@@ -38,7 +57,9 @@ def setup(tmp_path_factory, gpt2_bpe):
     text_dir.mkdir()
     rng = random.Random(0)
     for k in range(20):
-        (text_dir / f"doc{k:02d}.txt").write_text(" ".join(rng.choice(WORDS) for _ in range(150)) + "\n")
+        (text_dir / f"doc{k:02d}.txt").write_text(
+            " ".join(rng.choice(WORDS) for _ in range(150)) + "\n"
+        )
     configs = tmp / "configs"
     shutil.copytree(ROOT / "configs", configs)
     (configs / "test").mkdir()
@@ -56,11 +77,22 @@ def artifacts_with_tokenizer(setup, name):
 
 
 def pretrain(art, configs, *args, check=True):
-    return run_script("10_pretrain.py", "--artifacts", art, "--profile", "test", "--configs", configs, *args, check=check)
+    return run_script(
+        "10_pretrain.py",
+        "--artifacts",
+        art,
+        "--profile",
+        "test",
+        "--configs",
+        configs,
+        *args,
+        check=check,
+    )
 
 
 def weights(art):
     from safetensors.torch import load_file
+
     return load_file(str(art / "models" / "mini-gpt2" / "model.safetensors"))
 
 
@@ -88,7 +120,9 @@ def test_outputs_and_the_model_loads(uninterrupted):
 
     art = uninterrupted
     summary = json.loads((art / "training" / "pretrain" / "summary.json").read_text())
-    assert summary["stand_in"] == "mini" and summary["steps"] == 6 and summary["shape"]["n_embd"] == 16
+    assert (
+        summary["stand_in"] == "mini" and summary["steps"] == 6 and summary["shape"]["n_embd"] == 16
+    )
     assert summary["heldout"]["bits_per_byte"] < summary["heldout"]["initial_bits_per_byte"]
     assert (art / "training" / "pretrain" / "loss_curve.png").stat().st_size > 1000
     manifest = json.loads((art / "corpora" / "general" / "manifest.json").read_text())
@@ -103,11 +137,19 @@ def test_deterministic_and_resumes_exactly_after_kill(setup, uninterrupted):
     art = artifacts_with_tokenizer(setup, "killed")
     killed = pretrain(art, configs, "--debug-kill-after-step", 3, check=False)
     assert killed.returncode == -9  # SIGKILL after step 3; the last checkpoint is step 2
-    assert not (art / "models" / "mini-gpt2").exists() and not (art / "training" / "pretrain" / "summary.json").exists()
+    assert (
+        not (art / "models" / "mini-gpt2").exists()
+        and not (art / "training" / "pretrain" / "summary.json").exists()
+    )
     resumed = pretrain(art, configs)
     assert "(step 2 of 6)" in resumed.stderr
-    assert json.loads((art / "training" / "pretrain" / "summary.json").read_text())["resumed_from_steps"] == [2]
-    a, b = weights(uninterrupted), weights(art)  # a separate process from the same seed, killed and resumed
+    assert json.loads((art / "training" / "pretrain" / "summary.json").read_text())[
+        "resumed_from_steps"
+    ] == [2]
+    a, b = (
+        weights(uninterrupted),
+        weights(art),
+    )  # a separate process from the same seed, killed and resumed
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -123,10 +165,18 @@ def test_another_seed_gives_other_weights(setup, uninterrupted):
 def test_the_domain_stays_out(setup, where):
     tmp, configs, _ = setup
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    pattern = f"{stdlib}/*.py" if where == "in the stdlib" else f"{stdlib.parent}/{stdlib.name[:7]}*/json/*.py"
-    (configs / "test" / "pretrain.yaml").write_text(toy_profile(tmp / "text", sources={"code": [pattern]}))
+    pattern = (
+        f"{stdlib}/*.py"
+        if where == "in the stdlib"
+        else f"{stdlib.parent}/{stdlib.name[:7]}*/json/*.py"
+    )
+    (configs / "test" / "pretrain.yaml").write_text(
+        toy_profile(tmp / "text", sources={"code": [pattern]})
+    )
     try:
-        proc = pretrain(artifacts_with_tokenizer(setup, f"domain-{where.split()[1]}"), configs, check=False)
+        proc = pretrain(
+            artifacts_with_tokenizer(setup, f"domain-{where.split()[1]}"), configs, check=False
+        )
     finally:
         (configs / "test" / "pretrain.yaml").write_text(toy_profile(tmp / "text"))
     assert_one_line_error(proc, "configs/pretrain.yaml", "sources.code", "standard library")
@@ -134,7 +184,13 @@ def test_the_domain_stays_out(setup, where):
 
 def test_too_little_text_is_a_clear_error(setup):
     _, configs, _ = setup
-    proc = pretrain(artifacts_with_tokenizer(setup, "little"), configs, "--min-train-bytes", 10_000_000, check=False)
+    proc = pretrain(
+        artifacts_with_tokenizer(setup, "little"),
+        configs,
+        "--min-train-bytes",
+        10_000_000,
+        check=False,
+    )
     assert_one_line_error(proc, "configs/pretrain.yaml", "min_train_bytes", "sources")
 
 
@@ -145,8 +201,17 @@ def test_the_mini_model_source(tmp_path):
 
     art = Artifacts(tmp_path)
     art.original_tokenizer.mkdir(parents=True)
-    art.model_source.write_text(json.dumps({"model_name": str(art.mini_model), "weights": "made by 10_pretrain",
-                                            "smoke_tiny_random_model": False, "stand_in": "mini", "hub_reachable": False}))
+    art.model_source.write_text(
+        json.dumps(
+            {
+                "model_name": str(art.mini_model),
+                "weights": "made by 10_pretrain",
+                "smoke_tiny_random_model": False,
+                "stand_in": "mini",
+                "hub_reachable": False,
+            }
+        )
+    )
     with pytest.raises(SystemExit):
         model_source(art)
     art.mini_model.mkdir(parents=True)

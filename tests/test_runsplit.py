@@ -15,8 +15,10 @@ from lib.tokenizer import EOT, piece_bytes, to_byte_level
 
 def vocab_merges(gpt2_bpe):
     vocab = {s: i for s, i in gpt2_bpe.get_vocab().items() if s != EOT}
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
-              for m in json.loads(gpt2_bpe.to_str())["model"]["merges"]]
+    merges = [
+        tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+        for m in json.loads(gpt2_bpe.to_str())["model"]["merges"]
+    ]
     return vocab, merges
 
 
@@ -39,7 +41,9 @@ def shipped(split):
     """GPT-2's ByteLevel pre-tokenizer followed by the run split, as 04 ships it."""
     from tokenizers import pre_tokenizers
 
-    return pre_tokenizers.Sequence([pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), split.stage()])
+    return pre_tokenizers.Sequence(
+        [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), split.stage()]
+    )
 
 
 def test_bpe_trace_segments_like_tokenizers(gpt2_bpe):
@@ -47,11 +51,18 @@ def test_bpe_trace_segments_like_tokenizers(gpt2_bpe):
     ranks = {m: r for r, m in enumerate(merges)}
     rng = random.Random(0)
     pool = sorted(vocab)
-    words = [rng.choice(pool) + rng.choice(pool) + rng.choice(pool) for _ in range(3000)] + ["-" * 19, "Ġ" + "=" * 33]
+    words = [rng.choice(pool) + rng.choice(pool) + rng.choice(pool) for _ in range(3000)] + [
+        "-" * 19,
+        "Ġ" + "=" * 33,
+    ]
     for w, e in zip(words, model_alone(gpt2_bpe).encode_batch(words)):
         assert bpe_trace(w, ranks)[0] == e.tokens, w
     _, left, right = bpe_trace("-" * 19, ranks)
-    assert left[0][0] == "-" and left[-1] == ("-" * 16, float("inf")) and right[-1] == ("---", float("inf"))
+    assert (
+        left[0][0] == "-"
+        and left[-1] == ("-" * 16, float("inf"))
+        and right[-1] == ("---", float("inf"))
+    )
 
 
 def test_run_split_cuts_only_where_bpe_cuts(shipped, gpt2_bpe):
@@ -85,13 +96,27 @@ def test_run_split_cuts_only_where_bpe_cuts(shipped, gpt2_bpe):
                 texts.update(a + r for a in lefts[u])
                 texts.update(r + b for b in rights[u])
     raw = set()
-    for t in texts:  # byte-level strings -> text; neighbours that are parts of a character are left out
+    for (
+        t
+    ) in texts:  # byte-level strings -> text; neighbours that are parts of a character are left out
         try:
             raw.add(piece_bytes(t).decode("utf-8"))
         except UnicodeDecodeError:
             pass
-    raw = sorted(raw) + ["\n" * n + " " * k + x for n in range(1, 12) for k in range(4) for x in ("", "x", "##")]
-    raw += [" \n\n\n x", "\r\n\r\n\n\n\t", "a\n\n---", "a \n ----", "__'s", "x'sss", "''''s", "#'''re", "b'SSND'"]
+    raw = sorted(raw) + [
+        "\n" * n + " " * k + x for n in range(1, 12) for k in range(4) for x in ("", "x", "##")
+    ]
+    raw += [
+        " \n\n\n x",
+        "\r\n\r\n\n\n\t",
+        "a\n\n---",
+        "a \n ----",
+        "__'s",
+        "x'sss",
+        "''''s",
+        "#'''re",
+        "b'SSND'",
+    ]
     cut = 0
     for text, enc in zip(raw, gpt2_bpe.encode_batch(raw, add_special_tokens=False)):
         pieces = [w for w, _ in shipped.pre_tokenize_str(text)]
@@ -107,7 +132,9 @@ def test_runs_alone_are_cut_into_bpe_tokens(split, gpt2_bpe):
     no tie to break."""
     vocab, _ = vocab_merges(gpt2_bpe)
     bpe = model_alone(gpt2_bpe)
-    words = [u * n for u in run_units(vocab) for n in (2, 3, 5, 9, 17, 40, 100, 200)] + ["Ċ" * n for n in range(1, 9)]
+    words = [u * n for u in run_units(vocab) for n in (2, 3, 5, 9, 17, 40, 100, 200)] + [
+        "Ċ" * n for n in range(1, 9)
+    ]
     for w, e in zip(words, bpe.encode_batch(words)):
         assert split.pieces(w) == e.tokens, w
 
@@ -115,8 +142,13 @@ def test_runs_alone_are_cut_into_bpe_tokens(split, gpt2_bpe):
 # Constructs outside what Oniguruma and JavaScript u-mode regexes agree on (tokenizers.js's README): \G,
 # atomic groups, possessive quantifiers, \A \z \Z ^ $ . (rewritten with other meanings), class intersection,
 # and a backreference inside a lookbehind (JavaScript reads lookbehinds right to left).
-UNPORTABLE = {"\\G": r"\\G", "atomic group": r"\(\?>", "possessive quantifier": r"(?<!\\)[*+?}]\+",
-              "\\A \\z \\Z": r"\\[AzZ]", "^ or $": r"(?<!\\)[\^$](?<!\[\^)"}
+UNPORTABLE = {
+    "\\G": r"\\G",
+    "atomic group": r"\(\?>",
+    "possessive quantifier": r"(?<!\\)[*+?}]\+",
+    "\\A \\z \\Z": r"\\[AzZ]",
+    "^ or $": r"(?<!\\)[\^$](?<!\[\^)",
+}
 
 
 def lookbehinds(pattern):
@@ -152,7 +184,9 @@ def test_the_split_uses_only_portable_regex(split):
         assert not re.search(rx, bare), f"the run split uses {name}"
     assert "." not in re.sub(r"\\.", "", bare), "the run split uses '.'"
     assert "&&" not in split.pattern, "the run split uses a class intersection"
-    assert not any(re.search(r"\\[1-9]", body) for body in lookbehinds(split.pattern)), "backreference in a lookbehind"
+    assert not any(re.search(r"\\[1-9]", body) for body in lookbehinds(split.pattern)), (
+        "backreference in a lookbehind"
+    )
     assert lookbehinds("a(?<=b(c))(?<![x)])") == ["b(c)", "[x)]"]
 
 

@@ -10,11 +10,17 @@ from conftest import run_script
 from lib.tokenizer import EOT, EOT_ID, VOCAB_SIZE, gpt2_packaged_files
 
 # OpenAI's GPT-2 pre-tokenizer pattern (encoder.py).
-PAT = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+PAT = regex.compile(
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+)
 
 
 def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -68,7 +74,7 @@ TEXTS = [
     "emoji 😀🎉👩‍👩‍👧 and flags 🇰🇷 and math ∑∫√",
     "    four spaces\n\n\n   three\t\ttabs  \r\n trailing   ",
     "def f(x):\n    return {'a': [1, 2, 3], \"b\": x ** 2}  # comment\n",
-    "#include <stdio.h>\nint main(void) { printf(\"%d\\n\", 42); return 0; }",
+    '#include <stdio.h>\nint main(void) { printf("%d\\n", 42); return 0; }',
     "12345678901234567890 3.14159 1e-10 0xDEADBEEF",
     "中文字符和日本語のテキスト、混在。",
     "=========\n#####\n-----\n_______\n\n\n\n",
@@ -99,7 +105,12 @@ def test_init_tokenizer_is_gpt2_shaped(original_dir):
 
     spec = json.loads((original_dir / "tokenizer.json").read_text(encoding="utf-8"))
     assert spec["model"]["type"] == "BPE"
-    assert spec["pre_tokenizer"] == {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    assert spec["pre_tokenizer"] == {
+        "type": "ByteLevel",
+        "add_prefix_space": False,
+        "trim_offsets": True,
+        "use_regex": True,
+    }
     assert spec["decoder"]["type"] == "ByteLevel"
     hf = AutoTokenizer.from_pretrained(str(original_dir))
     assert len(hf) == VOCAB_SIZE
@@ -118,7 +129,13 @@ def test_byte_level_helpers_match_openai_bytes_to_unicode():
     from lib.tokenizer import piece_bytes, to_byte_level
 
     table = bytes_to_unicode()
-    texts = ["", "plain ascii\n\t", "".join(map(chr, range(0x300))), "안녕 你好 😀 \u2028\ufeff", "\x00\x7f\x80\xff"]
+    texts = [
+        "",
+        "plain ascii\n\t",
+        "".join(map(chr, range(0x300))),
+        "안녕 你好 😀 \u2028\ufeff",
+        "\x00\x7f\x80\xff",
+    ]
     for text in texts:
         expected = "".join(table[b] for b in text.encode("utf-8"))
         assert to_byte_level(text) == expected, text

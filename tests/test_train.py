@@ -45,7 +45,12 @@ def write_docs(path, names):
     root = Path(sysconfig.get_paths()["stdlib"])
     with open(path, "w", encoding="utf-8") as f:
         for name in names:
-            f.write(json.dumps({"id": name, "source": name, "text": (root / name).read_text(encoding="utf-8")}) + "\n")
+            f.write(
+                json.dumps(
+                    {"id": name, "source": name, "text": (root / name).read_text(encoding="utf-8")}
+                )
+                + "\n"
+            )
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +66,23 @@ def artifacts(tmp_path_factory, tiny_gpt2_dir, gpt2_bpe):
     (configs / "test" / "train.yaml").write_text(TEST_PROFILE)
     original = art / "tokenizers" / "original"
     save_hf_tokenizer(gpt2_bpe, original)
-    (original / "model_source.json").write_text(json.dumps({
-        "model_name": str(tiny_gpt2_dir), "weights": "present", "smoke_tiny_random_model": True, "hub_reachable": False}))
+    (original / "model_source.json").write_text(
+        json.dumps(
+            {
+                "model_name": str(tiny_gpt2_dir),
+                "weights": "present",
+                "smoke_tiny_random_model": True,
+                "hub_reachable": False,
+            }
+        )
+    )
     shutil.copytree(original, art / "tokenizers" / "remapped")
     (art / "embeddings").mkdir(parents=True)
-    wte = AutoModelForCausalLM.from_pretrained(str(tiny_gpt2_dir)).transformer.wte.weight.detach().clone()
+    wte = (
+        AutoModelForCausalLM.from_pretrained(str(tiny_gpt2_dir))
+        .transformer.wte.weight.detach()
+        .clone()
+    )
     torch.save(wte, art / "embeddings" / "final_wte.pt")
     (art / "corpora" / "cleaned").mkdir(parents=True)
     write_docs(art / "corpora" / "cleaned" / "train.jsonl", TRAIN_MODULES)
@@ -74,11 +91,22 @@ def artifacts(tmp_path_factory, tiny_gpt2_dir, gpt2_bpe):
 
 
 def train(art, configs, *args, check=True):
-    return run_script("08_train.py", "--artifacts", art, "--profile", "test", "--configs", configs, *args, check=check)
+    return run_script(
+        "08_train.py",
+        "--artifacts",
+        art,
+        "--profile",
+        "test",
+        "--configs",
+        configs,
+        *args,
+        check=check,
+    )
 
 
 def weights(run_dir):
     from safetensors.torch import load_file
+
     return load_file(str(run_dir / "sft_checkpoint" / "model.safetensors"))
 
 
@@ -138,13 +166,22 @@ def test_bits_per_byte_scores_each_token_once_and_shards_add_up(gpt2_bpe, tiny_g
     texts = ["def f(x):\n    return x\n", "héllo wörld 😀", "a" * 50, "\n\n\n    pass\n"]
     n_text_tokens = sum(len(gpt2_bpe.encode(t).ids) for t in texts)
     whole = bits_per_byte(model, gpt2_bpe, texts, block_size=7, batch_size=3)
-    assert whole["tokens"] == n_text_tokens and whole["bytes"] == sum(len(t.encode()) for t in texts)
+    assert whole["tokens"] == n_text_tokens and whole["bytes"] == sum(
+        len(t.encode()) for t in texts
+    )
     assert model.training  # the train/eval mode is restored
     shards = [bits_per_byte(model, gpt2_bpe, texts, 7, 3, rank=r, world_size=3) for r in range(3)]
     assert sum(s["tokens"] for s in shards) == whole["tokens"]
-    assert sum(s["bits"] for s in shards) == pytest.approx(whole["bits"], rel=1e-5)  # float32, other batch shapes
-    reduced = bits_per_byte(model, gpt2_bpe, texts, 7, 3, reduce=lambda t: t * 1)  # a one-process "reduce"
-    assert reduced["bits"] == pytest.approx(whole["bits"], rel=1e-6) and reduced["tokens"] == whole["tokens"]
+    assert sum(s["bits"] for s in shards) == pytest.approx(
+        whole["bits"], rel=1e-5
+    )  # float32, other batch shapes
+    reduced = bits_per_byte(
+        model, gpt2_bpe, texts, 7, 3, reduce=lambda t: t * 1
+    )  # a one-process "reduce"
+    assert (
+        reduced["bits"] == pytest.approx(whole["bits"], rel=1e-6)
+        and reduced["tokens"] == whole["tokens"]
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -156,15 +193,21 @@ def test_resume_after_kill_continues_exactly(artifacts, uninterrupted):
     run = art / "training" / "killed"
     killed = train(art, configs, "--output-dir", run, "--debug-kill-after-step", 5, check=False)
     assert killed.returncode == -9  # SIGKILL after step 5; the last checkpoint is step 4
-    assert sorted(d.name for d in (run / "checkpoints").iterdir() if not d.name.endswith(".partial")) == ["step_00000002", "step_00000004"]
+    assert sorted(
+        d.name for d in (run / "checkpoints").iterdir() if not d.name.endswith(".partial")
+    ) == ["step_00000002", "step_00000004"]
     assert not (run / "summary.json").exists()
     resumed = train(art, configs, "--output-dir", run)
     assert f"resuming from {run / 'checkpoints' / 'step_00000004'} (step 4 of 6)" in resumed.stderr
     assert json.loads((run / "summary.json").read_text())["resumed_from_steps"] == [4]
     rows, reference = metrics(run), metrics(uninterrupted)
-    assert [r["step"] for r in rows] == list(range(7))  # step 5 of the killed run was redone, not duplicated
+    assert [r["step"] for r in rows] == list(
+        range(7)
+    )  # step 5 of the killed run was redone, not duplicated
     assert [r.get("loss") for r in rows] == [r.get("loss") for r in reference]
-    assert [r.get("eval_bits_per_byte") for r in rows] == [r.get("eval_bits_per_byte") for r in reference]
+    assert [r.get("eval_bits_per_byte") for r in rows] == [
+        r.get("eval_bits_per_byte") for r in reference
+    ]
     a, b = weights(uninterrupted), weights(run)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -189,7 +232,10 @@ def test_outputs(uninterrupted):
         assert all(key in r for r in rows[1:])
     assert [r["step"] for r in rows if "eval_bits_per_byte" in r] == [0, 2, 4, 6]
     assert (uninterrupted / "08_train.config.yaml").exists()
-    assert sorted(d.name for d in (uninterrupted / "checkpoints").iterdir()) == ["step_00000004", "step_00000006"]
+    assert sorted(d.name for d in (uninterrupted / "checkpoints").iterdir()) == [
+        "step_00000004",
+        "step_00000006",
+    ]
 
 
 def test_checkpoint_has_final_wte_and_tied_head(artifacts, tmp_path):
@@ -200,26 +246,55 @@ def test_checkpoint_has_final_wte_and_tied_head(artifacts, tmp_path):
     wte = torch.randn(50257, 32) * 0.02
     torch.save(wte, tmp_path / "wte.pt")
     run = tmp_path / "run"
-    train(art, configs, "--wte", tmp_path / "wte.pt", "--output-dir", run, "--lr", 0, "--max-steps", 2)
+    train(
+        art, configs, "--wte", tmp_path / "wte.pt", "--output-dir", run, "--lr", 0, "--max-steps", 2
+    )
     model = AutoModelForCausalLM.from_pretrained(str(run / "sft_checkpoint"))
     assert model.lm_head.weight is model.transformer.wte.weight
     assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
     assert torch.equal(model.transformer.wte.weight.detach(), wte)  # lr 0: exactly what was put in
     tokenizer = AutoTokenizer.from_pretrained(str(run / "sft_checkpoint"))
     assert len(tokenizer) == 50257 and tokenizer.eos_token_id == 50256
-    assert tokenizer("def f(x):\n    return x")["input_ids"] == AutoTokenizer.from_pretrained(
-        str(art / "tokenizers" / "remapped"))("def f(x):\n    return x")["input_ids"]
-    generate = pipeline("text-generation", model=str(run / "sft_checkpoint"))  # the README's example
-    assert generate("def main():\n", max_new_tokens=5, do_sample=False)[0]["generated_text"].startswith("def main():\n")
+    assert (
+        tokenizer("def f(x):\n    return x")["input_ids"]
+        == AutoTokenizer.from_pretrained(str(art / "tokenizers" / "remapped"))(
+            "def f(x):\n    return x"
+        )["input_ids"]
+    )
+    generate = pipeline(
+        "text-generation", model=str(run / "sft_checkpoint")
+    )  # the README's example
+    assert generate("def main():\n", max_new_tokens=5, do_sample=False)[0][
+        "generated_text"
+    ].startswith("def main():\n")
 
 
 def test_accelerate_launch_cpu_config(artifacts, tmp_path):
     art, configs = artifacts
     accelerate = Path(sys.executable).with_name("accelerate")
-    proc = subprocess.run([str(accelerate), "launch", "--quiet", "--config_file", str(ROOT / "configs/accelerate/cpu.yaml"),
-                           str(ROOT / "scripts/08_train.py"), "--artifacts", str(art), "--profile", "test",
-                           "--configs", str(configs), "--output-dir", str(tmp_path / "run"), "--max-steps", "1"],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            str(accelerate),
+            "launch",
+            "--quiet",
+            "--config_file",
+            str(ROOT / "configs/accelerate/cpu.yaml"),
+            str(ROOT / "scripts/08_train.py"),
+            "--artifacts",
+            str(art),
+            "--profile",
+            "test",
+            "--configs",
+            str(configs),
+            "--output-dir",
+            str(tmp_path / "run"),
+            "--max-steps",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 1
 
@@ -239,14 +314,24 @@ def assert_clean_error(proc, *phrases):
 
 def test_missing_final_wte(artifacts, tmp_path):
     art, configs = artifacts
-    proc = train(art, configs, "--wte", tmp_path / "final_wte.pt", "--output-dir", tmp_path / "run", check=False)
+    proc = train(
+        art,
+        configs,
+        "--wte",
+        tmp_path / "final_wte.pt",
+        "--output-dir",
+        tmp_path / "run",
+        check=False,
+    )
     assert_clean_error(proc, "final_wte.pt is missing", "make align")
 
 
 def test_final_wte_with_wrong_row_count(artifacts, tmp_path):
     art, configs = artifacts
     torch.save(torch.zeros(50000, 32), tmp_path / "wte.pt")
-    proc = train(art, configs, "--wte", tmp_path / "wte.pt", "--output-dir", tmp_path / "run", check=False)
+    proc = train(
+        art, configs, "--wte", tmp_path / "wte.pt", "--output-dir", tmp_path / "run", check=False
+    )
     assert_clean_error(proc, "shape [50000, 32]", "50,257 rows")
 
 
@@ -260,7 +345,9 @@ def test_heldout_too_small(artifacts, tmp_path):
     art, configs = artifacts
     small = tmp_path / "artifacts"
     shutil.copytree(art, small, ignore=shutil.ignore_patterns("training"))
-    (small / "corpora" / "cleaned" / "heldout.jsonl").write_text(json.dumps({"id": "x", "source": "x", "text": "x = 1\n"}) + "\n")
+    (small / "corpora" / "cleaned" / "heldout.jsonl").write_text(
+        json.dumps({"id": "x", "source": "x", "text": "x = 1\n"}) + "\n"
+    )
     proc = train(small, configs, check=False)
     assert_clean_error(proc, "heldout.jsonl", "too small to evaluate")
 
@@ -279,8 +366,18 @@ def test_without_a_sync_every_step_a_nan_stops_at_the_next_log_row(artifacts, tm
     so a NaN from step 3 stops the run there, with the steps named, and nothing finished is written."""
     art, configs = artifacts
     run = tmp_path / "run"
-    proc = train(art, configs, "--output-dir", run, "--no-sync-every-step", "--log-interval", 2,
-                 "--debug-nan-at-step", 3, check=False)
+    proc = train(
+        art,
+        configs,
+        "--output-dir",
+        run,
+        "--no-sync-every-step",
+        "--log-interval",
+        2,
+        "--debug-nan-at-step",
+        3,
+        check=False,
+    )
     assert_clean_error(proc, "loss is nan in steps 3-4", "step_00000002, is kept")
     assert not (run / "summary.json").exists() and not (run / "sft_checkpoint").exists()
 
@@ -288,7 +385,9 @@ def test_without_a_sync_every_step_a_nan_stops_at_the_next_log_row(artifacts, tm
 def test_summary_reports_the_speed_settings(uninterrupted):
     summary = json.loads((uninterrupted / "summary.json").read_text())
     assert summary["attn_implementation"] in ("eager", "sdpa") and summary["compile"] is False
-    assert summary["flops_per_token"] > 0 and summary["mfu"] is None  # no GPU here: no peak to divide by
+    assert (
+        summary["flops_per_token"] > 0 and summary["mfu"] is None
+    )  # no GPU here: no peak to divide by
 
 
 # -----------------------------------------------------------------------------
@@ -297,8 +396,18 @@ def test_summary_reports_the_speed_settings(uninterrupted):
 
 def test_report(artifacts, uninterrupted):
     art, configs = artifacts
-    train(art, configs, "--run-name", "baseline", "--tokenizer-dir", art / "tokenizers" / "original", "--wte", "model",
-          "--output-dir", art / "training" / "baseline")
+    train(
+        art,
+        configs,
+        "--run-name",
+        "baseline",
+        "--tokenizer-dir",
+        art / "tokenizers" / "original",
+        "--wte",
+        "model",
+        "--output-dir",
+        art / "training" / "baseline",
+    )
     run_script("09_report.py", "--artifacts", art, "--profile", "test", "--configs", configs)
     reports = art / "analysis" / "reports"
     text = (reports / "ivr_report.md").read_text()
