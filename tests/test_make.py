@@ -105,3 +105,52 @@ def test_help_lists_targets():
     out = run_make("help").stdout
     for target in ("all", "test", "clean", "venv", "analyze"):
         assert f"\n  {target}" in out
+
+
+def lib_imports(path):
+    """The lib/ files a Python file imports: `from lib.x import y`, `from lib import x`, `import lib.x`."""
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "lib":
+            if node.module == "lib":
+                out |= {f"lib/{a.name}.py" for a in node.names}
+            else:
+                out.add(node.module.replace(".", "/") + ".py")
+        elif isinstance(node, ast.Import):
+            out |= {
+                a.name.replace(".", "/") + ".py" for a in node.names if a.name.startswith("lib.")
+            }
+    return out
+
+
+def test_rules_list_exactly_the_lib_files_their_script_imports(tmp_path):
+    """Each step's rule names its script's transitive lib/ imports as prerequisites, no more, no fewer:
+    an edit of a lib file re-runs exactly the steps that use it."""
+    import re
+
+    db = run_make(
+        "-pn", f"ARTIFACTS={tmp_path}", "help"
+    ).stdout  # make's database, variables expanded
+    rules = {}
+    for line in db.splitlines():
+        m = re.match(r"^([^#\s][^:=]*?)\s*&?:(?!=)\s*(.*)$", line)
+        prereqs = m.group(2).split("|")[0].split() if m else []
+        if prereqs and prereqs[0].startswith("scripts/") and prereqs[0].endswith(".py"):
+            rules.setdefault(prereqs[0], set()).update(p for p in prereqs if p.startswith("lib/"))
+    assert {f"scripts/{p.name}" for p in (ROOT / "scripts").glob("[01][0-9]_*.py")} <= set(rules)
+    for script, listed in rules.items():
+        want, todo = {"lib/__init__.py"}, list(lib_imports(ROOT / script))
+        while todo:
+            path = todo.pop()
+            if path not in want:
+                want.add(path)
+                todo += lib_imports(ROOT / path)
+        assert listed == want, (
+            script,
+            "missing",
+            sorted(want - listed),
+            "extra",
+            sorted(listed - want),
+        )
