@@ -55,7 +55,10 @@ def js_ids(tokenizer_dir: Path, texts: list[str], timeout: float = 600) -> list[
                 capture_output=True,
                 text=True,
                 timeout=timeout,
-                env={**os.environ, "NODE_OPTIONS": "--max-old-space-size=4096"},
+                env={
+                    **os.environ,
+                    "NODE_OPTIONS": f"{os.environ.get('NODE_OPTIONS', '')} --max-old-space-size=4096",
+                },
             )
     finally:
         os.unlink(path)
@@ -182,7 +185,12 @@ def check(
     )
     try:
         report = compare(tokenizer_dir, texts)
-    except (RuntimeError, subprocess.TimeoutExpired) as error:
+    except (
+        RuntimeError,
+        OSError,
+        ValueError,
+        subprocess.TimeoutExpired,
+    ) as error:  # ValueError: bad JSON
         die(
             f"{tokenizer_dir}: the tokenizers.js parity check failed to run: {error}; run `make node`"
         )

@@ -90,7 +90,7 @@ def closed_form_unigram():
     tokenizer = byte_level_pipeline(
         Tokenizer(models.Unigram(pieces, unk_id=None, byte_fallback=False))
     )
-    # a run split on the raw text before ByteLevel, as 04 adds one, so its pre-tokens are not GPT-2's. Like 04's it
+    # a run split on the raw text before ByteLevel (04's earlier design), so its pre-tokens are not GPT-2's. Like it
     # cuts only inside a run (after a `-`), never after whitespace, where GPT-2's regex would then join differently.
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Split(Regex("(?<=-)-{4}"), behavior="isolated"), tokenizer.pre_tokenizer]
@@ -132,6 +132,23 @@ def write_table(path, bpe, texts, tokenizer_json):
         offsets,
         meta,
     )
+
+
+def write_profile(configs, profile, changes=None):
+    """configs/<profile>/: OVERRIDES, with changes ({step: {key: value}}) on top."""
+    (configs / profile).mkdir(exist_ok=True)
+    for step, values in OVERRIDES.items():
+        values = {**values, **(changes or {}).get(step, {})}
+        (configs / profile / f"{step}.yaml").write_text(yaml.safe_dump(values), encoding="utf-8")
+
+
+def copy_until_remap(built, tmp_path):
+    """A copy of the fixture's artifacts as 05 leaves them (no remapped tokenizer, embeddings, logs)."""
+    art = tmp_path / "art"
+    shutil.copytree(
+        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
+    )
+    return art
 
 
 def run_step(script, art, configs, *extra, profile="test", patch=None):
@@ -193,16 +210,10 @@ def built(tmp_path_factory):
     art = tmp / "artifacts"
     configs = tmp / "configs"
     shutil.copytree(ROOT / "configs", configs)
-    for profile, align in (
-        ("test", {}),
-        ("quick", {"compare_strategies": []}),
-    ):  # quick: no bits-per-byte comparison
-        (configs / profile).mkdir()
-        for step, values in OVERRIDES.items():
-            values = {**values, **align} if step == "align" else values
-            (configs / profile / f"{step}.yaml").write_text(
-                yaml.safe_dump(values), encoding="utf-8"
-            )
+    write_profile(configs, "test")
+    write_profile(
+        configs, "quick", {"align": {"compare_strategies": []}}
+    )  # no bits-per-byte comparison
 
     # corpus: stdlib files, train / held-out
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -500,10 +511,7 @@ def test_select_counts_come_from_the_table(built):
 @pytest.mark.parametrize("damage", ["truncated", "foreign", "not a table"])
 def test_select_bad_table(built, tmp_path, damage):
     """A truncated or foreign pre-token table: one line naming the file and `make analyze`, nothing written."""
-    art = tmp_path / "art"
-    shutil.copytree(
-        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
-    )
+    art = copy_until_remap(built, tmp_path)
     reports = art / "analysis" / "reports"
     for name in ("remap_rules.yaml", "replacement_candidates.csv", "selection_log.md"):
         (reports / name).unlink()
@@ -539,10 +547,7 @@ def select_one(built, tmp_path, profile, rule):
     rest off); returns the one rule's text and the selection log."""
     from tokenizers import Tokenizer
 
-    art = tmp_path / "art"
-    shutil.copytree(
-        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
-    )
+    art = copy_until_remap(built, tmp_path)
     original = art / "tokenizers" / "original" / "tokenizer.json"
     texts = ["x = 1\n" + " qqzzqqzzqqzz" * 200] + [
         f"y = {i}\nprint( wwvvwwvvwwvv)\n" for i in range(50)
@@ -771,10 +776,7 @@ def test_remap_emits_new_tokens_and_compresses(built):
 
 def test_remap_streams_heldout_in_batches(built, tmp_path):
     """06 reads the held-out split in batches: tiny batches give the same report as one batch."""
-    art = tmp_path / "art"
-    shutil.copytree(
-        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
-    )
+    art = copy_until_remap(built, tmp_path)
     assert run_step("06_remap", art, built["configs"], patch={"BATCH_CHARS": 5000}) == 0
     report, want = (
         json.loads((a / "analysis" / "reports" / "remap_report.json").read_text(encoding="utf-8"))
@@ -958,10 +960,7 @@ def test_bad_rules(built, tmp_path):
 
 def test_bad_rules_stop_remap(built, tmp_path):
     """06 end to end: a rule naming the same id twice stops it with one line in its log, naming the file."""
-    art = tmp_path / "art"
-    shutil.copytree(
-        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
-    )
+    art = copy_until_remap(built, tmp_path)
     rules_path = art / "analysis" / "reports" / "remap_rules.yaml"
     rules = yaml.safe_load(rules_path.read_text(encoding="utf-8"))["rules"]
     write_rules(rules_path, rules + [dict(rules[1], new=None, text="   \t")])
@@ -1023,10 +1022,7 @@ def test_bad_force_string(built, tmp_path):
     (configs / "badforce" / "select.yaml").write_text(
         yaml.safe_dump({**OVERRIDES["select"], "force": ["):\n        "]})
     )
-    art = tmp_path / "art"
-    shutil.copytree(
-        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
-    )
+    art = copy_until_remap(built, tmp_path)
     (art / "analysis" / "reports" / "remap_rules.yaml").unlink()
     assert run_step("05_select", art, configs, profile="badforce") == 2
     message = last_error(art, "05_select")
@@ -1070,14 +1066,8 @@ def test_remap_refuses_a_tokenizer_that_is_not_portable(built, tmp_path):
     )
     assert parity["documents_differ"] >= 1 and parity["first"]["kind"] == "tricky"
     configs = built["configs"]
-    (configs / "strictjs").mkdir(exist_ok=True)
-    for step, values in OVERRIDES.items():
-        values = {**values, "js_parity": "error"} if step == "remap" else values
-        (configs / "strictjs" / f"{step}.yaml").write_text(yaml.safe_dump(values), encoding="utf-8")
-    art = tmp_path / "art"
-    shutil.copytree(
-        built["art"], art, ignore=shutil.ignore_patterns("embeddings", "remapped", "logs")
-    )
+    write_profile(configs, "strictjs", {"remap": {"js_parity": "error"}})
+    art = copy_until_remap(built, tmp_path)
     (art / "analysis" / "reports" / "remap_report.json").unlink()
     assert run_step("06_remap", art, configs, profile="strictjs") == 2
     message = last_error(art, "06_remap")
