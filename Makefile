@@ -62,7 +62,12 @@ all: $(TRAINING)/summary.json $(REPORTS)/distill_validation.md
 # (+ the smoke model's files when the profile's init.yaml sets smoke_tiny_model: true; the last layer wins)
 SMOKE_MODEL := $(if $(filter true,$(shell grep -hs '^smoke_tiny_model:' $(call cfg,init) | tail -1 | awk '{print $$2}')),$(ARTIFACTS)/models/smoke-tiny-random-gpt2/config.json $(ARTIFACTS)/models/smoke-tiny-random-gpt2/model.safetensors)
 INIT_OUT := $(ORIG)/tokenizer.json $(ORIG)/model_source.json $(SMOKE_MODEL)
-$(INIT_OUT) &: scripts/01_init.py $(call cfg,init) $(LIB_TOK) $(PROFILE_STAMP) | $(VENV_STAMP)
+INIT_DEPS := \
+	scripts/01_init.py \
+	$(call cfg,init) \
+	$(LIB_TOK) \
+	$(PROFILE_STAMP)
+$(INIT_OUT) &: $(INIT_DEPS) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 10 pretrain (the mini profile only: PROFILE=mini): a small GPT-2 trained from scratch on general text, NOT
@@ -71,37 +76,121 @@ $(INIT_OUT) &: scripts/01_init.py $(call cfg,init) $(LIB_TOK) $(PROFILE_STAMP) |
 # $(GENERAL)/manifest.json; to read them again after they changed: rm $(GENERAL)/manifest.json; make pretrain PROFILE=mini
 MINI_MODEL := $(if $(filter true,$(shell grep -hs '^mini_model:' $(call cfg,init) | tail -1 | awk '{print $$2}')),$(MINI)/model.safetensors)
 PRETRAIN_OUT := $(MINI)/model.safetensors $(MINI)/config.json $(PRETRAIN)/summary.json $(PRETRAIN)/loss_curve.png $(GENERAL)/manifest.json $(GENERAL)/train.jsonl $(GENERAL)/heldout.jsonl
-$(PRETRAIN_OUT) &: scripts/10_pretrain.py $(call cfg,pretrain) $(LIB_TOK) lib/train.py lib/evaluate.py lib/flops.py lib/oodtext.py $(ORIG)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
+PRETRAIN_DEPS := \
+	scripts/10_pretrain.py \
+	$(call cfg,pretrain) \
+	$(LIB_TOK) lib/train.py lib/evaluate.py lib/flops.py lib/oodtext.py \
+	$(ORIG)/tokenizer.json \
+	$(PROFILE_STAMP)
+$(PRETRAIN_OUT) &: $(PRETRAIN_DEPS) | $(VENV_STAMP)
 	$(LAUNCH)
 
 # --- 02 corpus: raw files (or the stdlib source) -> cleaned train / held-out split
 CORPUS_OUT := $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(CLEANED)/manifest.json
-$(CORPUS_OUT) &: scripts/02_corpus.py $(call cfg,corpus) $(LIB) $(RAW_INPUTS) $(PROFILE_STAMP) | $(VENV_STAMP)
+CORPUS_DEPS := \
+	scripts/02_corpus.py \
+	$(call cfg,corpus) \
+	$(LIB) \
+	$(RAW_INPUTS) \
+	$(PROFILE_STAMP)
+$(CORPUS_OUT) &: $(CORPUS_DEPS) | $(VENV_STAMP)
 	$(RUN) --raw-dir $(RAW)
 
-# --- 03 analyze: GPT-2 BPE ids of the train split, token frequencies, the pre-token table (read by 04 and 05)
+# --- 03 analyze: GPT-2 BPE ids of the train split, token frequencies, the pre-token table (read by 04, 05, 11)
 ANALYZE_OUT := $(REPORTS)/bpe_token_id_sequences.txt $(REPORTS)/token_frequency.parquet $(REPORTS)/pretoken_table.parquet $(REPORTS)/analyze_summary.json
-$(ANALYZE_OUT) &: scripts/03_analyze.py $(call cfg,analyze) $(LIB_TOK) lib/pretokens.py $(CLEANED)/train.jsonl $(ORIG)/tokenizer.json $(PROFILE_STAMP) | $(VENV_STAMP)
+ANALYZE_DEPS := \
+	scripts/03_analyze.py \
+	$(call cfg,analyze) \
+	$(LIB_TOK) lib/pretokens.py \
+	$(CLEANED)/train.jsonl \
+	$(ORIG)/tokenizer.json \
+	$(PROFILE_STAMP)
+$(ANALYZE_OUT) &: $(ANALYZE_DEPS) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 04 distill: a Unigram tokenizer that reproduces GPT-2's BPE, and its validation report
+# (the learning's lib files; 11 certify rebuilds the same learning)
+LIB_LEARN := $(LIB_TOK) lib/gpt2_bpe.py lib/runsplit.py lib/pretokens.py lib/unigram.py lib/certify.py \
+	lib/examples.py lib/generated_examples.py lib/pair_guards.py lib/greedy_repair.py lib/exact_repair.py \
+	lib/agreement.py lib/oodtext.py lib/parity.py lib/tokenizer_compare.py lib/phases.py lib/distill_report.py
 DISTILL_OUT := $(DISTILLED)/tokenizer.json $(REPORTS)/distill_validation.md $(REPORTS)/distill_validation.json
-$(DISTILL_OUT) &: scripts/04_distill.py $(call cfg,distill) $(LIB_TOK) $(NODE_DEPS) lib/runsplit.py lib/pretokens.py lib/unigram.py lib/certify.py lib/oodtext.py lib/tokenizer_compare.py lib/distill_report.py $(REPORTS)/pretoken_table.parquet $(REPORTS)/bpe_token_id_sequences.txt $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(CLEANED)/manifest.json $(PROFILE_STAMP) | $(VENV_STAMP)
+DISTILL_DEPS := \
+	scripts/04_distill.py \
+	$(call cfg,distill) \
+	$(LIB_LEARN) \
+	$(NODE_DEPS) \
+	$(REPORTS)/pretoken_table.parquet \
+	$(REPORTS)/bpe_token_id_sequences.txt \
+	$(ORIG)/tokenizer.json \
+	$(CLEANED)/heldout.jsonl \
+	$(CLEANED)/manifest.json \
+	$(PROFILE_STAMP)
+$(DISTILL_OUT) &: $(DISTILL_DEPS) | $(VENV_STAMP)
+	$(RUN)
+
+# --- 11 certify (not in `make all`): which pieces 04 leaves wrong no Unigram scores can fix
+CERTIFY_OUT := $(REPORTS)/distill_certificates.json $(REPORTS)/distill_certificates.md
+CERTIFY_DEPS := \
+	scripts/11_certify.py \
+	$(call cfg,certify) \
+	$(call cfg,distill) \
+	$(LIB_LEARN) lib/certify_pieces.py \
+	$(DISTILLED)/tokenizer.json \
+	$(REPORTS)/pretoken_table.parquet \
+	$(ORIG)/tokenizer.json \
+	$(CLEANED)/heldout.jsonl \
+	$(CLEANED)/manifest.json \
+	$(PROFILE_STAMP)
+$(CERTIFY_OUT) &: $(CERTIFY_DEPS) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 05 select: which ids to give away, and to which domain strings (measured on held-out and ood_sources code)
 SELECT_OUT := $(REPORTS)/replacement_candidates.csv $(REPORTS)/selection_log.md $(REPORTS)/remap_rules.yaml
-$(SELECT_OUT) &: scripts/05_select.py $(call cfg,select) $(call cfg,distill) $(LIB_IVR) lib/pretokens.py lib/oodtext.py $(REPORTS)/pretoken_table.parquet $(ORIG)/tokenizer.json $(DISTILLED)/tokenizer.json $(CLEANED)/heldout.jsonl $(CLEANED)/manifest.json $(PROFILE_STAMP) | $(VENV_STAMP)
+SELECT_DEPS := \
+	scripts/05_select.py \
+	$(call cfg,select) \
+	$(call cfg,distill) \
+	$(LIB_IVR) lib/pretokens.py lib/oodtext.py lib/phases.py \
+	$(REPORTS)/pretoken_table.parquet \
+	$(ORIG)/tokenizer.json \
+	$(DISTILLED)/tokenizer.json \
+	$(CLEANED)/heldout.jsonl \
+	$(CLEANED)/manifest.json \
+	$(PROFILE_STAMP)
+$(SELECT_OUT) &: $(SELECT_DEPS) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 06 remap: the IVR tokenizer (distilled Unigram with reassigned ids)
 REMAP_OUT := $(REMAPPED)/tokenizer.json $(REPORTS)/remap_report.json
-$(REMAP_OUT) &: scripts/06_remap.py $(call cfg,remap) $(call cfg,select) $(LIB_IVR) $(NODE_DEPS) $(REPORTS)/remap_rules.yaml $(DISTILLED)/tokenizer.json $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(PROFILE_STAMP) | $(VENV_STAMP)
+REMAP_DEPS := \
+	scripts/06_remap.py \
+	$(call cfg,remap) \
+	$(call cfg,select) \
+	$(LIB_IVR) lib/phases.py \
+	$(NODE_DEPS) \
+	$(REPORTS)/remap_rules.yaml \
+	$(DISTILLED)/tokenizer.json \
+	$(ORIG)/tokenizer.json \
+	$(CLEANED)/heldout.jsonl \
+	$(PROFILE_STAMP)
+$(REMAP_OUT) &: $(REMAP_DEPS) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 07 align: embedding rows moved per the rules, new rows initialised
 ALIGN_OUT := $(EMB)/original_wte.pt $(EMB)/original_wpe.pt $(EMB)/aligned_wte.pt $(EMB)/final_wte.pt $(EMB)/init_comparison.json
-$(ALIGN_OUT) &: scripts/07_align.py $(call cfg,align) $(call cfg,select) $(LIB_IVR) lib/model.py lib/evaluate.py $(ORIG)/model_source.json $(MINI_MODEL) $(ORIG)/tokenizer.json $(CLEANED)/heldout.jsonl $(REMAPPED)/tokenizer.json $(REPORTS)/remap_rules.yaml $(PROFILE_STAMP) | $(VENV_STAMP)
+ALIGN_DEPS := \
+	scripts/07_align.py \
+	$(call cfg,align) \
+	$(call cfg,select) \
+	$(LIB_IVR) lib/model.py lib/evaluate.py \
+	$(ORIG)/model_source.json \
+	$(MINI_MODEL) \
+	$(ORIG)/tokenizer.json \
+	$(CLEANED)/heldout.jsonl \
+	$(REMAPPED)/tokenizer.json \
+	$(REPORTS)/remap_rules.yaml \
+	$(PROFILE_STAMP)
+$(ALIGN_OUT) &: $(ALIGN_DEPS) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 08 train: fine-tune GPT-2 + IVR through accelerate. The GPU when nvidia-smi sees one, else the CPU.
@@ -111,18 +200,35 @@ ACCELERATE_CONFIG ?= $(if $(shell nvidia-smi -L 2>/dev/null),configs/accelerate/
 ACCELERATE_ARGS ?=
 # --quiet: without it accelerate's launcher prints a traceback under our one-line errors
 LAUNCH = $(VENV)/bin/accelerate launch --quiet --config_file $(ACCELERATE_CONFIG) $(ACCELERATE_ARGS) $< --artifacts $(ARTIFACTS) --profile $(PROFILE) --configs $(CONFIGS)
-TRAIN_DEPS := $(call cfg,train) $(LIB_TOK) lib/model.py lib/train.py lib/evaluate.py lib/flops.py $(ORIG)/model_source.json $(MINI_MODEL) $(CLEANED)/train.jsonl $(CLEANED)/heldout.jsonl $(PROFILE_STAMP)
-$(TRAINING)/summary.json: scripts/08_train.py $(TRAIN_DEPS) $(EMB)/final_wte.pt $(REMAPPED)/tokenizer.json | $(VENV_STAMP)
+TRAIN_DEPS := \
+	scripts/08_train.py \
+	$(call cfg,train) \
+	$(LIB_TOK) lib/model.py lib/train.py lib/evaluate.py lib/flops.py \
+	$(ORIG)/model_source.json \
+	$(MINI_MODEL) \
+	$(CLEANED)/train.jsonl \
+	$(CLEANED)/heldout.jsonl \
+	$(PROFILE_STAMP)
+$(TRAINING)/summary.json: $(TRAIN_DEPS) $(EMB)/final_wte.pt $(REMAPPED)/tokenizer.json | $(VENV_STAMP)
 	$(LAUNCH)
 
 # --- baseline: the same script and config with GPT-2's own tokenizer and embeddings, the same byte budget
-$(TRAINING)/baseline/summary.json: scripts/08_train.py $(TRAIN_DEPS) $(ORIG)/tokenizer.json | $(VENV_STAMP)
+$(TRAINING)/baseline/summary.json: $(TRAIN_DEPS) $(ORIG)/tokenizer.json | $(VENV_STAMP)
 	$(LAUNCH) --run-name baseline --tokenizer-dir $(ORIG) --wte model --output-dir $(TRAINING)/baseline
 
 # --- report: GPT-2 unchanged / fine-tuned without IVR / + IVR fine-tuned / before fine-tuning per init strategy, and the plot
 # (PROFILE=mini: on the mini stand-in, with what 10_pretrain made)
 REPORT_OUT := $(REPORTS)/ivr_report.md $(REPORTS)/ivr_bits_per_byte.png $(REPORTS)/ivr_report.json
-$(REPORT_OUT) &: scripts/09_report.py $(call cfg,report) $(LIB) $(TRAINING)/summary.json $(TRAINING)/baseline/summary.json $(EMB)/init_comparison.json $(if $(MINI_MODEL),$(PRETRAIN)/summary.json $(GENERAL)/manifest.json $(CLEANED)/manifest.json) $(PROFILE_STAMP) | $(VENV_STAMP)
+REPORT_DEPS := \
+	scripts/09_report.py \
+	$(call cfg,report) \
+	$(LIB) \
+	$(TRAINING)/summary.json \
+	$(TRAINING)/baseline/summary.json \
+	$(EMB)/init_comparison.json \
+	$(if $(MINI_MODEL),$(PRETRAIN)/summary.json $(GENERAL)/manifest.json $(CLEANED)/manifest.json) \
+	$(PROFILE_STAMP)
+$(REPORT_OUT) &: $(REPORT_DEPS) | $(VENV_STAMP)
 	$(RUN)
 
 # Step aliases: a step and everything it needs. The artifact files above are the real targets.
@@ -146,11 +252,13 @@ train: $(TRAINING)/summary.json
 baseline: $(TRAINING)/baseline/summary.json
 #> report           09  the IVR report and plot (runs train and baseline; PROFILE=mini: on the pretrained mini stand-in)
 report: $(REPORT_OUT)
-#> pretrain         10  PROFILE=mini: pretrain the mini stand-in GPT-2 on general text (~30 min on 2 CPU cores)
+#> pretrain         10  PROFILE=mini: pretrain the mini stand-in GPT-2 on general text
 pretrain: $(PRETRAIN_OUT)
 #> validate         04  the distilled tokenizer's validation report
 validate: $(REPORTS)/distill_validation.md
-.PHONY: init corpus analyze distill select remap align train baseline report pretrain validate
+#> certify          11  which of 04's mismatches no Unigram scores can fix (not in all: minutes of LPs)
+certify: $(CERTIFY_OUT)
+.PHONY: init corpus analyze distill select remap align train baseline report pretrain validate certify
 
 # --- the environment: a venv built from requirements.lock, exactly
 # A company index set by scripts/set_internal_pypi_index.sh (in .pip/pip.conf, untracked) serves venv and lock.
@@ -177,7 +285,7 @@ lock:
 	$(VENV).lock/bin/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/' > requirements.lock.partial
 	mv requirements.lock.partial requirements.lock && rm -rf $(VENV).lock
 
-#> test             run the test suite (offline, CPU, 2 workers, about 4 minutes on 2 cores)
+#> test             run the test suite (offline, CPU, 2 workers)
 test: $(VENV_STAMP) $(filter $(NODE_STAMP),$(NODE_DEPS))
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
@@ -191,7 +299,7 @@ format: $(VENV_STAMP)
 	$(VENV)/bin/ruff format lib scripts tests
 	$(VENV)/bin/ruff check --fix lib scripts tests
 
-#> bench            measure what a run costs -> artifacts/bench/bench.md (offline, about 1.5 h with the scaling section; BENCH_ARGS="--help")
+#> bench            measure what a run costs -> artifacts/bench/bench.md (offline, long: see docs/results.md; BENCH_ARGS="--help")
 BENCH_ARGS ?=
 bench: $(VENV_STAMP)
 	$(PY) scripts/bench.py --artifacts $(ARTIFACTS) --configs $(CONFIGS) $(BENCH_ARGS)

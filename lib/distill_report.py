@@ -9,6 +9,11 @@ import json
 from lib.tokenizer import EOT
 
 
+def show(x):
+    """x as JSON in a markdown code span that a table cell can hold."""
+    return "`" + json.dumps(x, ensure_ascii=False).replace("|", "\\|").replace("`", "'") + "`"
+
+
 def coverage_note(r):
     """Report lines: which figures cover everything and which come from the document sample."""
     smp, held, ex = r["train"]["document_sample"], r["heldout"], r["examples"]
@@ -92,6 +97,25 @@ def certify_md(c, show):
     return lines
 
 
+def certificates_md(c):
+    """11's report (distill_certificates.md): the wrong occurrences by verdict, then certify_md."""
+    lines = [
+        "# 11 certify: which mismatches of the distilled tokenizer no Unigram scores can fix",
+        "",
+        f"Distilled tokenizer sha256 `{c['distilled_tokenizer_sha256']}`; {c['seconds']} s, peak RSS "
+        f"{c['peak_rss_mb']:,.0f} MB.",
+        "",
+        "## Wrong pieces by verdict",
+        "",
+        "| text | verdict | pieces | occurrences |",
+        "|---|---|---:|---:|",
+    ]
+    for text, classes in c["classes"].items():
+        for verdict, v in classes.items():
+            lines.append(f"| {text} | {verdict} | {v['pieces']:,} | {v['occurrences']:,} |")
+    return "\n".join(lines + [""] + certify_md(c, show))
+
+
 def ties_md(ties, show, first, whose):
     """Report lines: the forced ties (lib/certify.prove), or nothing."""
     if not ties:
@@ -172,9 +196,6 @@ def parity_md(p):
 
 def report_md(r):
     pct = lambda x: f"{100 * x:.4f}%"
-    show = lambda x: (
-        "`" + json.dumps(x, ensure_ascii=False).replace("|", "\\|").replace("`", "'") + "`"
-    )
     row = lambda name, a, extra="": (
         f"| {name} |{extra} {a['pretoken_occurrences']:,} | {pct(a['pretoken_occurrence_agreement'])} | "
         f"{a['distinct_pretokens']:,} | {pct(a['distinct_pretoken_agreement'])} | {a['documents']:,} | "
@@ -216,11 +237,9 @@ def report_md(r):
         "## Mismatches by class",
         "",
         "Classes: *permutation tie*: the same tokens in another order, which no scores can break (a run the "
-        "split leaves whole because a neighbour could merge with it); *impossible for any scores (certified)*: "
-        "a piece of the pre-token is in a certified conflict (below); *forced tie (certified)*: a piece whose "
-        "BPE segmentation any fitting scores tie exactly with another (below), so rounding decides; *run in "
-        "context*: a differing cut in or "
-        "at a run of 3+ of one character; *score order*: the rest, left by the greedy and the exact repair (no certificate found).",
+        "split leaves whole because a neighbour could merge with it); *run in context*: a differing cut in or "
+        "at a run of 3+ of one character; *score order*: the rest, left by the greedy and the exact repair "
+        "(which of those no scores can fix: Certification, below).",
         "",
     ]
     texts = ["train", "heldout"] + [k for k, a in ood.items() if a.get("pretoken_occurrences")]
@@ -256,7 +275,14 @@ def report_md(r):
                     f"| {c.split(' (')[0]} | {e['count']:,} | {show(e['pretoken'])} | {show(e['bpe'])} | {show(e['distilled'])} |"
                 )
         lines.append("")
-    lines += certify_md(r.get("certify"), show)
+    lines += [
+        "## Certification",
+        "",
+        "Which of the mismatches above no Unigram scores can fix is a step of its own, left out of `make all`: "
+        "`make certify` writes `distill_certificates.md` (a verdict per wrong piece, each conflict with exact "
+        "Farkas multipliers, the wrong occurrences by verdict).",
+        "",
+    ]
     d, t = r["decode_identity"], r["throughput"]
     lines += [
         "## Decode identity",

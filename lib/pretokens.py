@@ -19,12 +19,15 @@ that made it, and totals (documents, occurrences, tokens).
 """
 
 import json
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
 from lib.files import atomic_path, require, sha256_file
 from lib.log import die
+from lib.tokenizer import VOCAB_SIZE
 
 KIND = "pretoken_table"
 VERSION = 1
@@ -144,3 +147,99 @@ def read_pretoken_table(path, tokenizer_json=None, columns=COLUMNS):
     else:
         ids_flat, ids_offsets = np.zeros(0, np.int32), np.zeros(1, np.int64)
     return PretokenTable(pretokens, counts, doc_counts, ids_flat, ids_offsets, meta)
+
+
+def read_table(art):
+    """The pre-token table of art (lib.paths.Artifacts), checked to be complete and made by this run's original tokenizer."""
+    table = read_pretoken_table(
+        art.pretoken_table, tokenizer_json=art.original_tokenizer / "tokenizer.json"
+    )
+    if not len(table):
+        die(f"{art.pretoken_table}: no pre-tokens (empty train split?); re-run `make analyze`")
+    if table.ids_flat.size and (table.ids_flat.min() < 0 or table.ids_flat.max() >= VOCAB_SIZE):
+        die(
+            f"{art.pretoken_table}: BPE id out of range 0..{VOCAB_SIZE - 1:,}; re-run `make analyze`"
+        )
+    return table
+
+
+# -----------------------------------------------------------------------------
+# bpe_token_id_sequences.txt: one line of GPT-2 ids per train document; a deterministic sample of it
+
+
+def parse_id_line(line):
+    """The ids of one line of bpe_token_id_sequences.txt as int64, or None unless it is space-separated ints."""
+    with warnings.catch_warnings():
+        warnings.simplefilter(
+            "error"
+        )  # numpy only warns when it stops at a character that is no number
+        try:
+            ids = np.fromstring(line, dtype=np.int64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            return None
+    return ids if ids.size == line.count(b" ") + 1 else None
+
+
+def sample_lines(n_docs, size):
+    """Line numbers (0-based) of the document sample: evenly spaced over the split, all when size >= n_docs."""
+    if size >= n_docs:
+        return list(range(n_docs))
+    return sorted({k * n_docs // size for k in range(size)})
+
+
+def sample_documents(path, n_docs, size, max_bytes, id_bytes):
+    """Stream bpe_token_id_sequences.txt and keep the sampled documents: (texts, ids as int32 arrays, facts).
+    A sampled line longer than max_bytes is left out (counted), so a huge document costs one line of bytes."""
+    wanted = sample_lines(n_docs, size)
+    texts, ids_list, too_long, want, line_no = [], [], 0, iter(wanted), -1
+    nxt = next(want, None)
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=n_docs, desc="train document sample", unit="doc", mininterval=1, leave=False
+        ) as bar,
+    ):
+        for line_no, line in enumerate(f):
+            bar.update()
+            if not line.endswith(b"\n"):
+                bar.close()  # the error line must not share a line with the bar
+                die(
+                    f"{path}:{line_no + 1:,}: last line has no newline (file truncated?); re-run `make analyze`"
+                )
+            if line_no != nxt:
+                continue
+            nxt = next(want, None)
+            if len(line) > max_bytes:
+                too_long += 1
+                continue
+            ids, problem = parse_document(line, id_bytes)
+            if problem:
+                bar.close()  # the error line must not share a line with the bar
+                die(f"{path}:{line_no + 1:,}: {problem}; re-run `make analyze`")
+            texts.append(ids[1])
+            ids_list.append(ids[0])
+    if line_no + 1 != n_docs:
+        die(
+            f"{path}: {line_no + 1:,} documents, the pre-token table counts {n_docs:,}; re-run `make analyze`"
+        )
+    return (
+        texts,
+        ids_list,
+        {"documents_in_split": n_docs, "sampled": len(wanted), "left_out_too_long": too_long},
+    )
+
+
+def parse_document(line, id_bytes):
+    """((ids as int32, text), None) for one line of bpe_token_id_sequences.txt, or (None, what is wrong)."""
+    if line == b"\n":
+        return None, "empty line (no document has zero tokens)"
+    ids = parse_id_line(line[:-1])
+    if ids is None:
+        return None, "not a line of space-separated token ids"
+    if ids.min() < 0 or ids.max() >= VOCAB_SIZE:
+        return None, f"id out of range 0..{VOCAB_SIZE - 1:,}"
+    try:
+        text = b"".join([id_bytes[i] for i in ids.tolist()]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "ids do not decode to UTF-8 text (truncated line?)"
+    return (ids.astype(np.int32), text), None

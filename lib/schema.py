@@ -207,22 +207,12 @@ class DistillConfig(StepConfig):
     exact_repair_max_strings: int = Field(
         20_000, ge=1, description="most strings one exact fix's LP may hold"
     )
+    greedy_repair_time_limit: float = Field(
+        1800.0, gt=0, description="seconds for the greedy repair; no round starts past it"
+    )
     exact_repair_time_limit: float = Field(
-        300.0, ge=0, description="time for the whole exact repair"
+        300.0, ge=0, description="seconds for the whole exact repair"
     )
-    certify_max_pieces: int = Field(
-        200, ge=0, description="wrong train pieces checked for a certified conflict"
-    )
-    certify_neighbours: int = Field(
-        1000, ge=0, description="examples sharing its tokens put in each LP"
-    )
-    certify_unseen_max_pieces: int = Field(
-        100, ge=0, description="held-out and out-of-domain pieces still wrong to certify (0: none)"
-    )
-    certify_case_seconds: float = Field(
-        30.0, gt=0, description="HiGHS time for one wrong piece's LP"
-    )
-    certify_time_limit: float = Field(300.0, ge=0, description="time for the whole certification")
     run_split: bool = Field(
         True, description="the Split stage that cuts one-character runs as BPE does"
     )
@@ -267,6 +257,23 @@ class DistillConfig(StepConfig):
         description="text per kind (held-out, each out-of-domain "
         "type) encoded by tokenizers.js too; 0 = none",
     )
+
+
+# --- 11 certify (make certify): it also reads configs/distill.yaml, to rebuild the learning's examples
+class CertifyConfig(StepConfig):
+    certify_max_pieces: int = Field(
+        200, ge=0, description="wrong train pieces checked for a certified conflict"
+    )
+    certify_neighbours: int = Field(
+        1000, ge=0, description="examples sharing its tokens put in each LP"
+    )
+    certify_unseen_max_pieces: int = Field(
+        100, ge=0, description="held-out and out-of-domain pieces still wrong to certify (0: none)"
+    )
+    certify_case_seconds: float = Field(
+        30.0, gt=0, description="HiGHS time for one wrong piece's LP"
+    )
+    certify_time_limit: float = Field(300.0, ge=0, description="time for the whole certification")
 
 
 # --- 05 select
@@ -557,6 +564,7 @@ STEPS = {
     "corpus": CorpusConfig,
     "analyze": AnalyzeConfig,
     "distill": DistillConfig,
+    "certify": CertifyConfig,
     "select": SelectConfig,
     "remap": RemapConfig,
     "align": AlignConfig,

@@ -81,6 +81,7 @@ from lib.ivr import (
 from lib.log import die, log, setup_logging
 from lib.oodtext import corpus_file_hashes, ood_documents
 from lib.paths import Artifacts
+from lib.phases import phase
 from lib.pretokens import MAKE_TARGET as TABLE_STEP
 from lib.pretokens import read_pretoken_table
 from lib.tokenizer import (
@@ -99,11 +100,6 @@ WHERE = "configs/select.yaml"
 INTERMEDIATE_GAP = (
     2  # a token GPT-2 merged into a longer one within this many merges was hardly ever final
 )
-
-
-def phase(name):
-    """Log the start of a phase (terminal and artifacts/logs/05_select.log)."""
-    log.info(f"phase: {name}")
 
 
 # -----------------------------------------------------------------------------

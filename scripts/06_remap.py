@@ -57,6 +57,7 @@ from lib.log import die, log, setup_logging
 from lib.parity import budget, tricky_texts
 from lib.parity import check as check_parity
 from lib.paths import Artifacts
+from lib.phases import phase
 from lib.tokenizer import EOT, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
 
 STEP = "06_remap"
@@ -64,11 +65,6 @@ BATCH_CHARS = (
     2_000_000  # held-out text per encode_batch: keeps the Encoding objects of one batch small
 )
 SAMPLE_DOCS, SAMPLE_CHARS = 256, 4096  # held-out windows kept for the fuzz texts' slices
-
-
-def phase(name):
-    """Log the start of a phase (terminal and artifacts/logs/06_remap.log)."""
-    log.info(f"phase: {name}")
 
 
 # -----------------------------------------------------------------------------

@@ -53,6 +53,20 @@ def tiny_gpt2_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def distilled(tmp_path_factory, gpt2_bpe):
+    """(artifacts, configs) after 04 ran on the distillation tests' tiny corpus and quick profile
+    (tests/distill_fixture.py): read by test_distill.py, test_certify_step.py and test_agreement.py."""
+    from distill_fixture import make_inputs, quick_configs
+
+    root = tmp_path_factory.mktemp("distill")
+    art = root / "art"
+    make_inputs(art, gpt2_bpe)
+    configs = quick_configs(root)
+    run_script("04_distill.py", "--artifacts", art, "--configs", configs, "--profile", "quick")
+    return art, configs
+
+
+@pytest.fixture(scope="session")
 def gpt2_bpe():
     """GPT-2's byte-level BPE (tokenizers), built from the packaged encoder.json / vocab.bpe."""
     from lib.tokenizer import build_gpt2_bpe, gpt2_packaged_files
