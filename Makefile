@@ -101,7 +101,7 @@ ANALYZE_OUT := $(REPORTS)/bpe_token_id_sequences.txt $(REPORTS)/token_frequency.
 ANALYZE_DEPS := \
 	scripts/03_analyze.py \
 	$(call cfg,analyze) \
-	$(LIB_TOK) lib/pretokens.py \
+	$(LIB_TOK) lib/pretokens.py lib/encoder.py \
 	$(CLEANED)/train.jsonl \
 	$(ORIG)/tokenizer.json \
 	$(PROFILE_STAMP)
@@ -151,6 +151,7 @@ SELECT_DEPS := \
 	$(call cfg,select) \
 	$(call cfg,distill) \
 	$(LIB_IVR) lib/pretokens.py lib/oodtext.py lib/phases.py \
+	lib/candidates.py lib/free_ids.py lib/greedy_selection.py lib/saving.py lib/selection_log.py \
 	$(REPORTS)/pretoken_table.parquet \
 	$(ORIG)/tokenizer.json \
 	$(DISTILLED)/tokenizer.json \
@@ -182,7 +183,7 @@ ALIGN_DEPS := \
 	scripts/07_align.py \
 	$(call cfg,align) \
 	$(call cfg,select) \
-	$(LIB_IVR) lib/model.py lib/evaluate.py \
+	$(LIB_IVR) lib/model.py lib/evaluate.py lib/init_rows.py lib/init_compare.py \
 	$(ORIG)/model_source.json \
 	$(MINI_MODEL) \
 	$(ORIG)/tokenizer.json \

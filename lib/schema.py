@@ -344,6 +344,9 @@ class RemapConfig(StepConfig):
         ge=0,
         description="held-out windows and fuzz texts encoded by tokenizers.js too; 0 = none",
     )
+    heldout_batch_chars: int = Field(
+        2_000_000, ge=1000, description="held-out characters per encode batch (memory per batch)"
+    )
 
     @model_validator(mode="after")
     def _points_positive(self):

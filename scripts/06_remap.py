@@ -61,9 +61,6 @@ from lib.phases import phase
 from lib.tokenizer import EOT, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
 
 STEP = "06_remap"
-BATCH_CHARS = (
-    2_000_000  # held-out text per encode_batch: keeps the Encoding objects of one batch small
-)
 SAMPLE_DOCS, SAMPLE_CHARS = 256, 4096  # held-out windows kept for the fuzz texts' slices
 
 
@@ -150,8 +147,8 @@ class Stream:
     sample: list = field(default_factory=list)  # held-out windows for the fuzz texts
 
 
-def batches(path):
-    """(documents, bytes of file read) of a cleaned-corpus jsonl file, in lists of about BATCH_CHARS characters."""
+def batches(path, batch_chars):
+    """(documents, bytes of file read) of a cleaned-corpus jsonl file, in lists of about batch_chars characters."""
     batch, size, read = [], 0, 0
     with open(require(path, "corpus"), "rb") as f:
         for line_no, line in enumerate(f, 1):
@@ -161,7 +158,7 @@ def batches(path):
             except (ValueError, KeyError, TypeError):
                 die(f"{path}:{line_no}: not a cleaned-corpus record; re-run `make corpus`")
             size += len(batch[-1])
-            if size >= BATCH_CHARS:
+            if size >= batch_chars:
                 yield batch, read
                 batch, size, read = [], 0, 0
     if batch:
@@ -194,14 +191,14 @@ def keep_sample(out, text, rng):
     out.docs += 1
 
 
-def stream_heldout(path, remapped, original, seed):
+def stream_heldout(path, remapped, original, cfg):
     """One pass: GPT-2 and remapped token counts, the round trip, emitted ids, distinct pre-tokens, a sample.
 
     Memory follows one batch and the distinct pre-tokens, not the split's size."""
     phase("held-out split: encode, round trip, pre-tokens")
-    out, rng = Stream(), random.Random(seed)
+    out, rng = Stream(), random.Random(cfg["fuzz_seed"])
     bar = tqdm(total=Path(path).stat().st_size, desc="held-out", unit="B", unit_scale=True)
-    for texts, read in batches(path):
+    for texts, read in batches(path, cfg["heldout_batch_chars"]):
         encodings = remapped.encode_batch(texts, add_special_tokens=False)
         ids = [e.ids for e in encodings]
         for text, back in zip(texts, remapped.decode_batch(ids, skip_special_tokens=False)):
@@ -588,7 +585,7 @@ def main():
             tmp, remapped_data, data, cfg, args.profile, art.distilled_tokenizer
         )
         check_autotokenizer(tmp, remapped, rules, first_doc[:2000])
-        held = stream_heldout(art.heldout_docs, remapped, original, cfg["fuzz_seed"])
+        held = stream_heldout(art.heldout_docs, remapped, original, cfg)
         fuzz = fuzz_texts(cfg["fuzz_texts"], cfg["fuzz_seed"], rules, held.sample)
         check_round_trip(held, fuzz, remapped, distilled)
         unchanged, found = check_unchanged(distilled, remapped, rules, held, fuzz)

@@ -38,25 +38,21 @@ Weights are never made up: if the model's weights are missing, 07 stops and says
 import hashlib
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import load_config, parse_step_args, save_config, step_config
 from lib.files import atomic_path, first_docs, iter_docs, sha256_file, write_json
+from lib.init_compare import choose, compare_strategies
+from lib.init_rows import final_rows
 from lib.ivr import id_to_piece, load_rules, protected_ids, read_unigram
 from lib.log import die, log, setup_logging
 from lib.model import is_tied, load_gpt2, model_source
 from lib.paths import Artifacts
-from lib.schema import INIT_STRATEGIES as STRATEGIES
 from lib.tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
 
 STEP = "07_align"
-PIECE_WEIGHTING = {
-    "adaptivocab": "both",
-    "adaptivocab-input": "last",
-    "adaptivocab-output": "first",
-}
-RANDOM_REFERENCE = "random init, same shape (GPT-2 tokenizer)"
 
 
 FLAGS = [  # the step's own flags (the config keys' flags come from lib/schema.py)
@@ -81,95 +77,6 @@ FLAGS = [  # the step's own flags (the config keys' flags come from lib/schema.p
 
 # -----------------------------------------------------------------------------
 # strategies
-
-
-def exp_weights(n, toward):
-    """AdaptiVocab's exponential weights over a new string's n GPT-2 pieces (they sum to 1): toward the last
-    piece for an input row (reading the string should leave the model where its last piece would), toward
-    the first for an output row (predicting it should look like predicting its first piece), or `both`,
-    the mean of the two, for a tied row that must serve as both.
-
-        >>> exp_weights(3, toward="last")
-        tensor([0.0900, 0.2447, 0.6652])
-    """
-    import torch
-
-    last = torch.softmax(torch.arange(n, dtype=torch.float32), 0)
-    if toward == "last":
-        return last
-    first = last.flip(0)
-    return first if toward == "first" else (first + last) / 2
-
-
-def mean_cov_rows(wte, n, seed):
-    """n rows as transformers' mean_resizing draws them: N(mean, 1e-9 x covariance) of all the old rows, or
-    the mean when that is not positive definite; deterministic for the seed (z from its own generator)."""
-    import torch
-
-    centred = (
-        wte.double()
-    )  # float64, centred in place: one copy of the matrix (GPT-2's is 300 MB so)
-    mean = centred.mean(0)
-    centred -= mean
-    cov = centred.T @ centred / centred.shape[0]
-    del centred
-    # 1e-9 as transformers: the new rows stay at the mean, whose logit is about the average logit in every
-    # context, so a new token takes no probability mass from the others; the covariance only breaks ties
-    # between the new rows (a jitter of ~3e-5 of the rows' spread), it does not make them a sample of them.
-    try:
-        chol = torch.linalg.cholesky(1e-9 * cov)
-    except RuntimeError:  # torch.linalg.LinAlgError: not positive definite
-        log.info(
-            "mean-cov: the rows' covariance is not positive definite; the mean, as transformers does"
-        )
-        return mean.expand(n, -1).clone().to(wte.dtype)
-    z = torch.randn(
-        n, wte.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64
-    )
-    return (mean + z @ chol.T).to(wte.dtype)
-
-
-def piece_rows(wte, rules, original, combine):
-    """Each rule's row: combine() of the original rows of its string's GPT-2 BPE pieces, in float32."""
-    import torch
-
-    rows = [
-        combine(wte[original.encode(r["text"], add_special_tokens=False).ids].float())
-        for r in rules
-    ]
-    return (
-        torch.stack(rows).to(wte.dtype) if rows else torch.zeros(0, wte.shape[1], dtype=wte.dtype)
-    )
-
-
-def init_rows(strategy, wte, rules, original, seed):
-    """Rows for the rules' ids: a (len(rules), n_embd) tensor."""
-    import torch
-
-    n, dim = len(rules), wte.shape[1]
-    if strategy == "mean-cov":
-        return mean_cov_rows(wte, n, seed)
-    if strategy in PIECE_WEIGHTING:
-        return piece_rows(
-            wte,
-            rules,
-            original,
-            lambda rows: exp_weights(len(rows), PIECE_WEIGHTING[strategy]) @ rows,
-        )
-    if strategy == "zeros":
-        return torch.zeros(n, dim, dtype=wte.dtype)
-    if strategy == "mean":
-        return wte.mean(0, keepdim=True).expand(n, dim).clone()
-    if strategy == "random":
-        g = torch.Generator().manual_seed(seed)
-        return (torch.randn(n, dim, generator=g, dtype=torch.float32) * wte.float().std()).to(
-            wte.dtype
-        )
-    if strategy == "subword-mean":
-        return piece_rows(wte, rules, original, lambda rows: rows.mean(0))
-    die(
-        f"configs/align.yaml: init_strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'"
-    )
 
 
 def describe(tensor, path, **extra):
@@ -237,112 +144,22 @@ def the_model(art, cfg):
     return model, source.name, source.smoke
 
 
-def final_rows(wte, reassigned, original, cfg):
-    """(aligned: reassigned rows zero, {strategy: final matrix}) for the configured and compared strategies."""
+@dataclass
+class Embeddings:
+    """The model's token and position rows, the aligned rows (reassigned ones zero) and the final ones."""
+
+    wte: object
+    wpe: object
+    aligned: object
+    final: object
+
+
+def write_embeddings(out_dir, model, name, rows, reassigned, choice):
+    """The four .pt files with their metadata (the .pt targets last); choice: (strategy, why)."""
     import torch
 
-    ids = torch.tensor(sorted(reassigned), dtype=torch.long)
-    ordered = [reassigned[i] for i in sorted(reassigned)]
-    aligned = wte.clone()
-    aligned[ids] = 0
-    finals = {}
-    for strategy in dict.fromkeys(
-        [s for s in (cfg["init_strategy"], *cfg["compare_strategies"]) if s != "best"]
-    ):
-        final = aligned.clone()
-        final[ids] = init_rows(strategy, wte, ordered, original, cfg["seed"])
-        kept = torch.ones(VOCAB_SIZE, dtype=torch.bool)
-        kept[ids] = False
-        if not torch.equal(final[kept], wte[kept]):
-            die(f"strategy {strategy} changed a row outside the rules (a bug in 07)")
-        finals[strategy] = final
-    return aligned, finals
-
-
-def scored(label, model, tok, texts, block, cfg):
-    """lib/evaluate.py's bits_per_byte of the model on the texts, timed and logged as one row."""
-    from lib.evaluate import bits_per_byte
-
-    t0 = time.perf_counter()
-    res = bits_per_byte(model, tok, texts, block, batch_size=cfg["batch_size"])
-    res["seconds"] = round(time.perf_counter() - t0, 1)
-    log.info(
-        f"  {label:42s} {res['bits_per_byte']:.4f} bits/byte ({res['tokens']:,} tokens, {res['seconds']} s)"
-    )
-    return res
-
-
-def compare_strategies(model, wte, finals, original, remapped, art, cfg):
-    """Held-out bits per byte of the model carrying each candidate matrix, before any training."""
-    import torch
-
-    texts, _ = first_docs(iter_docs(art.heldout_docs), cfg["compare_max_bytes"])
-    block = min(cfg["block_size"], model.config.n_positions)
-    result = {
-        "heldout_documents": len(texts),
-        "bytes": sum(len(t.encode("utf-8")) for t in texts),
-        "block_size": block,
-        "strategies": {},
-    }
-    emb, tied = model.get_input_embeddings().weight, is_tied(model)
-    candidates = {
-        "gpt2 as is (original tokenizer)": (wte, original),
-        "old rows kept (no init)": (wte, remapped),
-        **{s: (finals[s], remapped) for s in cfg["compare_strategies"]},
-    }
-    with torch.no_grad():
-        for label, (matrix, tok) in candidates.items():
-            emb.data.copy_(matrix)  # in place: lm_head is the same Parameter and follows
-            if tied and not torch.equal(model.get_output_embeddings().weight, matrix):
-                die("lm_head did not follow wte: the tie is broken in this model")
-            result["strategies"][label] = scored(label, model, tok, texts, block, cfg)
-        emb.data.copy_(wte)
-    # beside "strategies", not in it: choose() ranks those, and this is a floor, not a candidate
-    reference = random_model_reference(model.config, original, texts, block, cfg)
-    result["references"] = {"random_init_same_shape": {"label": RANDOM_REFERENCE, **reference}}
-    return result
-
-
-def random_model_reference(config, original, texts, block, cfg):
-    """Held-out bits per byte of a freshly initialised model of the same shape with GPT-2's tokenizer: the
-    floor any model that has learned something must be clearly below (the global RNG is left as it was)."""
-    import torch
-    from transformers import GPT2LMHeadModel
-
-    with torch.random.fork_rng(devices=[]):  # the init draws from the CPU generator only
-        torch.manual_seed(cfg["seed"])
-        random_model = GPT2LMHeadModel(config).eval()
-    with torch.no_grad():
-        return scored(RANDOM_REFERENCE, random_model, original, texts, block, cfg)
-
-
-def choose(comparison, cfg):
-    """(the strategy of final_wte, why): the configured one, or with `best` the comparison's winner."""
-    if cfg["compare_strategies"]:
-        ranked = sorted(
-            cfg["compare_strategies"], key=lambda s: comparison["strategies"][s]["bits_per_byte"]
-        )
-        comparison.update(best=ranked[0], configured=cfg["init_strategy"])
-        if comparison["smoke_tiny_random_model"]:
-            log.info(
-                "(tiny random model: this ranking says nothing about GPT-2; it only shows the machinery runs)"
-            )
-        elif cfg["init_strategy"] not in ("best", ranked[0]):
-            log.warning(
-                f"warning: on this model {ranked[0]} beats the configured {cfg['init_strategy']} "
-                f"({comparison['strategies'][ranked[0]]['bits_per_byte']:.4f} vs "
-                f"{comparison['strategies'].get(cfg['init_strategy'], {}).get('bits_per_byte', float('nan')):.4f} bits/byte)"
-            )
-    if cfg["init_strategy"] == "best":
-        return comparison["best"], "lowest held-out bits per byte of compare_strategies"
-    return cfg["init_strategy"], "config"
-
-
-def write_embeddings(
-    out_dir, model, name, wte, wpe, aligned, final, reassigned, strategy, chosen_by
-):
-    """The four .pt files with their metadata (the .pt targets last)."""
-    import torch
+    wte, wpe, aligned, final = rows.wte, rows.wpe, rows.aligned, rows.final
+    strategy, chosen_by = choice
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ids = torch.tensor(sorted(reassigned), dtype=torch.long)
@@ -399,15 +216,16 @@ def main():
     aligned, finals = final_rows(wte, reassigned, original, cfg)
     comparison = {"model": name, "smoke_tiny_random_model": smoke, "strategies": {}}
     if cfg["compare_strategies"]:
-        comparison.update(compare_strategies(model, wte, finals, original, remapped, art, cfg))
+        texts, _ = first_docs(iter_docs(art.heldout_docs), cfg["compare_max_bytes"])
+        tokenizers = (original, remapped)
+        comparison.update(compare_strategies(model, wte, finals, tokenizers, texts, cfg))
     strategy, chosen_by = choose(comparison, cfg)
     comparison["chosen"] = strategy
 
     # 3. write: metadata first, the .pt targets last
     write_json(out_dir / "init_comparison.json", comparison)
-    meta = write_embeddings(
-        out_dir, model, name, wte, wpe, aligned, finals[strategy], reassigned, strategy, chosen_by
-    )
+    rows = Embeddings(wte, wpe, aligned, finals[strategy])
+    meta = write_embeddings(out_dir, model, name, rows, reassigned, (strategy, chosen_by))
     save_config(cfg, out_dir / f"{STEP}.config.yaml", STEP, args.profile)
     log.info(
         f"wrote {out_dir}: final_wte {meta['shape']} {meta['dtype']}, {len(reassigned):,} rows initialised by "

@@ -1,19 +1,21 @@
-"""07 align's init strategies: AdaptiVocab's exponential weights, transformers' mean+covariance sampling."""
+"""lib/init_rows.py and lib/init_compare.py, 07 align's init strategies: AdaptiVocab's exponential weights, transformers' mean+covariance sampling."""
 
-import importlib.util
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from conftest import ROOT
+from lib.files import first_docs, iter_docs
+from lib.init_compare import compare_strategies
 
 
 @pytest.fixture(scope="module")
 def align():
-    spec = importlib.util.spec_from_file_location("step_07", ROOT / "scripts" / "07_align.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The init strategies and their comparison, as one namespace (lib/init_rows.py, lib/init_compare.py)."""
+    import lib.init_compare
+    import lib.init_rows
+
+    return SimpleNamespace(**{**vars(lib.init_rows), **vars(lib.init_compare)})
 
 
 def test_exp_weights(align):
@@ -115,7 +117,6 @@ def test_comparison_keeps_the_reference_out_of_the_ranking(align, gpt2_bpe, tmp_
     """compare_strategies: the random model sits under references (as 09_report reads it), choose() ranks only
     compare_strategies, and the model gets its own rows back."""
     import json
-    from types import SimpleNamespace
 
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -141,10 +142,10 @@ def test_comparison_keeps_the_reference_out_of_the_ranking(align, gpt2_bpe, tmp_
         40001: {"id": 40001, "text": ":\n   "},
     }
     _, finals = align.final_rows(wte, reassigned, gpt2_bpe, cfg)
-    art = SimpleNamespace(heldout_docs=heldout)
+    texts, _ = first_docs(iter_docs(heldout), cfg["compare_max_bytes"])
     comparison = {
         "smoke_tiny_random_model": True,
-        **align.compare_strategies(model, wte, finals, gpt2_bpe, gpt2_bpe, art, cfg),
+        **compare_strategies(model, wte, finals, (gpt2_bpe, gpt2_bpe), texts, cfg),
     }
     reference = comparison["references"]["random_init_same_shape"]
     assert reference["label"] == align.RANDOM_REFERENCE and reference["bits_per_byte"] > 0

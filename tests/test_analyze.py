@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_script
+from lib.encoder import Encoder, id_lines
 from lib.tokenizer import VOCAB_SIZE
 
 
@@ -153,15 +154,6 @@ TRICKY = [
 ]  # NUL: the fast path's separator
 
 
-def load_analyze():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("analyze", ROOT / "scripts" / "03_analyze.py")
-    analyze = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(analyze)
-    return analyze
-
-
 def hf_pretokens(gpt2_bpe, text):
     """GPT-2's pre-tokens of a text as tokenizers makes them (the special token split off first)."""
     return [
@@ -177,9 +169,8 @@ def test_encoder_is_gpt2_bpe_on_tricky_text(name, gpt2_bpe, tmp_path):
     U+2028, NUL, CJK, emoji, contractions, random ASCII."""
     from lib.tokenizer import piece_bytes
 
-    analyze = load_analyze()
     gpt2_bpe.save(str(tmp_path / "tokenizer.json"))
-    encoder = analyze.Encoder(name, tmp_path / "tokenizer.json", gpt2_bpe)
+    encoder = Encoder(name, tmp_path / "tokenizer.json", gpt2_bpe)
     rng = random.Random(0)
     ascii_text = [
         "".join(rng.choice("".join(map(chr, range(128)))) for _ in range(200)) for _ in range(50)
@@ -197,7 +188,6 @@ def test_encoder_is_gpt2_bpe_on_tricky_text(name, gpt2_bpe, tmp_path):
 
 
 def test_id_lines_match_the_plain_join():
-    analyze = load_analyze()
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 50, size=40)
     flat = rng.integers(0, VOCAB_SIZE, size=int(lengths.sum()))
@@ -205,8 +195,8 @@ def test_id_lines_match_the_plain_join():
     want = "".join(
         " ".join(map(str, flat[a:b])) + "\n" for a, b in zip(starts[:-1], starts[1:])
     ).encode()
-    assert analyze.id_lines(flat, lengths) == want
-    assert analyze.id_lines(np.array([5, 50256]), np.array([0, 2, 0])) == b"\n5 50256\n\n"
+    assert id_lines(flat, lengths) == want
+    assert id_lines(np.array([5, 50256]), np.array([0, 2, 0])) == b"\n5 50256\n\n"
 
 
 def test_pretoken_table_counts_every_pretoken(analyzed, gpt2_bpe):

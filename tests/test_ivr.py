@@ -8,11 +8,9 @@ in for 04), and a tiny random GPT-2 saved with save_pretrained.
 """
 
 import hashlib
-import importlib.util
 import json
 import random
 import shutil
-import sys
 import sysconfig
 from collections import Counter
 from pathlib import Path
@@ -20,12 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from lib import ivr  # noqa: E402
-from lib.log import log  # noqa: E402
-from lib.tokenizer import (  # noqa: E402
+from conftest import ROOT, run_script
+from lib import ivr
+from lib.log import log
+from lib.tokenizer import (
     EOT,
     EOT_ID,
     VOCAB_SIZE,
@@ -151,53 +147,15 @@ def copy_until_remap(built, tmp_path):
     return art
 
 
-def run_step(script, art, configs, *extra, profile="test", patch=None):
-    """Run scripts/<script>.py's main() in-process as make would; return the SystemExit code (0 = ok).
-
-    patch: module constants to set first (e.g. a smaller batch)."""
-    spec = importlib.util.spec_from_file_location(
-        f"step_{script}", ROOT / "scripts" / f"{script}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for name, value in (patch or {}).items():
-        assert hasattr(module, name), name
-        setattr(module, name, value)
-    argv = sys.argv
-    sys.argv = [
-        f"scripts/{script}.py",
-        "--artifacts",
-        str(art),
-        "--profile",
-        profile,
-        "--configs",
-        str(configs),
-        *extra,
-    ]
-    try:
-        module.main()
-        return 0
-    except SystemExit as e:
-        return e.code
-    finally:
-        sys.argv = argv
+def run_step(script, art, configs, *extra, profile="test"):
+    """Run scripts/<script>.py as make would (a subprocess); return its exit code (0 = ok)."""
+    args = ("--artifacts", art, "--profile", profile, "--configs", configs, *extra)
+    return run_script(f"{script}.py", *args, check=False).returncode
 
 
 def last_error(art, step):
     lines = (art / "logs" / f"{step}.log").read_text(encoding="utf-8").splitlines()
     return [line for line in lines if " ERROR " in line][-1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def step_logging_closed_after():
-    """The steps run in-process set up the project's logger (lib/log.setup_logging: its handlers, no
-    propagation, which pytest's log capture then also hooks), so die() logs and exits 2. Put it back after
-    this module, so later modules (tests/test_config.py) see die()'s one-line SystemExit again."""
-    yield
-    for handler in list(log.handlers):
-        handler.close()
-    log.handlers.clear()
-    log.propagate = True
 
 
 @pytest.fixture(scope="module")
@@ -623,11 +581,10 @@ def test_select_min_documents_above_the_train_documents(built, tmp_path):
 
 def test_merges_from_the_original_tokenizer(built, tmp_path):
     """Under-trained ids come from the merges of tokenizers/original/tokenizer.json, in either merges format."""
-    spec = importlib.util.spec_from_file_location("step_05", ROOT / "scripts" / "05_select.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from lib.free_ids import merged_at_once
+
     original = built["art"] / "tokenizers" / "original" / "tokenizer.json"
-    merged = module.merged_at_once(original)
+    merged = merged_at_once(original)
     data = json.loads(original.read_text(encoding="utf-8"))
     ids = data["model"]["vocab"]
     assert merged[ids["ĠTheNitrome"]] == "ĠTheNitromeFan"
@@ -635,11 +592,11 @@ def test_merges_from_the_original_tokenizer(built, tmp_path):
         m if isinstance(m, str) else " ".join(m) for m in data["model"]["merges"]
     ]
     (tmp_path / "strings.json").write_text(json.dumps(data), encoding="utf-8")
-    assert module.merged_at_once(tmp_path / "strings.json") == merged
+    assert merged_at_once(tmp_path / "strings.json") == merged
     unigram = built["art"] / "tokenizers" / "distilled_unigram" / "tokenizer.json"
     log.handlers.clear()
     with pytest.raises(SystemExit) as e:
-        module.merged_at_once(unigram)
+        merged_at_once(unigram)
     assert "no BPE vocab and merges" in str(e.value) and "make init" in str(e.value)
 
 
@@ -777,7 +734,7 @@ def test_remap_emits_new_tokens_and_compresses(built):
 def test_remap_streams_heldout_in_batches(built, tmp_path):
     """06 reads the held-out split in batches: tiny batches give the same report as one batch."""
     art = copy_until_remap(built, tmp_path)
-    assert run_step("06_remap", art, built["configs"], patch={"BATCH_CHARS": 5000}) == 0
+    assert run_step("06_remap", art, built["configs"], "--heldout-batch-chars", 5000) == 0
     report, want = (
         json.loads((a / "analysis" / "reports" / "remap_report.json").read_text(encoding="utf-8"))
         for a in (art, built["art"])
