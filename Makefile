@@ -48,7 +48,7 @@ GENERAL := $(ARTIFACTS)/corpora/general
 # Switching PROFILE must rebuild: the stamp holds the profile of the last run and changes only with it.
 # (Plain shell at parse time: a no-op `make` starts no Python.)
 PROFILE_STAMP := $(ARTIFACTS)/.profile
-ifneq ($(filter-out help venv node lock test lint format bench clean,$(or $(MAKECMDGOALS),all)),)
+ifneq ($(filter-out help venv node lock test lint format bench results clean,$(or $(MAKECMDGOALS),all)),)
 $(shell mkdir -p $(ARTIFACTS) && { [ "$$(cat $(PROFILE_STAMP) 2>/dev/null)" = "$(PROFILE)" ] || echo "$(PROFILE)" > $(PROFILE_STAMP); })
 endif
 # Your corpus files and folders: adding, removing or editing one re-runs 02.
@@ -305,6 +305,10 @@ BENCH_ARGS ?=
 bench: $(VENV_STAMP)
 	$(PY) scripts/bench.py --artifacts $(ARTIFACTS) --configs $(CONFIGS) $(BENCH_ARGS)
 
+#> results          regenerate README.md's results table from $(ARTIFACTS) (scripts/results.py)
+results: $(VENV_STAMP)
+	$(PY) scripts/results.py --artifacts $(ARTIFACTS) --readme README.md
+
 #> clean            remove generated artifacts (never your corpus in corpora/raw/)
 clean:
 	@if [ -d $(ARTIFACTS) ]; then \
@@ -318,4 +322,4 @@ help:
 	@echo "targets are artifact files (make $(ORIG)/tokenizer.json) or these:"
 	@sed -n 's/^#> /  /p' $(MAKEFILE_LIST)
 
-.PHONY: venv node lock test lint format bench clean help
+.PHONY: venv node lock test lint format bench results clean help

@@ -143,7 +143,7 @@ GeneratedKind = Literal[
     "vocab_pair",
     "script",
 ]
-# digit_runs is opt-in: on the default corpus it doubled the learning time and left unseen text as it was (docs/research.md)
+# digit_runs is opt-in: it costs learning time and fixes no unseen text (docs/distill.md)
 DEFAULT_GENERATED_KINDS = [k for k in GENERATED_KINDS if k != "digit_runs"]
 
 

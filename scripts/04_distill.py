@@ -74,21 +74,23 @@ def learn_scores(bpe, examples, split, cfg):
     }
 
 
-def write_outputs(art, cfg, profile, distilled, original, texts, report, t_start):
-    """The tokenizer (temp dir + rename) checked to load back, to give the same ids in tokenizers.js
-    (lib/parity.py) and timed as loaded, then the reports. texts: (throughput texts, parity texts)."""
+def write_tokenizer(art, cfg, profile, compared, texts):
+    """The tokenizer (temp dir + rename), checked to give the same ids in tokenizers.js (lib/parity.py)
+    and to load with AutoTokenizer, and timed as loaded: those checks for the report.
+    texts: (throughput texts, parity texts)."""
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
+    bench, parity = texts
+    checks = {}
     with atomic_path(art.distilled_tokenizer) as tmp:
-        save_hf_tokenizer(distilled, tmp)
-        bench, parity = texts
-        report["js_parity"] = (
+        save_hf_tokenizer(compared.distilled, tmp)
+        checks["js_parity"] = (
             check_parity(tmp, parity, cfg["js_parity"], "configs/distill.yaml")
             if parity
             else {"checked": False, "why": "js_parity_max_bytes is 0"}
         )
-        report["throughput"] = throughput(
+        checks["throughput"] = throughput(
             Tokenizer.from_file(str(art.original_tokenizer / "tokenizer.json")),
             Tokenizer.from_file(str(tmp / "tokenizer.json")),
             bench,
@@ -96,10 +98,13 @@ def write_outputs(art, cfg, profile, distilled, original, texts, report, t_start
         )
         hf = AutoTokenizer.from_pretrained(str(tmp))
         probe = "def f(x):\n    return x  # ====\n\n\n<|endoftext|> 안녕 😀 ㅋㅋㅋ ————"
-        report["loads_with_autotokenizer"] = hf(probe)["input_ids"] == original.encode(probe).ids
+        same = hf(probe)["input_ids"] == compared.original.encode(probe).ids
+        checks["loads_with_autotokenizer"] = same
         save_config(cfg, tmp / f"{STEP}.config.yaml", STEP, profile)
-    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    return checks
+
+
+def write_reports(art, report):
     write_json(art.reports / "distill_validation.json", report)
     write_text(art.reports / "distill_validation.md", report_md(report))
 
@@ -157,7 +162,7 @@ def main():
         **learning,
         "examples": examples.stats,
     }
-    del examples  # the lattices: most of the step's memory
+    del examples  # the validation needs none of the learning
 
     # 4. validation against GPT-2's BPE on train, held-out and out-of-domain text
     compared = Compared(bpe.original, distilled, split, bpe.token_strings)
@@ -167,7 +172,10 @@ def main():
     # 5. the tokenizer (checked in tokenizers.js) and the reports
     phase("writing (and throughput)")
     report["phases_seconds"] = dict(phases.seconds)  # up to here; the log has the writing too
-    write_outputs(art, cfg, args.profile, distilled, bpe.original, (bench, parity), report, t_start)
+    report.update(write_tokenizer(art, cfg, args.profile, compared, (bench, parity)))
+    report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    write_reports(art, report)
     log.info("phases: " + phases.summary())
     log_summary(report)
 

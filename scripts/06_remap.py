@@ -57,7 +57,7 @@ from lib.log import die, log, setup_logging
 from lib.parity import budget, tricky_texts
 from lib.parity import check as check_parity
 from lib.paths import Artifacts
-from lib.phases import phase
+from lib.phases import phase, phases
 from lib.tokenizer import EOT, VOCAB_SIZE, load_gpt2_tokenizer, save_hf_tokenizer
 
 STEP = "06_remap"
@@ -478,47 +478,49 @@ def not_emitted(rules, held, found):
     return out
 
 
-def build_report(art, rules, scoring, held, n_distilled, curve, fuzz, unchanged, missing, seconds):
-    out_dir = art.remapped_tokenizer
+def heldout_facts(held, n_distilled):
+    """The held-out split's tokens and tokens per byte under GPT-2, the distilled and the remapped tokenizer."""
     n_gpt2, n_remapped, n_bytes = held.gpt2, held.remapped, held.bytes
     return {
-        "rules": len(rules),
-        "tokenizer": {
-            "path": str(out_dir / "tokenizer.json"),
-            "sha256": sha256_file(out_dir / "tokenizer.json"),
-            "vocab_size": VOCAB_SIZE,
-            "distilled_sha256": sha256_file(art.distilled_tokenizer / "tokenizer.json"),
+        "documents": held.docs,
+        "bytes": n_bytes,
+        "tokens": {"gpt2_bpe": n_gpt2, "distilled": n_distilled, "remapped": n_remapped},
+        "tokens_per_byte": {
+            "gpt2_bpe": round(n_gpt2 / n_bytes, 5),
+            "distilled": round(n_distilled / n_bytes, 5),
+            "remapped": round(n_remapped / n_bytes, 5),
         },
-        "scores": scoring,
-        "heldout": {
-            "documents": held.docs,
-            "bytes": n_bytes,
-            "tokens": {"gpt2_bpe": n_gpt2, "distilled": n_distilled, "remapped": n_remapped},
-            "tokens_per_byte": {
-                "gpt2_bpe": round(n_gpt2 / n_bytes, 5),
-                "distilled": round(n_distilled / n_bytes, 5),
-                "remapped": round(n_remapped / n_bytes, 5),
-            },
-            "saving_vs_gpt2": round(1 - n_remapped / n_gpt2, 5),
-            "saving_vs_distilled": round(1 - n_remapped / n_distilled, 5),
+        "saving_vs_gpt2": round(1 - n_remapped / n_gpt2, 5),
+        "saving_vs_distilled": round(1 - n_remapped / n_distilled, 5),
+    }
+
+
+def checks_facts(rules, held, fuzz, unchanged, missing):
+    """What 06 checked: the round trip, unchanged text, every new token emitted, AutoTokenizer."""
+    return {
+        "roundtrip": {
+            "texts": held.docs + len(fuzz),
+            "heldout_documents": held.docs,
+            "fuzz_texts": len(fuzz),
+            "failures": 0,
         },
-        "curve": curve,
-        "checks": {
-            "roundtrip": {
-                "texts": held.docs + len(fuzz),
-                "heldout_documents": held.docs,
-                "fuzz_texts": len(fuzz),
-                "failures": 0,
-            },
-            "unchanged": unchanged,
-            "emitted_on_heldout": {
-                "new_tokens": len(rules),
-                "emitted": len(rules) - len(missing),
-                "not_emitted": missing,
-            },
-            "autotokenizer": "loads; same ids as tokenizer.json",
+        "unchanged": unchanged,
+        "emitted_on_heldout": {
+            "new_tokens": len(rules),
+            "emitted": len(rules) - len(missing),
+            "not_emitted": missing,
         },
-        "seconds": round(seconds, 1),
+        "autotokenizer": "loads; same ids as tokenizer.json",
+    }
+
+
+def tokenizer_facts(art):
+    out = art.remapped_tokenizer / "tokenizer.json"
+    return {
+        "path": str(out),
+        "sha256": sha256_file(out),
+        "vocab_size": VOCAB_SIZE,
+        "distilled_sha256": sha256_file(art.distilled_tokenizer / "tokenizer.json"),
     }
 
 
@@ -543,14 +545,24 @@ def settings(args):
     cfg = step_config("remap", args)
     select_cfg = load_config("select", args.profile, args.configs)
     setup_logging(STEP, art.log_file(STEP))
-    if select_cfg["new_piece_bonus"] <= 0:
-        die(
-            f"configs/select.yaml: new_piece_bonus must be above 0, got {select_cfg['new_piece_bonus']}"
-        )
     return art, cfg, select_cfg
 
 
-def read_inputs(art, select_cfg):
+@dataclass
+class Inputs:
+    """The distilled Unigram (tokenizer, tokenizer.json data, pieces and scores by id), the rules checked
+    against it, GPT-2's tokenizer, and the first held-out document (for the AutoTokenizer check)."""
+
+    distilled: object
+    data: dict
+    pieces: list
+    scores: list
+    rules: list
+    original: object
+    first_doc: str
+
+
+def read_inputs(art, select_cfg) -> Inputs:
     """The distilled Unigram (tokenizer, json, pieces, scores), the rules checked against it, GPT-2's tokenizer."""
     phase("reading the rules and the tokenizers")
     distilled, data, pieces, scores = read_unigram(
@@ -567,66 +579,74 @@ def read_inputs(art, select_cfg):
     )
     heldout = require(art.heldout_docs, "corpus")
     first = next(iter_docs(heldout), "")
-    return distilled, data, pieces, scores, rules, original, first
+    return Inputs(distilled, data, pieces, scores, rules, original, first)
 
 
 def main():
     args = parse_step_args("remap", __doc__)
     art, cfg, select_cfg = settings(args)
     t_start = time.perf_counter()
-    distilled, data, pieces, scores, rules, original, first_doc = read_inputs(art, select_cfg)
-    new_score, bonus, max_abs = new_scores(pieces, rules, scores, select_cfg["new_piece_bonus"])
-    remapped_data = with_rules(data, rules, new_score)
-    with atomic_path(
-        art.remapped_tokenizer
-    ) as tmp:  # every check passes before the tokenizer appears
+
+    # 1. the distilled tokenizer, the rules checked against it, and the new pieces' scores
+    inputs = read_inputs(art, select_cfg)
+    rules, distilled, original = inputs.rules, inputs.distilled, inputs.original
+    bonus_config = select_cfg["new_piece_bonus"]
+    new_score, bonus, max_abs = new_scores(inputs.pieces, rules, inputs.scores, bonus_config)
+    remapped_data = with_rules(inputs.data, rules, new_score)
+
+    # 2. the remapped tokenizer, which appears only once every check passed (temp dir + rename)
+    with atomic_path(art.remapped_tokenizer) as tmp:
         phase("writing the remapped tokenizer")
         remapped = save_remapped(
-            tmp, remapped_data, data, cfg, args.profile, art.distilled_tokenizer
+            tmp, remapped_data, inputs.data, cfg, args.profile, art.distilled_tokenizer
         )
-        check_autotokenizer(tmp, remapped, rules, first_doc[:2000])
+        check_autotokenizer(tmp, remapped, rules, inputs.first_doc[:2000])
         held = stream_heldout(art.heldout_docs, remapped, original, cfg)
         fuzz = fuzz_texts(cfg["fuzz_texts"], cfg["fuzz_seed"], rules, held.sample)
         check_round_trip(held, fuzz, remapped, distilled)
         unchanged, found = check_unchanged(distilled, remapped, rules, held, fuzz)
         parity = js_parity(tmp, cfg, held, fuzz)
+
+    # 3. the saving curve on the held-out split, and the report
+    points = cfg["curve_points"]
     n_distilled, curve = heldout_curve(
-        data, rules, new_score, held, distilled, remapped, cfg["curve_points"]
+        inputs.data, rules, new_score, held, distilled, remapped, points
     )
     missing = not_emitted(rules, held, found)
-    scoring = {
-        "bonus_per_saved_token": bonus,
-        "new_piece_bonus": select_cfg["new_piece_bonus"],
-        "max_abs_old_score": max_abs,
+    report = {
+        "rules": len(rules),
+        "tokenizer": tokenizer_facts(art),
+        "scores": {
+            "bonus_per_saved_token": bonus,
+            "new_piece_bonus": bonus_config,
+            "max_abs_old_score": max_abs,
+        },
+        "heldout": heldout_facts(held, n_distilled),
+        "curve": curve,
+        "checks": {**checks_facts(rules, held, fuzz, unchanged, missing), "js_parity": parity},
+        "seconds": round(time.perf_counter() - t_start, 1),
     }
-    report = build_report(
-        art,
-        rules,
-        scoring,
-        held,
-        n_distilled,
-        curve,
-        fuzz,
-        unchanged,
-        missing,
-        time.perf_counter() - t_start,
-    )
-    report["checks"]["js_parity"] = parity
     write_json(art.reports / "remap_report.json", report)
-    n_bytes = held.bytes
+    log_summary(art, report, held, n_distilled)
+
+
+def log_summary(art, report, held, n_distilled):
+    n_bytes, curve, rules = held.bytes, report["curve"], report["rules"]
+    emitted = report["checks"]["emitted_on_heldout"]["emitted"]
     log.info(
         f"held-out ({held.docs:,} documents, {n_bytes:,} bytes): tokens per byte GPT-2 {held.gpt2 / n_bytes:.4f}, "
         f"distilled {n_distilled / n_bytes:.4f}, remapped {held.remapped / n_bytes:.4f}: "
-        f"{1 - held.remapped / held.gpt2:.1%} fewer tokens than GPT-2 with {len(rules):,} reassigned ids"
+        f"{1 - held.remapped / held.gpt2:.1%} fewer tokens than GPT-2 with {rules:,} reassigned ids"
     )
     log.info(
         "curve: "
         + ", ".join(f"{c['reassigned_ids']:,} ids {c['saving_vs_gpt2']:.1%}" for c in curve)
     )
-    log.info(f"new tokens emitted on held-out: {len(rules) - len(missing):,} of {len(rules):,}")
+    log.info(f"new tokens emitted on held-out: {emitted:,} of {rules:,}")
     log.info(
         f"wrote {art.remapped_tokenizer} and {art.reports / 'remap_report.json'} ({report['seconds']:,} s)"
     )
+    log.info("phases: " + phases.summary())
 
 
 if __name__ == "__main__":

@@ -184,6 +184,22 @@ def gpt2_tables(gpt2_bpe):
     )
 
 
+def group_case():
+    """(strings, merges, scores, examples) where 'abc' (label a+bc) is cut ab+c and each single move that
+    fixes it breaks another example; lowering 'ab' with 'abd', built on it, breaks none."""
+    strings = ["a", "b", "c", "d", "e", "f", "ab", "bc", "abd", "dd", "ae", "ce", "cf"]
+    merges = [("a", "b"), ("b", "c"), ("ab", "d"), ("d", "d"), ("a", "e"), ("c", "e"), ("c", "f")]
+    scores = [0.0] * 6 + [10.0, 9.0, 14.5, 5.0, 0.5, 9.5, -0.5]
+    examples = {
+        "abc": ["a", "bc"],
+        "abdd": ["ab", "dd"],
+        "ae": ["ae"],
+        "bce": ["b", "ce"],
+        "cf": ["c", "f"],
+    }
+    return strings, merges, scores, examples
+
+
 def exact_case(strings, examples, scores):
     """(vocab, RepairIndex refreshed under scores, the examples as [(piece, label ids, 1)]) of a hand-made case."""
     from lib.unigram import RepairIndex, lattice

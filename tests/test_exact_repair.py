@@ -2,7 +2,7 @@
 
 import time
 
-from distill_fixture import EXACT_CFG, exact_case, example
+from distill_fixture import EXACT_CFG, exact_case, example, group_case
 
 from lib.exact_repair import exact_repair, least_fix
 from lib.greedy_repair import Moves, RepairState, merged_from, repair_example
@@ -14,16 +14,7 @@ def test_exact_repair_moves_several_tokens_where_every_single_move_breaks_an_exa
     (exact_repair_max_tokens), it gives up and leaves the scores as they were."""
     from lib.unigram import viterbi
 
-    strings = ["a", "b", "c", "d", "e", "f", "ab", "bc", "abd", "dd", "ae", "ce", "cf"]
-    merges = [("a", "b"), ("b", "c"), ("ab", "d"), ("d", "d"), ("a", "e"), ("c", "e"), ("c", "f")]
-    scores = [0.0] * 6 + [10.0, 9.0, 14.5, 5.0, 0.5, 9.5, -0.5]
-    examples = {
-        "abc": ["a", "bc"],
-        "abdd": ["ab", "dd"],
-        "ae": ["ae"],
-        "bce": ["b", "ce"],
-        "cf": ["c", "f"],
-    }
+    strings, merges, scores, examples = group_case()
     vocab, index, ex = exact_case(strings, examples, scores)
     before = list(scores)
     assert not repair_example(0, index, scores, Moves(merged_from(vocab, merges), 1e-12, 1))

@@ -2,6 +2,8 @@
 
 import json
 
+from distill_fixture import exact_case, group_case
+
 from lib.gpt2_bpe import bare, merge_tree_scores
 from lib.greedy_repair import Moves, merged_from, repair_example
 from lib.tokenizer import EOT
@@ -46,29 +48,12 @@ def test_repair_lowers_a_token_with_its_extensions_when_alone_it_breaks_one():
     breaks 'ae', raising 'bc' breaks 'bce', lowering 'c' breaks 'cf', and lowering 'ab' alone breaks 'abdd'
     (ab+dd over abd+d). Lowering 'ab' together with 'abd', which is built on it, keeps that comparison, so
     it is the change the repair keeps: every example right, ab and abd moved by the same amount."""
-    from lib.unigram import RepairIndex, lattice, viterbi
+    from lib.unigram import viterbi
 
-    strings = ["a", "b", "c", "d", "e", "f", "ab", "bc", "abd", "dd", "ae", "ce", "cf"]
-    vocab = {s: i for i, s in enumerate(strings)}
-    merges = [("a", "b"), ("b", "c"), ("ab", "d"), ("d", "d"), ("a", "e"), ("c", "e"), ("c", "f")]
-    scores = [0.0] * 6 + [10.0, 9.0, 14.5, 5.0, 0.5, 9.5, -0.5]
-    examples = {
-        "abc": ["a", "bc"],
-        "abdd": ["ab", "dd"],
-        "ae": ["ae"],
-        "bce": ["b", "ce"],
-        "cf": ["c", "f"],
-    }
-    words, labels = list(examples), [tuple(vocab[s] for s in y) for y in examples.values()]
-    index = RepairIndex(
-        [lattice(w, vocab, 3) for w in words],
-        labels,
-        [1] * len(words),
-        [len(w) for w in words],
-        [len(s) for s in strings],
-    )
+    strings, merges, scores, examples = group_case()
     before = list(scores)
-    index.refresh_all(scores)
+    vocab, index, ex = exact_case(strings, examples, scores)
+    labels = [y for _, y, _ in ex]
     assert index.right == [False, True, True, True, True]
     up = merged_from(vocab, merges)
     assert not repair_example(0, index, scores, Moves(up, 1e-12, max_group=1))  # single tokens only
