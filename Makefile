@@ -151,7 +151,9 @@ SELECT_DEPS := \
 	$(call cfg,select) \
 	$(call cfg,distill) \
 	$(LIB_IVR) lib/pretokens.py lib/oodtext.py lib/phases.py \
-	lib/candidates.py lib/free_ids.py lib/greedy_selection.py lib/saving.py lib/selection_log.py \
+	lib/candidates.py lib/free_ids.py lib/greedy_selection.py lib/saving.py lib/selection_log.py lib/model.py \
+	$(ORIG)/model_source.json \
+	$(MINI_MODEL) \
 	$(REPORTS)/pretoken_table.parquet \
 	$(ORIG)/tokenizer.json \
 	$(DISTILLED)/tokenizer.json \
@@ -183,11 +185,14 @@ ALIGN_DEPS := \
 	scripts/07_align.py \
 	$(call cfg,align) \
 	$(call cfg,select) \
-	$(LIB_IVR) lib/model.py lib/evaluate.py lib/init_rows.py lib/init_compare.py \
+	$(LIB_IVR) lib/model.py lib/evaluate.py lib/init_rows.py lib/init_compare.py lib/token_distillation.py \
+	lib/train.py lib/flops.py \
 	$(ORIG)/model_source.json \
 	$(MINI_MODEL) \
 	$(ORIG)/tokenizer.json \
+	$(CLEANED)/train.jsonl \
 	$(CLEANED)/heldout.jsonl \
+	$(if $(MINI_MODEL),$(GENERAL)/heldout.jsonl) \
 	$(REMAPPED)/tokenizer.json \
 	$(REPORTS)/remap_rules.yaml \
 	$(PROFILE_STAMP)

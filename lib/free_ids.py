@@ -60,8 +60,10 @@ def merged_at_once(original_json):
     return out
 
 
-def ids_to_give_away(pieces, cfg, old_count, tokenizer, merged):
-    """The ids to give, best first: (count, reach, -id, id, why, reason) each; and why the rest may not go."""
+def ids_to_give_away(pieces, cfg, old_count, tokenizer, merged, indicator=None):
+    """The ids to give, best first: (count, reach, -id, id, why, reason) each; and why the rest may not go.
+    Ordered by give_away_order: `use` (train count, then reach, then the latest merge), `indicator` (the
+    under-trained score, highest first: undertrained_scores) or `both` (train count, then the score)."""
     phase("ids to give away")
     protected = protected_ids(pieces, cfg["protect"], WHERE)
     rejected_ids = Counter(protected.values())
@@ -99,7 +101,18 @@ def ids_to_give_away(pieces, cfg, old_count, tokenizer, merged):
                 f"train count {int(old_count[i]):,}; {why}{detail}",
             )
         )
-    pool.sort()
+    order = cfg["give_away_order"]
+    if order != "use" and indicator is None:
+        die(
+            f"{WHERE}: give_away_order {order} needs the model's rows for the under-trained score, and "
+            "they could not be loaded; set give_away_order: use, or provide the weights (make init)"
+        )
+    if order == "use":
+        pool.sort()
+    elif order == "indicator":
+        pool.sort(key=lambda x: (-indicator[x[3]], x[3]))
+    else:
+        pool.sort(key=lambda x: (x[0], -indicator[x[3]], x[3]))
     n_target = max(cfg["num_reassign"], len(cfg["force"]))
     if len(pool) < n_target:
         die(
@@ -110,3 +123,54 @@ def ids_to_give_away(pieces, cfg, old_count, tokenizer, merged):
         f"ids: {len(protected):,} protected, {len(pool):,} free to give away, taking the first {n_target:,}"
     )
     return pool[:n_target], rejected_ids
+
+
+def top_principal_direction(matrix, iterations=100):
+    """The unit first principal direction of the rows of a matrix (uncentred: the direction every row
+    shares), by power iteration from a fixed start, so deterministic unlike a randomised SVD."""
+    import torch
+
+    v = torch.ones(matrix.shape[1], dtype=matrix.dtype) / matrix.shape[1] ** 0.5
+    for _ in range(iterations):
+        v = matrix.T @ (matrix @ v)
+        v = v / v.norm()
+    return v
+
+
+def undertrained_scores(unembedding, reference_ids):
+    """Magikarp's under-trained indicator (Land & Bartolo 2024) of every id, from the unembedding rows
+    alone: with the first principal component removed (the direction every row shares), how close each
+    row lies to the mean row of the reference ids (ids the tokenizer can never emit, which training never
+    pushed), as 1 - distance / median distance: high for a row training left where unused ones sit.
+
+    Magikarp measures the cosine to that mean; a distance is used here because a row no gradient
+    reached (one initialised to the mean of all rows, as transformers' mean_resizing does) is nearly
+    zero after the removal, where a cosine says nothing.
+
+        >>> scores = undertrained_scores(model.get_output_embeddings().weight, never_emitted(pieces, tok))
+    """
+    import torch
+
+    u = unembedding.detach().double()
+    v = top_principal_direction(u)
+    u = u - (u @ v)[:, None] * v[None, :]
+    reference = u[torch.tensor(sorted(reference_ids))].mean(0)
+    distance = (u - reference[None, :]).norm(dim=1)
+    return (1 - distance / distance.median()).tolist()
+
+
+def never_emitted(pieces, tokenizer):
+    """Ids whose string the tokenizer can never emit as that id (it spans pre-tokens): the indicator's
+    reference set of unused tokens."""
+    out = []
+    for i, piece in enumerate(pieces):
+        text = piece_text(piece)
+        if "\ufffd" not in text and pre_tokens(tokenizer, text) != [piece]:
+            out.append(i)
+    return out
+
+
+def overlap(give_away, indicator, n):
+    """How many of the first n ids given away are among the n ids the indicator scores highest."""
+    top = set(sorted(range(len(indicator)), key=lambda i: (-indicator[i], i))[:n])
+    return sum(g[3] in top for g in give_away[:n])

@@ -81,7 +81,8 @@ def piece_rows(wte, rules, original, combine):
 
 
 def init_rows(strategy, wte, rules, original, seed):
-    """Rows for the rules' ids: a (len(rules), n_embd) tensor."""
+    """Rows for the rules' ids: a (len(rules), n_embd) tensor. The learned strategies
+    (token-distillation, lib/token_distillation.py) need the model: final_rows takes their rows."""
     import torch
 
     n, dim = len(rules), wte.shape[1]
@@ -110,8 +111,9 @@ def init_rows(strategy, wte, rules, original, seed):
     )
 
 
-def final_rows(wte, reassigned, original, cfg):
-    """(aligned: reassigned rows zero, {strategy: final matrix}) for the configured and compared strategies."""
+def final_rows(wte, reassigned, original, cfg, learned=None):
+    """(aligned: reassigned rows zero, {strategy: final matrix}) for the configured and compared strategies.
+    learned: {strategy: rows} of the learned ones (lib/token_distillation.learned_rows)."""
     import torch
 
     ids = torch.tensor(sorted(reassigned), dtype=torch.long)
@@ -123,7 +125,10 @@ def final_rows(wte, reassigned, original, cfg):
         [s for s in (cfg["init_strategy"], *cfg["compare_strategies"]) if s != "best"]
     ):
         final = aligned.clone()
-        final[ids] = init_rows(strategy, wte, ordered, original, cfg["seed"])
+        rows = (learned or {}).get(strategy)
+        final[ids] = (
+            rows if rows is not None else init_rows(strategy, wte, ordered, original, cfg["seed"])
+        )
         kept = torch.ones(VOCAB_SIZE, dtype=torch.bool)
         kept[ids] = False
         if not torch.equal(final[kept], wte[kept]):

@@ -284,6 +284,10 @@ class SelectConfig(StepConfig):
         1.0e-12, gt=0, description="B / the largest |old score| in a new piece's score"
     )
     max_new_bytes: int = Field(48, ge=2, le=1024, description="longest new string, in bytes")
+    give_away_order: Literal["use", "indicator", "both"] = Field(
+        "use",
+        description="order of the ids to give away: train count, magikarp's under-trained score, or both",
+    )
     max_old_count: int = Field(
         0, ge=0, description="never give away an id used more often than this"
     )
@@ -359,6 +363,8 @@ class RemapConfig(StepConfig):
 
 # --- 07 align
 INIT_STRATEGIES = (
+    "token-distillation",
+    "token-distillation-output",
     "subword-mean",
     "adaptivocab",
     "adaptivocab-input",
@@ -369,6 +375,8 @@ INIT_STRATEGIES = (
     "zeros",
 )
 InitStrategy = Literal[
+    "token-distillation",
+    "token-distillation-output",
     "subword-mean",
     "adaptivocab",
     "adaptivocab-input",
@@ -384,6 +392,8 @@ class AlignConfig(StepConfig):
     model_name: str | None = Field(None, description="null = the model recorded by 01")
     init_strategy: Literal[
         "best",
+        "token-distillation",
+        "token-distillation-output",
         "subword-mean",
         "adaptivocab",
         "adaptivocab-input",
@@ -402,6 +412,31 @@ class AlignConfig(StepConfig):
         512, ge=2, le=65536, description="context of the comparison (capped at n_positions)"
     )
     batch_size: int = Field(8, ge=1, le=4096)
+    rank_by: Literal["untrained", "short_finetune"] = Field(
+        "short_finetune",
+        description="what best ranks by: bits/byte before training, or after a short run",
+    )
+    short_finetune_steps: int = Field(20, ge=1, le=100_000)
+    short_finetune_batch_size: int = Field(4, ge=1, le=4096)
+    short_finetune_lr: float = Field(1e-4, gt=0, le=1, description="AdamW's lr of the short run")
+    td_init: Literal["subword-mean", "adaptivocab", "mean", "zeros"] = Field(
+        "subword-mean", description="rows token distillation starts from"
+    )
+    td_snippets_per_token: int = Field(
+        8, ge=1, le=10_000, description="train snippets holding each new token"
+    )
+    td_context_tokens: int = Field(
+        24, ge=1, le=4096, description="tokens of context either side of the new token in a snippet"
+    )
+    td_max_train_chars: int = Field(
+        0, ge=0, description="train text read for the snippets (characters); 0 = all"
+    )
+    td_lr: float = Field(1e-3, gt=0, le=1, description="Adam's learning rate on the new rows")
+    td_epochs: int = Field(2, ge=1, le=1000, description="passes over the snippets")
+    td_batch_size: int = Field(16, ge=1, le=4096, description="snippets per step")
+    td_output_weight: float = Field(
+        1.0, ge=0, description="weight of the output-side term of token-distillation-output"
+    )
 
     @model_validator(mode="after")
     def _best_needs_a_comparison(self):

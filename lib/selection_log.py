@@ -39,6 +39,7 @@ class SelectionRecord:
     table: list
     measured: list
     seconds: float = 0.0
+    undertrained: dict | None = None  # the indicator's overlap with the ids given away (05)
 
 
 def log_corpus(md, cfg, corpus):
@@ -101,12 +102,29 @@ def log_ids(md, rows, give_away, rejected_ids):
         f"\nTrain counts of the ids given away: max {max((r['old_domain_count'] for r in rows), default=0):,}. "
         f"Under-trained signals: GPT-2 merged the token into a longer one within {INTERMEDIATE_GAP} merges (so its "
         f"training data hardly ever left it final: ` TheNitrome`, `rawdownload`, ...), then GPT-2's merge order "
-        f"(late merges are rare in its training data). Embedding norms would need the weights, which this step "
-        f"does not read; 07 reports the norms of the rows given away.\n"
+        f"(late merges are rare in its training data); the model's own rows: *Under-trained ids* below.\n"
     )
     md.append("## Rejected, and why\n")
     md.append("Ids never given away:\n\n| class | ids |\n|---|---:|")
     md.extend(f"| {k} | {v:,} |" for k, v in rejected_ids.most_common())
+
+
+def log_undertrained(md, cfg, u):
+    """The under-trained indicator beside the order used (give_away_order)."""
+    if not u:
+        return
+    md.append("\n## Under-trained ids (magikarp's indicator)\n")
+    if not u["computed"]:
+        md.append(f"Not computed: {u['why']}.\n")
+        return
+    md.append(
+        f"Order used: `{cfg['give_away_order']}`. Of the {u['given_away']:,} ids given away, "
+        f"{u['overlap_with_top']:,} are among the {u['given_away']:,} ids the indicator scores most "
+        "under-trained (cosine of each unembedding row, first principal component removed, with the mean "
+        "row of the ids the tokenizer can never emit).\n"
+    )
+    md.append("| most under-trained | score |\n|---|---:|")
+    md.extend(f"| `{piece_text(p)}` | {s} |" for p, s in u["top"])
 
 
 def log_rejected(md, cfg, cands, not_positive, heap, n_target):
@@ -206,6 +224,7 @@ def write_selection_log(path, r: SelectionRecord) -> None:
     log_prediction(md, cfg, corpus, rows, tokens_after, cands.docs)
     log_measured(md, table, measured, ranking_rule(cfg, corpus.n_docs))
     log_ids(md, rows, give_away, rejected_ids)
+    log_undertrained(md, cfg, r.undertrained)
     log_rejected(md, cfg, cands, not_positive, heap, len(give_away))
     superseded = [r for r in rows if r["new_domain_count"] == 0]
     if superseded:

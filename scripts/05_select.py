@@ -61,7 +61,14 @@ from lib.candidates import (
 )
 from lib.config import load_config, parse_step_args, save_config, step_config
 from lib.files import atomic_path, iter_docs, require, sha256_file
-from lib.free_ids import gpt2_counts, ids_to_give_away, merged_at_once
+from lib.free_ids import (
+    gpt2_counts,
+    ids_to_give_away,
+    merged_at_once,
+    never_emitted,
+    overlap,
+    undertrained_scores,
+)
 from lib.greedy_selection import Greedy, Lattices, contains_index, new_piece_values
 from lib.ivr import (
     kept_vocab,
@@ -71,6 +78,7 @@ from lib.ivr import (
     write_rules,
 )
 from lib.log import die, log, setup_logging
+from lib.model import load_gpt2, model_source
 from lib.oodtext import corpus_file_hashes, ood_documents
 from lib.paths import Artifacts
 from lib.phases import phase, phases
@@ -140,6 +148,24 @@ def read_inputs(art) -> Inputs:
         require(art.distilled_tokenizer / "tokenizer.json", "distill").parent
     )
     return Inputs(original_json, table, tokenizer, data, pieces, scores)
+
+
+def undertrained(art, pieces, tokenizer):
+    """Magikarp's under-trained score of every id (lib/free_ids.undertrained_scores) from the model's
+    unembedding rows, or None (and why) when 01 recorded the weights as missing."""
+    phase("under-trained scores from the model's rows")
+    record = json.loads(require(art.model_source, "init").read_text(encoding="utf-8"))
+    if record.get("weights") == "missing":
+        return None, "the model's weights are not available here (01's model_source.json)"
+    model = load_gpt2(model_source(art))
+    reference = never_emitted(pieces, tokenizer)
+    if not reference:
+        return None, "no id the tokenizer can never emit, to serve as the unused reference"
+    scores = undertrained_scores(model.get_output_embeddings().weight, reference)
+    log.info(
+        f"under-trained scores of {len(scores):,} ids, against {len(reference):,} never-emitted ids"
+    )
+    return scores, None
 
 
 def forced_strings(cfg, tokenizer, piece_to_id):
@@ -281,6 +307,20 @@ def write_rules_and_csv(art, rules, rows):
             w.writerows(rows)
 
 
+def undertrained_summary(indicator, why_not, give_away, pieces):
+    """For selection_log.md: the overlap of the ids given away with the indicator's top ids, and its top."""
+    if indicator is None:
+        return {"computed": False, "why": why_not}
+    n = len(give_away)
+    top = sorted(range(len(indicator)), key=lambda i: (-indicator[i], i))[:20]
+    return {
+        "computed": True,
+        "given_away": n,
+        "overlap_with_top": overlap(give_away, indicator, n),
+        "top": [(pieces[i], round(indicator[i], 4)) for i in top],
+    }
+
+
 def log_summary(art, r: SelectionRecord, n_forced):
     corpus, rows, table, measured = r.corpus, r.rows, r.table, r.measured
     before, n_bytes = corpus.tokens_before, max(corpus.n_bytes, 1)
@@ -335,7 +375,8 @@ def main():
 
     # 2. the ids to give away (least used first) and the candidate strings (runs inside a pre-token)
     old_count, merged = gpt2_counts(inputs.table), merged_at_once(inputs.original_json)
-    give_away, rejected_ids = ids_to_give_away(pieces, cfg, old_count, tokenizer, merged)
+    indicator, no_indicator = undertrained(art, pieces, tokenizer)
+    give_away, rejected_ids = ids_to_give_away(pieces, cfg, old_count, tokenizer, merged, indicator)
     inputs.table = None  # the table's memory, before the lattices'
     weights = rank_weights(corpus, cfg["per_document_cap"])
     cands = candidate_strings(corpus, pieces, piece_to_id, tokenizer, cfg, weights)
@@ -377,6 +418,7 @@ def main():
         table,
         measured,
     )
+    record.undertrained = undertrained_summary(indicator, no_indicator, give_away, pieces)
     record.seconds = time.perf_counter() - t_start
     write_selection_log(art.selection_log, record)
     save_config(cfg, art.reports / f"{STEP}.config.yaml", STEP, args.profile)

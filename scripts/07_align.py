@@ -43,13 +43,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lib.config import load_config, parse_step_args, save_config, step_config
-from lib.files import atomic_path, first_docs, iter_docs, sha256_file, write_json
-from lib.init_compare import choose, compare_strategies
+from lib.files import atomic_path, first_docs, iter_docs, require, sha256_file, write_json
+from lib.init_compare import choose, compare_strategies, rank_by_short_finetune
 from lib.init_rows import final_rows
 from lib.ivr import id_to_piece, load_rules, protected_ids, read_unigram
 from lib.log import die, log, setup_logging
 from lib.model import is_tied, load_gpt2, model_source
 from lib.paths import Artifacts
+from lib.token_distillation import learned_rows
 from lib.tokenizer import VOCAB_SIZE, load_gpt2_tokenizer
 
 STEP = "07_align"
@@ -212,13 +213,34 @@ def main():
         f"model {name}: wte {tuple(wte.shape)} {wte.dtype}, wpe {tuple(wpe.shape)}, lm_head tied to wte: {is_tied(model)}"
     )
 
-    # 2. the aligned and final rows, compared on held-out text before any training
-    aligned, finals = final_rows(wte, reassigned, original, cfg)
+    # 2. the learned rows (token distillation on train snippets), then every strategy's final rows,
+    #    compared on held-out text before any training
+    strategies = [cfg["init_strategy"], *cfg["compare_strategies"]]
+    train_texts = iter_docs(require(art.train_docs, "corpus"))
+    learned, distilled = learned_rows(
+        model, wte, reassigned, (original, remapped), train_texts, cfg, strategies
+    )
+    aligned, finals = final_rows(wte, reassigned, original, cfg, learned)
     comparison = {"model": name, "smoke_tiny_random_model": smoke, "strategies": {}}
+    if distilled:
+        comparison["token_distillation"] = distilled
     if cfg["compare_strategies"]:
         texts, _ = first_docs(iter_docs(art.heldout_docs), cfg["compare_max_bytes"])
         tokenizers = (original, remapped)
         comparison.update(compare_strategies(model, wte, finals, tokenizers, texts, cfg))
+        general = art.general_corpus / "heldout.jsonl"
+        if (
+            general.exists()
+        ):  # the mini profile: text that is not the domain, and still uses the old tokens
+            log.info(f"the same on general text ({general}):")
+            texts_general, _ = first_docs(iter_docs(general), cfg["compare_max_bytes"])
+            comparison["general_text"] = compare_strategies(
+                model, wte, finals, tokenizers, texts_general, cfg, reference=False
+            )
+        if cfg["rank_by"] == "short_finetune":
+            train = list(iter_docs(art.train_docs))
+            ranked = rank_by_short_finetune(model, finals, remapped, (train, texts), cfg)
+            comparison["after_short_finetune"] = ranked
     strategy, chosen_by = choose(comparison, cfg)
     comparison["chosen"] = strategy
 

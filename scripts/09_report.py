@@ -149,6 +149,23 @@ def untrained_row(name, bits_per_byte, tokens_per_byte):
     }
 
 
+def equal_compute_row(base, base_evals, ivr, name):
+    """The baseline at the IVR run's compute: its last evaluation at or before the IVR run's step count.
+    Same model, block size and tokens per step, so equal steps are equal training FLOPs; or None when
+    the baseline has no evaluation there."""
+    if base.get("tokens_per_step") != ivr.get("tokens_per_step"):
+        return None
+    at = [e for e in base_evals if 0 < e["step"] <= ivr["steps"]]
+    if not at:
+        return None
+    e = max(at, key=lambda e: e["step"])
+    return {
+        **untrained_row(name, e["eval_bits_per_byte"], e["eval_tokens_per_byte"]),
+        "training_bytes": e["bytes_seen"],
+        "steps": e["step"],
+    }
+
+
 def step0_row(s, name):
     return untrained_row(
         name, s["heldout"]["initial_bits_per_byte"], s["heldout"]["initial_tokens_per_byte"]
@@ -289,6 +306,53 @@ def init_md(comparison, stand_in):
     lines.append(
         f"- 07 put **{comparison.get('chosen')}** into final_wte.pt (configured: {comparison.get('configured')})."
     )
+    short = comparison.get("after_short_finetune")
+    if short:
+        lines += [
+            "",
+            "| init strategy | before fine-tuning | after the short run (07's ranking) |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {n} | {comparison['strategies'][n]['bits_per_byte']:.4f} | {short[n]['bits_per_byte']:.4f} |"
+            for n in comparison.get("ranking", short)
+        ]
+        lines.append("")
+        lines.append(
+            f"- Ranked before fine-tuning: {', '.join(comparison.get('untrained_ranking', []))}; after the short "
+            f"run: {', '.join(comparison.get('ranking', []))}."
+        )
+    general = (comparison.get("general_text") or {}).get("strategies")
+    if general:
+        as_is = general["gpt2 as is (original tokenizer)"]["bits_per_byte"]
+        domain_as_is = comparison["strategies"]["gpt2 as is (original tokenizer)"]["bits_per_byte"]
+        lines += [
+            "",
+            "Before fine-tuning, against the model as is (positive: IVR costs bits), on the domain's held-out "
+            "text and on general text that is not the domain (it still uses the old tokens):",
+            "",
+            "| init strategy | domain | gap | general text | gap |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for n in comparison.get("ranking") or sorted(general):
+            if n in REFERENCE_ROWS or n not in general:
+                continue
+            d, g = comparison["strategies"][n]["bits_per_byte"], general[n]["bits_per_byte"]
+            lines.append(
+                f"| {n} | {d:.4f} | {d - domain_as_is:+.4f} | {g:.4f} | {g - as_is:+.4f} |"
+            )
+        lines.append(f"| (as is) | {domain_as_is:.4f} | | {as_is:.4f} | |")
+    distilled = comparison.get("token_distillation")
+    if distilled:
+        lines.append(
+            f"- Token distillation: {distilled['snippets']:,} train snippets for "
+            f"{distilled['new_tokens_with_snippets']:,} new tokens, {distilled['seconds']} s; objective by epoch: "
+            + "; ".join(
+                f"{k} " + " -> ".join(f"{x:.4g}" for x in v["objective_by_epoch"])
+                for k, v in distilled["runs"].items()
+            )
+            + "."
+        )
     kept = comparison["strategies"].get("old rows kept (no init)")
     if kept:
         lines.append(
@@ -344,6 +408,7 @@ def stand_in_md(pretrain, comparison):
 def report_md(rows, ivr, base, gap, banner):
     """The markdown of ivr_report.md: the table, the comparison, how the numbers are made, the setup."""
     tuned, ivr_row = rows[1], rows[2]
+    equal = next((r for r in rows if "(equal compute)" in r["model"]), None)
     lines = ["# IVR report: held-out bits per byte", "", *banner]
     lines += [
         "| model | held-out bits/byte | tokens/byte | training bytes | training bytes/s | peak memory (MB) | steps |",
@@ -362,6 +427,13 @@ def report_md(rows, ivr, base, gap, banner):
         f"{ivr_row['training_bytes_per_s'] / tuned['training_bytes_per_s'] - 1:+.1%} training bytes/s; "
         f"{ivr_row['steps']:,} vs {tuned['steps']:,} steps.",
         f"- Training bytes of the two runs differ by {gap:.1%} (the budget is max_train_bytes, rounded up to whole steps).",
+        (
+            f"- At equal compute (the same steps, tokens per step and model, so the same training FLOPs): IVR "
+            f"{ivr_row['bits_per_byte'] - equal['bits_per_byte']:+.4f} bits/byte against the baseline's evaluation "
+            f"at step {equal['steps']:,} ({equal['bits_per_byte']:.4f})."
+            if equal
+            else "- At equal compute: the baseline has no evaluation at or before the IVR run's step count."
+        ),
         "",
         f"![held-out bits per byte against training bytes seen]({PLOT})",
         "",
@@ -419,6 +491,13 @@ def main():
         trained_row(ivr, f"{model} + IVR fine-tuned"),
         step0_row(ivr, f"{model} + IVR before fine-tuning (for reference)"),
     ]
+    equal = equal_compute_row(
+        base,
+        base_evals,
+        ivr,
+        f"{model} fine-tuned without IVR, at the IVR run's steps (equal compute)",
+    )
+    rows += [equal] if equal else []
     rows += strategy_rows(comparison, model)
 
     # 3. the plot, the markdown, the json
@@ -440,7 +519,10 @@ def main():
             "rows": rows,
             "training_bytes_gap": gap,
             "init_strategies": comparison
-            and {k: comparison.get(k) for k in ("best", "chosen", "configured")},
+            and {
+                k: comparison.get(k)
+                for k in ("best", "chosen", "configured", "ranking", "untrained_ranking")
+            },
             "pretrain": pretrain,
         },
     )

@@ -7,6 +7,7 @@ import torch
 
 from lib.files import first_docs, iter_docs
 from lib.init_compare import compare_strategies
+from lib.token_distillation import LEARNED
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,8 @@ def test_mean_cov_falls_back_to_the_mean(align):
 
 
 def test_every_strategy_of_the_schema(align, gpt2_bpe):
-    """07 has a row for each name the schema accepts, and the default compares them all."""
+    """07 has a row for each name the schema accepts (the learned ones from lib/token_distillation.py),
+    and the default compares them all."""
     from lib.schema import INIT_STRATEGIES, AlignConfig
 
     assert AlignConfig().compare_strategies == list(INIT_STRATEGIES)
@@ -86,6 +88,8 @@ def test_every_strategy_of_the_schema(align, gpt2_bpe):
     single = wte[gpt2_bpe.encode(" the", add_special_tokens=False).ids[0]]
     for strategy in INIT_STRATEGIES:
         AlignConfig(init_strategy=strategy, compare_strategies=[strategy])
+        if strategy in LEARNED:  # they need the model: test_token_distillation.py
+            continue
         rows = align.init_rows(strategy, wte, rules, gpt2_bpe, seed=0)
         assert rows.shape == (2, 8) and rows.dtype == wte.dtype, strategy
         if strategy in ("subword-mean", *align.PIECE_WEIGHTING):
@@ -130,6 +134,7 @@ def test_comparison_keeps_the_reference_out_of_the_ranking(align, gpt2_bpe, tmp_
     )
     cfg = {
         "init_strategy": "best",
+        "rank_by": "untrained",
         "compare_strategies": ["mean", "zeros", "adaptivocab"],
         "seed": 0,
         "compare_max_bytes": 0,
@@ -155,3 +160,35 @@ def test_comparison_keeps_the_reference_out_of_the_ranking(align, gpt2_bpe, tmp_
     )
     assert align.choose(comparison, cfg)[0] in cfg["compare_strategies"]
     assert torch.equal(model.get_input_embeddings().weight, wte)
+
+
+def test_short_finetune_ranking_is_seeded_and_leaves_the_model(align, gpt2_bpe):
+    """rank_by_short_finetune: each strategy's rows trained briefly on a copy of the model, the same
+    figures on a second call, and the model's own weights untouched."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=50257, n_layer=1, n_head=2, n_embd=16, n_positions=33)
+    ).eval()
+    wte = model.get_input_embeddings().weight.detach().clone()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    finals = {"zeros": wte.clone(), "mean": wte.clone()}
+    finals["zeros"][40000] = 0
+    finals["mean"][40000] = wte.mean(0)
+    cfg = {
+        "compare_strategies": ["zeros", "mean"],
+        "block_size": 64,
+        "batch_size": 4,
+        "seed": 0,
+        "short_finetune_steps": 3,
+        "short_finetune_batch_size": 2,
+        "short_finetune_lr": 1e-3,
+    }
+    train = [f"def f{i}(x):\n    return x * {i}\n" for i in range(30)]
+    texts = (train, ["def g(y):\n    return y\n"])
+    a = align.rank_by_short_finetune(model, finals, gpt2_bpe, texts, cfg)
+    b = align.rank_by_short_finetune(model, finals, gpt2_bpe, texts, cfg)
+    assert set(a) == {"zeros", "mean"}
+    assert all(a[s]["bits_per_byte"] == b[s]["bits_per_byte"] > 0 for s in a)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

@@ -422,3 +422,7 @@ def test_report(artifacts, uninterrupted):
     assert table[1]["bits_per_byte"] == base["heldout"]["bits_per_byte"]
     # 06/07 are faked here (remapped = original, final_wte = wte): both runs are the same run
     assert table[2]["bits_per_byte"] == table[1]["bits_per_byte"]
+    # equal compute: the baseline's last evaluation at or before the IVR run's steps (here the same run)
+    equal = [r for r in table if "(equal compute)" in r["model"]]
+    assert len(equal) == 1 and 0 < equal[0]["steps"] <= table[2]["steps"]
+    assert "At equal compute (the same steps" in text

@@ -1,0 +1,85 @@
+"""lib/token_distillation.py on a toy model: the objective goes down, the result is deterministic, and
+only the new rows are learned (every parameter of the model stays bit-identical)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from lib.token_distillation import Settings, collect_snippets, distill_rows, snippet_of
+
+NEW_ID = 40000
+
+
+class Merged:
+    """GPT-2's BPE, with each run of the ids `pair` emitted as NEW_ID: a remapped tokenizer in small."""
+
+    def __init__(self, tokenizer, pair):
+        self.tokenizer, self.pair = tokenizer, pair
+
+    def encode(self, text, add_special_tokens=False):
+        e = self.tokenizer.encode(text, add_special_tokens=False)
+        ids, offsets, k = [], [], 0
+        while k < len(e.ids):
+            if tuple(e.ids[k : k + 2]) == self.pair:
+                ids.append(NEW_ID)
+                offsets.append((e.offsets[k][0], e.offsets[k + 1][1]))
+                k += 2
+            else:
+                ids.append(e.ids[k])
+                offsets.append(e.offsets[k])
+                k += 1
+        return SimpleNamespace(ids=ids, offsets=offsets)
+
+
+@pytest.fixture(scope="module")
+def toy(gpt2_bpe):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=50257, n_layer=2, n_head=2, n_embd=32, n_positions=128)
+    model = GPT2LMHeadModel(config).eval()
+    pair = (gpt2_bpe.encode(" return").ids[0], gpt2_bpe.encode(" x").ids[0])
+    remapped = Merged(gpt2_bpe, pair)
+    texts = [f"def f{i}(x):\n    y = x * {i}\n    return x + y\n" for i in range(40)]
+    snippets = collect_snippets(texts, gpt2_bpe, remapped, [NEW_ID], per_token=16, context=16)
+    wte = model.get_input_embeddings().weight.detach().clone()
+    init = wte[list(pair)].mean(0, keepdim=True)  # subword-mean
+    wte[NEW_ID] = init[0]
+    return SimpleNamespace(model=model, wte=wte, init=init, snippets=snippets, remapped=remapped)
+
+
+def test_snippets_align_where_both_tokenizations_end_alike(gpt2_bpe, toy):
+    """' return x' is one student token and two teacher tokens: the student position of the new token
+    aligns with the teacher's ' x', and its old pieces are the output-side term's target."""
+    s = snippet_of("    return x + y\n", gpt2_bpe, toy.remapped, {NEW_ID})
+    q = s.student.index(NEW_ID)
+    assert len(s.teacher) == len(s.student) + 1 and (q, q + 1) in s.aligned
+    assert all(a >= q for a, _ in s.aligned) and s.new_at == [(q, q, q + 2)]
+    assert snippet_of("no new token here", gpt2_bpe, toy.remapped, {NEW_ID}) is None
+    assert len(toy.snippets) == 16
+
+
+@pytest.mark.parametrize("output_weight", [0.0, 1.0])
+def test_distillation_lowers_its_objective_deterministically(toy, output_weight):
+    settings = Settings(lr=1e-2, epochs=3, batch_size=8, seed=0, output_weight=output_weight)
+    rows, history = distill_rows(toy.model, toy.wte, [NEW_ID], toy.init, toy.snippets, settings)
+    again, history_again = distill_rows(
+        toy.model, toy.wte, [NEW_ID], toy.init, toy.snippets, settings
+    )
+    assert history[-1] < 0.9 * history[0] and history == sorted(history, reverse=True)
+    assert torch.equal(rows, again) and history == history_again
+    assert not torch.equal(rows, toy.init) and rows.shape == toy.init.shape
+
+
+def test_only_the_new_rows_are_learned(toy):
+    """Every parameter of the model is bit-identical after, requires_grad and the mode are restored, and
+    the matrix passed in is untouched."""
+    state = {k: v.clone() for k, v in toy.model.state_dict().items()}
+    grads = [p.requires_grad for p in toy.model.parameters()]
+    wte = toy.wte.clone()
+    settings = Settings(lr=1e-2, epochs=1, batch_size=4, seed=0, output_weight=1.0)
+    distill_rows(toy.model, toy.wte, [NEW_ID], toy.init, toy.snippets, settings)
+    assert all(torch.equal(state[k], v) for k, v in toy.model.state_dict().items())
+    assert [p.requires_grad for p in toy.model.parameters()] == grads and not toy.model.training
+    assert torch.equal(toy.wte, wte)
