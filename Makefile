@@ -169,7 +169,7 @@ REMAP_DEPS := \
 	scripts/06_remap.py \
 	$(call cfg,remap) \
 	$(call cfg,select) \
-	$(LIB_IVR) lib/phases.py \
+	$(LIB_IVR) lib/phases.py lib/remap_checks.py \
 	$(NODE_DEPS) \
 	$(REPORTS)/remap_rules.yaml \
 	$(DISTILLED)/tokenizer.json \

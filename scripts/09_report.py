@@ -287,25 +287,9 @@ def strategy_rows(comparison, model):
     return rows
 
 
-def init_md(comparison, stand_in):
-    """Which init strategy won 07's comparison, and by how much."""
-    if not comparison:
-        return ""
-    ranked = sorted(
-        (r["bits_per_byte"], n)
-        for n, r in comparison["strategies"].items()
-        if n not in REFERENCE_ROWS
-    )
-    lines = ["", "## Init strategies (07, before any training)", ""]
-    if len(ranked) > 1:
-        (b0, n0), (b1, n1) = ranked[0], ranked[1]
-        lines.append(
-            f"- **{n0}** won: {b0:.4f} bits/byte, {b1 - b0:.4f} below the runner-up {n1} ({b1:.4f}) and "
-            f"{ranked[-1][0] - b0:.4f} below the last, {ranked[-1][1]} ({ranked[-1][0]:.4f})."
-        )
-    lines.append(
-        f"- 07 put **{comparison.get('chosen')}** into final_wte.pt (configured: {comparison.get('configured')})."
-    )
+def short_run_md(comparison):
+    """Each strategy before fine-tuning and after 07's short run, and both rankings."""
+    lines = []
     short = comparison.get("after_short_finetune")
     if short:
         lines += [
@@ -322,6 +306,12 @@ def init_md(comparison, stand_in):
             f"- Ranked before fine-tuning: {', '.join(comparison.get('untrained_ranking', []))}; after the short "
             f"run: {', '.join(comparison.get('ranking', []))}."
         )
+    return lines
+
+
+def general_md(comparison):
+    """The cost before fine-tuning on the domain and on general text, against the model as is."""
+    lines = []
     general = (comparison.get("general_text") or {}).get("strategies")
     if general:
         as_is = general["gpt2 as is (original tokenizer)"]["bits_per_byte"]
@@ -342,6 +332,12 @@ def init_md(comparison, stand_in):
                 f"| {n} | {d:.4f} | {d - domain_as_is:+.4f} | {g:.4f} | {g - as_is:+.4f} |"
             )
         lines.append(f"| (as is) | {domain_as_is:.4f} | | {as_is:.4f} | |")
+    return lines
+
+
+def distillation_md(comparison):
+    """What token distillation did: snippets, new tokens covered, the objective by epoch."""
+    lines = []
     distilled = comparison.get("token_distillation")
     if distilled:
         lines.append(
@@ -353,6 +349,29 @@ def init_md(comparison, stand_in):
             )
             + "."
         )
+    return lines
+
+
+def init_md(comparison, stand_in):
+    """Which init strategy won 07's comparison, and by how much."""
+    if not comparison:
+        return ""
+    ranked = sorted(
+        (r["bits_per_byte"], n)
+        for n, r in comparison["strategies"].items()
+        if n not in REFERENCE_ROWS
+    )
+    lines = ["", "## Init strategies (07, before any training)", ""]
+    if len(ranked) > 1:
+        (b0, n0), (b1, n1) = ranked[0], ranked[1]
+        lines.append(
+            f"- **{n0}** won: {b0:.4f} bits/byte, {b1 - b0:.4f} below the runner-up {n1} ({b1:.4f}) and "
+            f"{ranked[-1][0] - b0:.4f} below the last, {ranked[-1][1]} ({ranked[-1][0]:.4f})."
+        )
+    lines.append(
+        f"- 07 put **{comparison.get('chosen')}** into final_wte.pt (configured: {comparison.get('configured')})."
+    )
+    lines += short_run_md(comparison) + general_md(comparison) + distillation_md(comparison)
     kept = comparison["strategies"].get("old rows kept (no init)")
     if kept:
         lines.append(
