@@ -40,7 +40,9 @@ pre-tokens it is a run of, at most the train documents (an upper bound). selecti
 Ids to give away. Lowest train count first; among equals, ids the tokenizer can never emit (their string
 spans pre-tokens), then under-trained ones (GPT-2 merged them into a longer token at once, so they were
 hardly ever a final BPE output: ` TheNitrome`, `rawdownload`), then ids that are not their own encoding
-in the distilled tokenizer, then the latest GPT-2 merges (the rarest in GPT-2's training data). Never:
+in the distilled tokenizer, then the latest GPT-2 merges (the rarest in GPT-2's training data); or by
+magikarp's under-trained score from the model's rows (give_away_order: indicator or both; lib/free_ids.py),
+whose overlap with the order used selection_log.md reports whenever the weights can be read. Never:
 the 256 byte tokens, <|endoftext|>, ids used more than max_old_count times, configs/select.yaml's protect.
 """
 

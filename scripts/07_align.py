@@ -16,18 +16,13 @@ artifacts/embeddings/:
   <name>.json beside each            shape, dtype, strategy, rows changed, sha256
   init_comparison.json               held-out bits per byte (lib/evaluate.py) with the model carrying
                                      final_wte, for every strategy; GPT-2 as is for reference
-Strategies, and how each treats a row that is both input embedding and output (lm_head) row, since GPT-2 ties them:
-  subword-mean        FVT: the plain mean of the original rows of the new string's GPT-2 BPE pieces; one
-                      average serves both roles
-  adaptivocab         AdaptiVocab's exponentially weighted mean of those rows; its input weighting leans to
-                      the last piece and its output weighting to the first, so the tied row is the mean of
-                      the two (ends weighted most); adaptivocab-input / -output are each side alone
-  mean, mean-cov      the mean of all original rows (the seed's default) / transformers' mean_resizing
-                      (N(mean, 1e-9 cov)): as output, the average logit; as input, an average token
-  random              normal with the original rows' std: an arbitrary input and an arbitrary logit
-  zeros               input adds nothing but position; output logit 0 in every context
-  best (the default)  the one of compare_strategies with the lowest held-out bits per byte on this model,
-                      because the ranking depends on the model (configs/align.yaml has the figures)
+Strategies (lib/init_rows.py; the learned ones lib/token_distillation.py; configs/align.yaml says how each
+treats the tied row): token-distillation and token-distillation-output (rows learned so that the model's
+hidden states with the new token match its own on the old pieces, on train snippets), subword-mean (FVT),
+adaptivocab (-input, -output), mean, mean-cov, random, zeros; best = the one of compare_strategies with the
+lowest held-out bits per byte after a short fine-tune (rank_by: short_finetune) or before any training
+(rank_by: untrained). Reads the train split too (the snippets, the short fine-tune), and on the mini
+profile scores the strategies on general text as well (corpora/general/heldout.jsonl).
 init_comparison.json also holds a reference: a random init of the model's shape with GPT-2's tokenizer.
 Tie: GPT-2's lm_head.weight is the same Parameter as wte.weight. 07 writes wte alone; whoever loads
 final_wte copies it into that Parameter in place (wte.weight.data.copy_(final)), so lm_head follows --
