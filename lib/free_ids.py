@@ -140,14 +140,15 @@ def top_principal_direction(matrix, iterations=100):
 def undertrained_scores(unembedding, reference_ids):
     """Magikarp's under-trained indicator (Land & Bartolo 2024) of every id, from the unembedding rows
     alone: with the first principal component removed (the direction every row shares), how close each
-    row lies to the mean row of the reference ids (ids the tokenizer can never emit, which training never
-    pushed), as 1 - distance / median distance: high for a row training left where unused ones sit.
+    row lies to the mean row of the reference ids (unused_reference: ids training never saw as a final
+    token), as 1 - distance / median distance: high for a row training left where unused ones sit.
 
     Magikarp measures the cosine to that mean; a distance is used here because a row no gradient
     reached (one initialised to the mean of all rows, as transformers' mean_resizing does) is nearly
     zero after the removal, where a cosine says nothing.
 
-        >>> scores = undertrained_scores(model.get_output_embeddings().weight, never_emitted(pieces, tok))
+        >>> reference = unused_reference(pieces, tokenizer, merged)
+        >>> scores = undertrained_scores(model.get_output_embeddings().weight, reference)
     """
     import torch
 
@@ -159,15 +160,20 @@ def undertrained_scores(unembedding, reference_ids):
     return (1 - distance / distance.median()).tolist()
 
 
-def never_emitted(pieces, tokenizer):
-    """Ids whose string the tokenizer can never emit as that id (it spans pre-tokens): the indicator's
-    reference set of unused tokens."""
-    out = []
+def unused_reference(pieces, tokenizer, merged):
+    """Ids training (almost) never saw as a final token: the tokenizer cannot emit them for their own
+    string (never emitted, or not their own encoding), or GPT-2 merged them into a longer token at once
+    (merged: merged_at_once). <|endoftext|> and the byte tokens are left out. The indicator's reference."""
+    model, out = tokenizer.model, set(merged)
     for i, piece in enumerate(pieces):
+        if i == EOT_ID or len(piece) == 1:
+            continue
         text = piece_text(piece)
-        if "\ufffd" not in text and pre_tokens(tokenizer, text) != [piece]:
-            out.append(i)
-    return out
+        if "\ufffd" in text:
+            continue
+        if pre_tokens(tokenizer, text) != [piece] or [t.id for t in model.tokenize(piece)] != [i]:
+            out.add(i)
+    return sorted(out - {EOT_ID})
 
 
 def overlap(give_away, indicator, n):

@@ -120,8 +120,8 @@ def log_undertrained(md, cfg, u):
     md.append(
         f"Order used: `{cfg['give_away_order']}`. Of the {u['given_away']:,} ids given away, "
         f"{u['overlap_with_top']:,} are among the {u['given_away']:,} ids the indicator scores most "
-        "under-trained (cosine of each unembedding row, first principal component removed, with the mean "
-        "row of the ids the tokenizer can never emit).\n"
+        "under-trained: how close each unembedding row (first principal component removed) lies to the "
+        f"mean row of {u['reference_ids']:,} ids training never saw as a final token (lib/free_ids.py).\n"
     )
     md.append("| most under-trained | score |\n|---|---:|")
     md.extend(f"| `{piece_text(p)}` | {s} |" for p, s in u["top"])
@@ -223,8 +223,8 @@ def write_selection_log(path, r: SelectionRecord) -> None:
     log_corpus(md, cfg, corpus)
     log_prediction(md, cfg, corpus, rows, tokens_after, cands.docs)
     log_measured(md, table, measured, ranking_rule(cfg, corpus.n_docs))
-    log_ids(md, rows, give_away, rejected_ids)
     log_undertrained(md, cfg, r.undertrained)
+    log_ids(md, rows, give_away, rejected_ids)
     log_rejected(md, cfg, cands, not_positive, heap, len(give_away))
     superseded = [r for r in rows if r["new_domain_count"] == 0]
     if superseded:

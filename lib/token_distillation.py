@@ -16,7 +16,7 @@ trains its input side only. `output_weight > 0` adds an output-side term: at the
 token, the student's log-probability of the new id is pulled toward the teacher's log-probability of the
 old pieces in a row (the product of their next-token probabilities).
 
-    >>> snippets = collect_snippets(texts, original, remapped, new_ids, per_token=16, context=32)
+    >>> snippets = collect_snippets(texts, (original, remapped), new_ids, sizes=(16, 32, 1024))
     >>> rows, log = distill_rows(model, wte, new_ids, init, snippets, settings)
 """
 
@@ -76,13 +76,17 @@ def snippet_of(text, original, remapped, new_ids):
     return Snippet(list(s.ids), list(t.ids), aligned, new_at)
 
 
-def collect_snippets(texts, original, remapped, new_ids, per_token, context, max_chars=0):
+def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0):
     """Up to per_token snippets for each new id: windows of about `context` tokens either side of the
     id's occurrences in texts (document order, so the same texts give the same snippets), re-encoded by
-    both tokenizers. max_chars > 0 stops reading texts after that many characters."""
+    both tokenizers (GPT-2's, the remapped one); a window whose old tokens exceed max_tokens (the model's
+    positions) is left out. sizes: (per_token, context, max_tokens). max_chars > 0 stops reading texts
+    after that many characters."""
+    original, remapped = tokenizers
+    per_token, context, max_tokens = sizes
     new_ids, wanted = set(new_ids), dict.fromkeys(new_ids, per_token)
     out, read = [], 0
-    for text in texts:
+    for text in tqdm(texts, desc="token distillation snippets", unit="doc", leave=False):
         if not wanted or (max_chars and read >= max_chars):
             break
         read += len(text)
@@ -93,7 +97,7 @@ def collect_snippets(texts, original, remapped, new_ids, per_token, context, max
             a, b = max(0, q - context), min(len(enc.ids), q + context + 1)
             window = text[enc.offsets[a][0] : enc.offsets[b - 1][1]]
             snippet = snippet_of(window, original, remapped, new_ids) if window else None
-            if snippet and snippet.aligned:
+            if snippet and snippet.aligned and len(snippet.teacher) <= max_tokens:
                 out.append(snippet)
                 wanted[i] -= 1
                 if not wanted[i]:
@@ -235,10 +239,8 @@ def learned_rows(model, wte, reassigned, tokenizers, texts, cfg, strategies):
     init = init_rows(cfg["td_init"], wte, [reassigned[i] for i in ids], original, cfg["seed"])
     student = wte.clone()
     student[torch.tensor(ids)] = init
-    snippets = collect_snippets(
-        texts, original, remapped, ids, cfg["td_snippets_per_token"], cfg["td_context_tokens"],
-        cfg["td_max_train_chars"],
-    )  # fmt: skip
+    sizes = (cfg["td_snippets_per_token"], cfg["td_context_tokens"], model.config.n_positions)
+    snippets = collect_snippets(texts, tokenizers, ids, sizes, cfg["td_max_train_chars"])
     covered = len({i for s in snippets for i in s.student if i in reassigned})
     out, report = {}, {"snippets": len(snippets), "new_tokens_with_snippets": covered, "runs": {}}
     for strategy in wanted:

@@ -67,9 +67,9 @@ from lib.free_ids import (
     gpt2_counts,
     ids_to_give_away,
     merged_at_once,
-    never_emitted,
     overlap,
     undertrained_scores,
+    unused_reference,
 )
 from lib.greedy_selection import Greedy, Lattices, contains_index, new_piece_values
 from lib.ivr import (
@@ -152,22 +152,24 @@ def read_inputs(art) -> Inputs:
     return Inputs(original_json, table, tokenizer, data, pieces, scores)
 
 
-def undertrained(art, pieces, tokenizer):
+def undertrained(art, pieces, tokenizer, merged):
     """Magikarp's under-trained score of every id (lib/free_ids.undertrained_scores) from the model's
-    unembedding rows, or None (and why) when 01 recorded the weights as missing."""
+    unembedding rows and the size of its reference set, or None and why (01 recorded the weights as
+    missing)."""
     phase("under-trained scores from the model's rows")
     record = json.loads(require(art.model_source, "init").read_text(encoding="utf-8"))
     if record.get("weights") == "missing":
         return None, "the model's weights are not available here (01's model_source.json)"
     model = load_gpt2(model_source(art))
-    reference = never_emitted(pieces, tokenizer)
+    reference = unused_reference(pieces, tokenizer, merged)
     if not reference:
-        return None, "no id the tokenizer can never emit, to serve as the unused reference"
+        return (
+            None,
+            "no id that training never saw as a final token, to serve as the unused reference",
+        )
     scores = undertrained_scores(model.get_output_embeddings().weight, reference)
-    log.info(
-        f"under-trained scores of {len(scores):,} ids, against {len(reference):,} never-emitted ids"
-    )
-    return scores, None
+    log.info(f"under-trained scores of {len(scores):,} ids, against {len(reference):,} unused ids")
+    return scores, len(reference)
 
 
 def forced_strings(cfg, tokenizer, piece_to_id):
@@ -309,14 +311,16 @@ def write_rules_and_csv(art, rules, rows):
             w.writerows(rows)
 
 
-def undertrained_summary(indicator, why_not, give_away, pieces):
-    """For selection_log.md: the overlap of the ids given away with the indicator's top ids, and its top."""
+def undertrained_summary(indicator, reference, give_away, pieces):
+    """For selection_log.md: the overlap of the ids given away with the indicator's top ids, and its top.
+    reference: the reference set's size, or why there is no indicator."""
     if indicator is None:
-        return {"computed": False, "why": why_not}
+        return {"computed": False, "why": reference}
     n = len(give_away)
     top = sorted(range(len(indicator)), key=lambda i: (-indicator[i], i))[:20]
     return {
         "computed": True,
+        "reference_ids": reference,
         "given_away": n,
         "overlap_with_top": overlap(give_away, indicator, n),
         "top": [(pieces[i], round(indicator[i], 4)) for i in top],
@@ -377,7 +381,7 @@ def main():
 
     # 2. the ids to give away (least used first) and the candidate strings (runs inside a pre-token)
     old_count, merged = gpt2_counts(inputs.table), merged_at_once(inputs.original_json)
-    indicator, no_indicator = undertrained(art, pieces, tokenizer)
+    indicator, reference = undertrained(art, pieces, tokenizer, merged)
     give_away, rejected_ids = ids_to_give_away(pieces, cfg, old_count, tokenizer, merged, indicator)
     inputs.table = None  # the table's memory, before the lattices'
     weights = rank_weights(corpus, cfg["per_document_cap"])
@@ -420,7 +424,7 @@ def main():
         table,
         measured,
     )
-    record.undertrained = undertrained_summary(indicator, no_indicator, give_away, pieces)
+    record.undertrained = undertrained_summary(indicator, reference, give_away, pieces)
     record.seconds = time.perf_counter() - t_start
     write_selection_log(art.selection_log, record)
     save_config(cfg, art.reports / f"{STEP}.config.yaml", STEP, args.profile)

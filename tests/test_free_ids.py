@@ -7,7 +7,7 @@ from lib.free_ids import overlap, top_principal_direction, undertrained_scores
 
 def rows_with_one_untrained(seed=0):
     """Random rows with a shared offset (as trained rows have), where id 7 is set to the mean of all
-    rows (a row no gradient reached) and ids 0-4 are the never-emitted reference, left near the mean too."""
+    rows (a row no gradient reached) and ids 0-4 are the unused reference, left near the mean too."""
     g = torch.Generator().manual_seed(seed)
     wte = torch.randn(500, 16, generator=g) + 3.0
     mean = wte.mean(0)

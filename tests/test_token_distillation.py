@@ -42,11 +42,13 @@ def toy(gpt2_bpe):
     pair = (gpt2_bpe.encode(" return").ids[0], gpt2_bpe.encode(" x").ids[0])
     remapped = Merged(gpt2_bpe, pair)
     texts = [f"def f{i}(x):\n    y = x * {i}\n    return x + y\n" for i in range(40)]
-    snippets = collect_snippets(texts, gpt2_bpe, remapped, [NEW_ID], per_token=16, context=16)
+    snippets = collect_snippets(texts, (gpt2_bpe, remapped), [NEW_ID], sizes=(16, 16, 128))
     wte = model.get_input_embeddings().weight.detach().clone()
     init = wte[list(pair)].mean(0, keepdim=True)  # subword-mean
     wte[NEW_ID] = init[0]
-    return SimpleNamespace(model=model, wte=wte, init=init, snippets=snippets, remapped=remapped)
+    return SimpleNamespace(
+        model=model, wte=wte, init=init, snippets=snippets, remapped=remapped, texts=texts
+    )
 
 
 def test_snippets_align_where_both_tokenizations_end_alike(gpt2_bpe, toy):
@@ -58,6 +60,8 @@ def test_snippets_align_where_both_tokenizations_end_alike(gpt2_bpe, toy):
     assert all(a >= q for a, _ in s.aligned) and s.new_at == [(q, q, q + 2)]
     assert snippet_of("no new token here", gpt2_bpe, toy.remapped, {NEW_ID}) is None
     assert len(toy.snippets) == 16
+    # a window longer than the model's positions in old tokens is left out
+    assert collect_snippets(toy.texts, (gpt2_bpe, toy.remapped), [NEW_ID], sizes=(16, 16, 8)) == []
 
 
 @pytest.mark.parametrize("output_weight", [0.0, 1.0])
