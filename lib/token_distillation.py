@@ -61,19 +61,20 @@ def snippet_of(text, original, remapped, new_ids):
     """A Snippet of text, or None when the remapped tokenizer emits no new token in it."""
     s = remapped.encode(text, add_special_tokens=False)
     t = original.encode(text, add_special_tokens=False)
-    first = next((q for q, i in enumerate(s.ids) if i in new_ids), None)
+    s_ids, s_offsets, t_offsets = s.ids, s.offsets, t.offsets  # one list each, not one per access
+    first = next((q for q, i in enumerate(s_ids) if i in new_ids), None)
     if first is None:
         return None
-    teacher_at = {end: j for j, end in enumerate(ends(t.offsets))}
-    aligned = [(q, teacher_at[end]) for q, end in enumerate(ends(s.offsets)) if end in teacher_at]
+    teacher_at = {end: j for j, end in enumerate(ends(t_offsets))}
+    aligned = [(q, teacher_at[end]) for q, end in enumerate(ends(s_offsets)) if end in teacher_at]
     aligned = [(q, j) for q, j in aligned if q >= first]
-    starts = {start: j for j, (start, _) in enumerate(t.offsets)}
+    starts = {start: j for j, (start, _) in enumerate(t_offsets)}
     new_at = []
-    for q, i in enumerate(s.ids):
-        a, end = starts.get(s.offsets[q][0]), s.offsets[q][1]
+    for q, i in enumerate(s_ids):
+        a, end = starts.get(s_offsets[q][0]), s_offsets[q][1]
         if i in new_ids and q > 0 and a is not None and end in teacher_at:
             new_at.append((q, a, teacher_at[end] + 1))
-    return Snippet(list(s.ids), list(t.ids), aligned, new_at)
+    return Snippet(list(s_ids), list(t.ids), aligned, new_at)
 
 
 def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0):
@@ -91,11 +92,12 @@ def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0):
             break
         read += len(text)
         enc = remapped.encode(text, add_special_tokens=False)
-        for q, i in enumerate(enc.ids):
+        ids, offsets = enc.ids, enc.offsets  # each access of an Encoding's field builds a new list
+        for q, i in enumerate(ids):
             if wanted.get(i, 0) <= 0:
                 continue
-            a, b = max(0, q - context), min(len(enc.ids), q + context + 1)
-            window = text[enc.offsets[a][0] : enc.offsets[b - 1][1]]
+            a, b = max(0, q - context), min(len(ids), q + context + 1)
+            window = text[offsets[a][0] : offsets[b - 1][1]]
             snippet = snippet_of(window, original, remapped, new_ids) if window else None
             if snippet and snippet.aligned and len(snippet.teacher) <= max_tokens:
                 out.append(snippet)
