@@ -150,20 +150,33 @@ def batch_loss(model, wte, rows, slot, batch, output_weight):
 
 def output_term(wte, rows, slot, batch, hidden, student_ids):
     """Mean of (log p_student(new id | prefix) - log p_teacher(old pieces | prefix))^2 over the new
-    tokens whose start is a boundary of both tokenizations. The output rows are wte with the new rows in
-    (GPT-2's tie); the teacher's are wte alone."""
+    tokens whose start is a boundary of both tokenizations. The student's output rows are wte with the
+    new rows in (GPT-2's tie); the teacher's are wte alone. All positions in one product each, and only
+    the new rows' logits carry a gradient to the rows."""
     s_hidden, t_hidden = hidden
-    out_rows = wte.index_copy(0, (slot >= 0).nonzero().squeeze(1), rows[slot[slot >= 0]])
-    gaps = []
+    student_at, teacher_at, old_of = (
+        [],
+        [],
+        [],
+    )  # (snippet, position), ..., occurrence of each old piece
     for k, s in enumerate(batch):
         for q, a, b in s.new_at:
-            student = torch.log_softmax(s_hidden[k, q - 1] @ out_rows.T, -1)[student_ids[k, q]]
-            with torch.no_grad():
-                logits = t_hidden[k, a - 1 : b - 1] @ wte.T
-                old = torch.tensor(s.teacher[a:b])
-                teacher = torch.log_softmax(logits, -1).gather(1, old[:, None]).sum()
-            gaps.append((student - teacher).pow(2))
-    return torch.stack(gaps).mean() if gaps else torch.zeros(())
+            student_at.append((k, q))
+            teacher_at += [(k, p, s.teacher[p + 1]) for p in range(a - 1, b - 1)]
+            old_of += [len(student_at) - 1] * (b - a)
+    if not student_at:
+        return torch.zeros(())
+    k, q = (torch.tensor(x) for x in zip(*student_at))
+    h = s_hidden[k, q - 1]  # the position before the new token predicts it
+    new_ids = (slot >= 0).nonzero().squeeze(1)
+    logits = (h @ wte.T).index_copy(1, new_ids, h @ rows[slot[new_ids]].T)
+    student = torch.log_softmax(logits, -1).gather(1, student_ids[k, q][:, None]).squeeze(1)
+    with torch.no_grad():
+        tk, tp, target = (torch.tensor(x) for x in zip(*teacher_at))
+        per_piece = torch.log_softmax(t_hidden[tk, tp] @ wte.T, -1).gather(1, target[:, None])
+        teacher = torch.zeros(len(student_at), dtype=per_piece.dtype)
+        teacher.index_add_(0, torch.tensor(old_of), per_piece.squeeze(1))
+    return (student - teacher).pow(2).mean()
 
 
 def distill_rows(model, wte, new_ids, init, snippets, settings, progress=True):
