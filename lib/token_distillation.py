@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+MONITOR = 512  # snippets the objective is reported on, each epoch
+
 
 @dataclass
 class Snippet:
@@ -57,8 +59,10 @@ def ends(offsets):
     return [end for _, end in offsets]
 
 
-def snippet_of(text, original, remapped, new_ids):
-    """A Snippet of text, or None when the remapped tokenizer emits no new token in it."""
+def snippet_of(text, original, remapped, new_ids, focus=None):
+    """A Snippet of text, or None when the remapped tokenizer emits no new token in it. focus: the new
+    id the snippet was taken for; the output-side term then looks at its occurrences only (the window
+    holds other new tokens too, each of which has snippets of its own)."""
     s = remapped.encode(text, add_special_tokens=False)
     t = original.encode(text, add_special_tokens=False)
     s_ids, s_offsets, t_offsets = s.ids, s.offsets, t.offsets  # one list each, not one per access
@@ -72,7 +76,13 @@ def snippet_of(text, original, remapped, new_ids):
     new_at = []
     for q, i in enumerate(s_ids):
         a, end = starts.get(s_offsets[q][0]), s_offsets[q][1]
-        if i in new_ids and q > 0 and a is not None and end in teacher_at:
+        if (
+            i in new_ids
+            and (focus is None or i == focus)
+            and q > 0
+            and a is not None
+            and end in teacher_at
+        ):
             new_at.append((q, a, teacher_at[end] + 1))
     return Snippet(list(s_ids), list(t.ids), aligned, new_at)
 
@@ -98,7 +108,7 @@ def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0):
                 continue
             a, b = max(0, q - context), min(len(ids), q + context + 1)
             window = text[offsets[a][0] : offsets[b - 1][1]]
-            snippet = snippet_of(window, original, remapped, new_ids) if window else None
+            snippet = snippet_of(window, original, remapped, new_ids, focus=i) if window else None
             if snippet and snippet.aligned and len(snippet.teacher) <= max_tokens:
                 out.append(snippet)
                 wanted[i] -= 1
@@ -181,7 +191,7 @@ def output_term(wte, rows, slot, batch, hidden, student_ids):
 
 def distill_rows(model, wte, new_ids, init, snippets, settings, progress=True):
     """The new rows (in the order of new_ids) after token distillation from init, and the objective's
-    mean per epoch ([before, after epoch 1, ...]). model: a GPT-2 whose own rows are the original ones;
+    mean per epoch on up to MONITOR evenly spaced snippets ([before, after epoch 1, ...]). model: a GPT-2 whose own rows are the original ones;
     wte: the remapped matrix (new rows as init). Nothing of the model changes, and its modes are restored."""
     if not snippets:
         return init.clone(), []
@@ -197,7 +207,9 @@ def distill_rows(model, wte, new_ids, init, snippets, settings, progress=True):
     optimizer = torch.optim.Adam([rows], lr=settings.lr)
     generator = torch.Generator().manual_seed(settings.seed)
     n_batches = math.ceil(len(snippets) / settings.batch_size)
-    history = [mean_loss(model, wte, rows, slot, snippets, settings)]
+    # the objective is followed on a fixed, evenly spaced subset: a full pass per epoch would cost as much
+    monitor = snippets[:: max(1, len(snippets) // MONITOR)]
+    history = [mean_loss(model, wte, rows, slot, monitor, settings)]
     try:
         for epoch in range(settings.epochs):
             order = torch.randperm(len(snippets), generator=generator).tolist()
@@ -212,7 +224,7 @@ def distill_rows(model, wte, new_ids, init, snippets, settings, progress=True):
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-            history.append(mean_loss(model, wte, rows, slot, snippets, settings))
+            history.append(mean_loss(model, wte, rows, slot, monitor, settings))
     finally:
         for p, r in zip(model.parameters(), requires):
             p.requires_grad_(r)
