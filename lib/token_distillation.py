@@ -258,8 +258,12 @@ def learned_rows(model, wte, reassigned, tokenizers, texts, cfg, strategies):
     from lib.init_rows import init_rows
 
     wanted = [s for s in dict.fromkeys(strategies) if s in LEARNED]
-    if not wanted or not reassigned:
+    if not wanted:
         return {}, {}
+    if (
+        not reassigned
+    ):  # no rules: no rows to learn, and final_rows still gets one (empty) per strategy
+        return {s: wte[:0].clone() for s in wanted}, {}
     t0 = time.perf_counter()
     original, remapped = tokenizers
     ids = sorted(reassigned)

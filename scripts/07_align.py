@@ -233,7 +233,11 @@ def main():
                 model, wte, finals, tokenizers, texts_general, cfg, reference=False
             )
         if cfg["rank_by"] == "short_finetune":
-            train = list(iter_docs(art.train_docs))
+            # the first train documents, enough for the run's blocks at a generous 8 bytes a token: the
+            # short run reads a few blocks, and the train split can be GBs
+            steps, size = cfg["short_finetune_steps"], cfg["short_finetune_batch_size"]
+            need = steps * size * (cfg["block_size"] + 1) * 8
+            train, _ = first_docs(iter_docs(art.train_docs), need)
             ranked = rank_by_short_finetune(model, finals, remapped, (train, texts), cfg)
             comparison["after_short_finetune"] = ranked
     strategy, chosen_by = choose(comparison, cfg)

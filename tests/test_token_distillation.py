@@ -87,3 +87,23 @@ def test_only_the_new_rows_are_learned(toy):
     assert all(torch.equal(state[k], v) for k, v in toy.model.state_dict().items())
     assert [p.requires_grad for p in toy.model.parameters()] == grads and not toy.model.training
     assert torch.equal(toy.wte, wte)
+
+
+def test_no_rules_give_empty_rows_for_every_learned_strategy(gpt2_bpe, toy):
+    """A run with no rules (num_reassign 0) still gets a (0, n_embd) block per learned strategy, which
+    final_rows takes as it is."""
+    from lib.init_rows import final_rows
+    from lib.token_distillation import learned_rows
+
+    cfg = {"init_strategy": "token-distillation", "compare_strategies": ["zeros"], "seed": 0}
+    learned, report = learned_rows(
+        toy.model, toy.wte, {}, (gpt2_bpe, toy.remapped), [], cfg, ["token-distillation", "zeros"]
+    )
+    assert list(learned) == ["token-distillation"] and learned["token-distillation"].shape == (
+        0,
+        32,
+    )
+    assert report == {}
+    _, finals = final_rows(toy.wte, {}, gpt2_bpe, cfg, learned)
+    assert set(finals) == {"token-distillation", "zeros"}
+    assert torch.equal(finals["token-distillation"], toy.wte)
