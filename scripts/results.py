@@ -36,7 +36,12 @@ def parse_args():
 def read(path):
     """The JSON at path, or None when the step has not run."""
     path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        die(f"{path}: not readable JSON ({e}); re-run the step that writes it")
 
 
 def pct(x, digits=2):

@@ -50,3 +50,8 @@ def test_missing_inputs_are_one_line(tmp_path):
     readme.write_text(README)
     proc = run_script("results.py", "--artifacts", tmp_path, "--readme", readme, check=False)
     assert "distill_validation.json is missing" in proc.stderr and readme.read_text() == README
+    (tmp_path / "analysis" / "reports").mkdir(parents=True)
+    (tmp_path / "analysis" / "reports" / "distill_validation.json").write_text("{truncated")
+    proc = run_script("results.py", "--artifacts", tmp_path, "--readme", readme, check=False)
+    assert "Traceback" not in proc.stderr and "not readable JSON" in proc.stderr
+    assert readme.read_text() == README
