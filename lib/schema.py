@@ -435,7 +435,10 @@ class AlignConfig(StepConfig):
     td_epochs: int = Field(2, ge=1, le=1000, description="passes over the snippets")
     td_batch_size: int = Field(16, ge=1, le=4096, description="snippets per step")
     td_output_weight: float = Field(
-        1.0, ge=0, description="weight of the output-side term of token-distillation-output"
+        1.0, ge=0, description="token-distillation-output: weight of the next-token KL term"
+    )
+    td_hidden_weight: float = Field(
+        0.0, ge=0, description="token-distillation-output: weight of the hidden-state term"
     )
 
     @model_validator(mode="after")

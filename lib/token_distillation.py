@@ -1,23 +1,27 @@
-"""Token distillation (Dobler et al., ICLR 2026): learn each new token's row so that the model's hidden
-states with the one new token match those it computes on the old multi-token split of the same text.
+"""Token distillation (Dobler et al., ICLR 2026): learn each new token's row so that the model behaves
+with the one new token as it does on the old multi-token split of the same text.
 
 The teacher is the model itself on GPT-2's tokens (the original tokenizer and rows): every new string of
 IVR is a sequence of GPT-2 tokens today, so no donor model is needed. The student is the same model on
 the remapped tokenizer's ids, with only the new rows trainable; every other parameter stays as it is.
+Both see the same train snippets; positions are compared where both tokenizations end on the same
+character (`aligned`).
 
-What is matched: the last hidden state (after the final layer norm) at every position where both
-tokenizations of a snippet end on the same character, from the first new token on. That state is what
-the output layer reads, so matching it makes the model's next-token predictions after the new token
-those it made after the old pieces; earlier layers are left free to represent the new token their way.
-Positions before the first new token see the same tokens in both, so they carry no signal.
-
-The tie: GPT-2's lm_head is wte, so a new row is also the new token's output row. The hidden-state term
-trains its input side only. `output_weight > 0` adds an output-side term: at the position before each new
-token, the student's log-probability of the new id is pulled toward the teacher's log-probability of the
-old pieces in a row (the product of their next-token probabilities).
+Two terms, weighted by Settings:
+  hidden (the paper's)  the mean squared distance of the last hidden states (after the final layer norm)
+                        at the aligned positions from the first new token on: the state the output layer
+                        reads, so the predictions after the new token become those after its old pieces.
+                        Earlier layers are left free to represent the new token their way.
+  output                KL(teacher || student) of the next-token distributions at every aligned position,
+                        the teacher's mapped onto the remapped vocabulary (`mapped_teacher`). GPT-2 ties
+                        lm_head to wte, so a new row is also its token's output row; the hidden term
+                        never looks at that side, and a row fit to the input alone over-predicts its token
+                        everywhere. The KL gives the row its negatives: at every position it is told how
+                        likely the teacher thinks the new string is, not only where it occurs.
 
     >>> snippets = collect_snippets(texts, (original, remapped), new_ids, sizes=(16, 32, 1024))
-    >>> rows, log = distill_rows(model, wte, new_ids, init, snippets, settings)
+    >>> vocab = vocab_of(model, wte, reassigned, original, snippets, batch_size=16)
+    >>> rows, log = distill_rows(model, wte, new_ids, init, snippets, settings, vocab)
 """
 
 import math
@@ -32,26 +36,41 @@ MONITOR = 512  # snippets the objective is reported on, each epoch
 @dataclass
 class Snippet:
     """One text window holding a new token, in both tokenizations: the student's (remapped) and the
-    teacher's (original) ids, the aligned positions (same end character) from the first new token on,
-    and for each new token whose start is a boundary of both (student position q, teacher positions of
-    its old pieces a..b-1): (q, a, b), for the output-side term."""
+    teacher's (original) ids; the aligned positions (same end character); the student position of the
+    first new token; and each new token whose start and end are boundaries of both, as (student position
+    q, teacher positions a..b-1 of its old pieces), a > 0 so that the teacher predicts them."""
 
     student: list
     teacher: list
     aligned: list  # [(student position, teacher position)]
+    first: int
     new_at: list  # [(q, a, b)]
 
 
 @dataclass
 class Settings:
-    """lr, epochs, batch_size and seed of the optimisation; output_weight of the output-side term (0: the
-    tied row learns from the hidden states alone)."""
+    """lr, epochs, batch_size and seed of the optimisation; the weights of the hidden-state and the
+    output-side terms."""
 
     lr: float
     epochs: int
     batch_size: int
     seed: int
     output_weight: float = 0.0
+    hidden_weight: float = 1.0
+
+
+@dataclass
+class Vocab:
+    """What maps the teacher's next-token distribution onto the remapped vocabulary: the new ids, each
+    one's first GPT-2 piece, the log-probability of the rest of its pieces once the first is there (the
+    teacher's mean over the snippets: `continuations`), and which ids were given away (their old strings
+    are no tokens of the student)."""
+
+    new_ids: torch.Tensor
+    first_piece: torch.Tensor
+    log_rest: torch.Tensor
+    given_away: torch.Tensor  # bool, one per id
 
 
 def ends(offsets):
@@ -59,10 +78,8 @@ def ends(offsets):
     return [end for _, end in offsets]
 
 
-def snippet_of(text, original, remapped, new_ids, focus=None):
-    """A Snippet of text, or None when the remapped tokenizer emits no new token in it. focus: the new
-    id the snippet was taken for; the output-side term then looks at its occurrences only (the window
-    holds other new tokens too, each of which has snippets of its own)."""
+def snippet_of(text, original, remapped, new_ids):
+    """A Snippet of text, or None when the remapped tokenizer emits no new token in it."""
     s = remapped.encode(text, add_special_tokens=False)
     t = original.encode(text, add_special_tokens=False)
     s_ids, s_offsets, t_offsets = s.ids, s.offsets, t.offsets  # one list each, not one per access
@@ -71,20 +88,13 @@ def snippet_of(text, original, remapped, new_ids, focus=None):
         return None
     teacher_at = {end: j for j, end in enumerate(ends(t_offsets))}
     aligned = [(q, teacher_at[end]) for q, end in enumerate(ends(s_offsets)) if end in teacher_at]
-    aligned = [(q, j) for q, j in aligned if q >= first]
     starts = {start: j for j, (start, _) in enumerate(t_offsets)}
     new_at = []
     for q, i in enumerate(s_ids):
         a, end = starts.get(s_offsets[q][0]), s_offsets[q][1]
-        if (
-            i in new_ids
-            and (focus is None or i == focus)
-            and q > 0
-            and a is not None
-            and end in teacher_at
-        ):
+        if i in new_ids and q > 0 and a and end in teacher_at:
             new_at.append((q, a, teacher_at[end] + 1))
-    return Snippet(list(s_ids), list(t.ids), aligned, new_at)
+    return Snippet(list(s_ids), list(t.ids), aligned, first, new_at)
 
 
 def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0):
@@ -108,7 +118,7 @@ def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0):
                 continue
             a, b = max(0, q - context), min(len(ids), q + context + 1)
             window = text[offsets[a][0] : offsets[b - 1][1]]
-            snippet = snippet_of(window, original, remapped, new_ids, focus=i) if window else None
+            snippet = snippet_of(window, original, remapped, new_ids) if window else None
             if snippet and snippet.aligned and len(snippet.teacher) <= max_tokens:
                 out.append(snippet)
                 wanted[i] -= 1
@@ -136,63 +146,130 @@ def student_embeds(wte, rows, slot, ids):
     return torch.where(is_new[..., None], rows[where.clamp(min=0)], emb)
 
 
-def batch_loss(model, wte, rows, slot, batch, output_weight):
-    """The objective on one batch of snippets: the mean squared distance of the student's last hidden
-    states to the teacher's at the aligned positions, plus output_weight x the mean squared gap of the
-    new tokens' log-probabilities (student) to those of their old pieces (teacher)."""
-    teacher_ids, teacher_mask = padded([s.teacher for s in batch])
+@torch.no_grad()
+def teacher(model, batch, distributions=True):
+    """The teacher on a batch: (last hidden states, and with distributions its next-token
+    log-probabilities [batch, len, vocab] by the model's own output rows, and prefix sums of the
+    log-probability of each actual next token: the pieces a..b-1 of a new token together have
+    log-probability sums[b - 1] - sums[a - 1])."""
+    ids, mask = padded([s.teacher for s in batch])
+    hidden = model.transformer(input_ids=ids, attention_mask=mask).last_hidden_state
+    if not distributions:
+        return hidden, None, None
+    logp = torch.log_softmax(model.lm_head(hidden).float(), -1)
+    actual = logp[:, :-1].gather(2, ids[:, 1:, None]).squeeze(2)
+    return hidden, logp, torch.nn.functional.pad(actual.cumsum(1), (1, 0))
+
+
+def occurrences(batch, slot):
+    """The new tokens of new_at as tensors (snippet, q, a, b, slot of its id), or None."""
+    rows = [
+        (k, q, a, b, int(slot[s.student[q]])) for k, s in enumerate(batch) for q, a, b in s.new_at
+    ]
+    return [torch.tensor(x) for x in zip(*rows)] if rows else None
+
+
+@torch.no_grad()
+def continuations(model, snippets, vocab_ids, batch_size, progress=True):
+    """Each new id's mean log-probability, under the teacher, of its old pieces after the first, over its
+    occurrences in the snippets (log 0.5 for an id without one): how likely the teacher is to complete
+    the new string once it has predicted the first piece."""
+    slot = slot_of(model.config.vocab_size, vocab_ids)
+    total, count = torch.zeros(len(vocab_ids)), torch.zeros(len(vocab_ids))
+    for b in tqdm(range(0, len(snippets), batch_size), desc="token distillation: teacher's continuations",
+                  unit="batch", leave=False, disable=not progress):  # fmt: skip
+        batch = snippets[b : b + batch_size]
+        # teacher position p predicts piece p + 1: the pieces a + 1 .. b - 1 of each occurrence
+        at = [(k, p, s.teacher[p + 1], int(slot[s.student[q]]))
+              for k, s in enumerate(batch) for q, a, b_ in s.new_at for p in range(a, b_ - 1)]  # fmt: skip
+        if not at:
+            continue
+        hidden, _, _ = teacher(model, batch, distributions=False)
+        k, p, piece, n = (torch.tensor(x) for x in zip(*at))
+        logp = torch.log_softmax(model.lm_head(hidden[k, p]).float(), -1)
+        total.index_add_(0, n, logp.gather(1, piece[:, None]).squeeze(1))
+        for s in batch:  # one count per occurrence, not per piece
+            for q, _, _ in s.new_at:
+                count[slot[s.student[q]]] += 1
+    return torch.where(count > 0, total / count.clamp(min=1), torch.tensor(math.log(0.5)))
+
+
+def slot_of(vocab_size, new_ids):
+    """slot[id] = the id's index in new_ids, -1 for the ids that keep their row."""
+    slot = torch.full((vocab_size,), -1, dtype=torch.long)
+    slot[torch.as_tensor(list(new_ids))] = torch.arange(len(new_ids))
+    return slot
+
+
+@torch.no_grad()
+def mapped_teacher(logp, vocab, exact):
+    """The teacher's next-token distribution [positions, vocab] as the student's vocabulary sees it:
+    a new id gets p(first piece) x p(rest | first piece) (the snippet's own pieces where it is the actual
+    next token: exact = (rows, slots, log-probabilities)), its first piece keeps what remains of its own
+    probability, the given-away strings get none; renormalised."""
+    p = logp.exp()
+    p_new = p[:, vocab.first_piece] * vocab.log_rest.exp()
+    rows, slots, logprob = exact
+    p_new[rows, slots] = logprob.exp()
+    p[:, vocab.given_away] = 0
+    p.index_add_(1, vocab.first_piece, -p_new).clamp_(min=0)
+    p[:, vocab.new_ids] = p_new
+    return p / p.sum(-1, keepdim=True)
+
+
+def batch_loss(model, wte, rows, slot, batch, settings, vocab):
+    """The objective on one batch: hidden_weight x the hidden-state term + output_weight x the KL term."""
+    t_hidden, t_logp, sums = teacher(model, batch, distributions=bool(settings.output_weight))
     student_ids, student_mask = padded([s.student for s in batch])
-    with torch.no_grad():
-        t_out = model.transformer(input_ids=teacher_ids, attention_mask=teacher_mask)
-    t_hidden = t_out.last_hidden_state
     s_hidden = model.transformer(
         inputs_embeds=student_embeds(wte, rows, slot, student_ids), attention_mask=student_mask
     ).last_hidden_state
-    pairs = [(k, q, j) for k, s in enumerate(batch) for q, j in s.aligned]
-    k, q, j = (torch.tensor(x) for x in zip(*pairs))
-    loss = (s_hidden[k, q] - t_hidden[k, j]).pow(2).sum(-1).mean()
-    if output_weight:
-        loss = loss + output_weight * output_term(
-            wte, rows, slot, batch, (s_hidden, t_hidden), student_ids
+    loss = torch.zeros(())
+    if settings.hidden_weight:
+        pairs = [(k, q, j) for k, s in enumerate(batch) for q, j in s.aligned if q >= s.first]
+        k, q, j = (torch.tensor(x) for x in zip(*pairs))
+        loss = (
+            loss + settings.hidden_weight * (s_hidden[k, q] - t_hidden[k, j]).pow(2).sum(-1).mean()
         )
+    if settings.output_weight:
+        kl = output_term(wte, rows, batch, (s_hidden, t_logp, sums), slot, vocab)
+        loss = loss + settings.output_weight * kl
     return loss
 
 
-def output_term(wte, rows, slot, batch, hidden, student_ids):
-    """Mean of (log p_student(new id | prefix) - log p_teacher(old pieces | prefix))^2 over the new
-    tokens whose start is a boundary of both tokenizations. The student's output rows are wte with the
-    new rows in (GPT-2's tie); the teacher's are wte alone. All positions in one product each, and only
-    the new rows' logits carry a gradient to the rows."""
-    s_hidden, t_hidden = hidden
-    student_at, teacher_at, old_of = (
-        [],
-        [],
-        [],
-    )  # (snippet, position), ..., occurrence of each old piece
-    for k, s in enumerate(batch):
-        for q, a, b in s.new_at:
-            student_at.append((k, q))
-            teacher_at += [(k, p, s.teacher[p + 1]) for p in range(a - 1, b - 1)]
-            old_of += [len(student_at) - 1] * (b - a)
-    if not student_at:
-        return torch.zeros(())
-    k, q = (torch.tensor(x) for x in zip(*student_at))
-    h = s_hidden[k, q - 1]  # the position before the new token predicts it
-    new_ids = (slot >= 0).nonzero().squeeze(1)
-    logits = (h @ wte.T).index_copy(1, new_ids, h @ rows[slot[new_ids]].T)
-    student = torch.log_softmax(logits, -1).gather(1, student_ids[k, q][:, None]).squeeze(1)
-    with torch.no_grad():
-        tk, tp, target = (torch.tensor(x) for x in zip(*teacher_at))
-        per_piece = torch.log_softmax(t_hidden[tk, tp] @ wte.T, -1).gather(1, target[:, None])
-        teacher = torch.zeros(len(student_at), dtype=per_piece.dtype)
-        teacher.index_add_(0, torch.tensor(old_of), per_piece.squeeze(1))
-    return (student - teacher).pow(2).mean()
+def output_term(wte, rows, batch, teacher_out, slot, vocab):
+    """Mean KL(mapped teacher || student) of the next-token distributions over the aligned positions.
+    The student's output rows are wte with the new rows in (GPT-2's tie); only the new rows' logits and
+    the hidden states after a new token carry a gradient to the rows."""
+    s_hidden, t_logp, sums = teacher_out
+    pairs = [(k, q, j) for k, s in enumerate(batch) for q, j in s.aligned]
+    k, q, j = (torch.tensor(x) for x in zip(*pairs))
+    row_of = torch.full((len(batch), max(len(s.student) for s in batch)), -1, dtype=torch.long)
+    row_of[k, q] = torch.arange(len(k))
+    exact = (torch.zeros(0, dtype=torch.long),) * 2 + (torch.zeros(0),)
+    occ = occurrences(batch, slot)
+    if (
+        occ is not None
+    ):  # the position before each new token predicts it; the teacher's pieces a..b-1
+        ok, oq, oa, ob, n = occ
+        at = row_of[ok, oq - 1]
+        keep = at >= 0
+        exact = (at[keep], n[keep], (sums[ok, ob - 1] - sums[ok, oa - 1])[keep])
+    target = mapped_teacher(t_logp[k, j], vocab, exact)
+    h = s_hidden[k, q]
+    logits = (h @ wte.T).index_copy(1, vocab.new_ids, h @ rows.T)
+    cross = -(target * torch.log_softmax(logits, -1)).sum(-1)
+    return (cross + (target * target.clamp(min=1e-30).log()).sum(-1)).mean()
 
 
-def distill_rows(model, wte, new_ids, init, snippets, settings, progress=True):
-    """The new rows (in the order of new_ids) after token distillation from init, and the objective's
-    mean per epoch on up to MONITOR evenly spaced snippets ([before, after epoch 1, ...]). model: a GPT-2 whose own rows are the original ones;
-    wte: the remapped matrix (new rows as init). Nothing of the model changes, and its modes are restored."""
+def distill_rows(model, wte, new_ids, init, snippets, settings, vocab=None, progress=True):
+    """The new rows (in the order of new_ids) after token distillation from init, and the
+    objective's mean per epoch on up to MONITOR evenly spaced snippets ([before, after epoch 1, ...]).
+    model: a GPT-2 whose own rows are the original ones; wte: the remapped matrix (new rows as init).
+    vocab: the Vocab (vocab_of) the output-side term needs. Nothing of the model changes, and its modes
+    are restored."""
+    if settings.output_weight and vocab is None:
+        raise ValueError("the output-side term needs the Vocab (vocab_of)")
     if not snippets:
         return init.clone(), []
     was_training = model.training
@@ -201,15 +278,14 @@ def distill_rows(model, wte, new_ids, init, snippets, settings, progress=True):
     for p in model.parameters():
         p.requires_grad_(False)
     wte = wte.detach().float()
-    slot = torch.full((wte.shape[0],), -1, dtype=torch.long)
-    slot[torch.tensor(list(new_ids))] = torch.arange(len(new_ids))
+    slot = slot_of(wte.shape[0], new_ids)
     rows = torch.nn.Parameter(init.detach().float().clone())
     optimizer = torch.optim.Adam([rows], lr=settings.lr)
     generator = torch.Generator().manual_seed(settings.seed)
     n_batches = math.ceil(len(snippets) / settings.batch_size)
     # the objective is followed on a fixed, evenly spaced subset: a full pass per epoch would cost as much
     monitor = snippets[:: max(1, len(snippets) // MONITOR)]
-    history = [mean_loss(model, wte, rows, slot, monitor, settings)]
+    history = [mean_loss(model, wte, rows, slot, monitor, settings, vocab)]
     try:
         for epoch in range(settings.epochs):
             order = torch.randperm(len(snippets), generator=generator).tolist()
@@ -217,14 +293,13 @@ def distill_rows(model, wte, new_ids, init, snippets, settings, progress=True):
                        leave=False, disable=not progress)  # fmt: skip
             for b in bar:
                 batch = [
-                    snippets[i]
-                    for i in order[b * settings.batch_size : (b + 1) * settings.batch_size]
+                    snippets[i] for i in order[b * settings.batch_size :][: settings.batch_size]
                 ]
-                loss = batch_loss(model, wte, rows, slot, batch, settings.output_weight)
+                loss = batch_loss(model, wte, rows, slot, batch, settings, vocab)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-            history.append(mean_loss(model, wte, rows, slot, monitor, settings))
+            history.append(mean_loss(model, wte, rows, slot, monitor, settings, vocab))
     finally:
         for p, r in zip(model.parameters(), requires):
             p.requires_grad_(r)
@@ -233,20 +308,29 @@ def distill_rows(model, wte, new_ids, init, snippets, settings, progress=True):
 
 
 @torch.no_grad()
-def mean_loss(model, wte, rows, slot, snippets, settings):
+def mean_loss(model, wte, rows, slot, snippets, settings, vocab):
     """The objective over all snippets, in batches (no gradient)."""
     total, n = 0.0, 0
     for b in range(0, len(snippets), settings.batch_size):
         batch = snippets[b : b + settings.batch_size]
-        total += float(batch_loss(model, wte, rows, slot, batch, settings.output_weight)) * len(
-            batch
-        )
+        total += float(batch_loss(model, wte, rows, slot, batch, settings, vocab)) * len(batch)
         n += len(batch)
     return round(total / max(n, 1), 6)
 
 
-# output-side weight of each learned strategy: None = the config's td_output_weight
-LEARNED = {"token-distillation": 0.0, "token-distillation-output": None}
+def vocab_of(model, wte, reassigned, original, snippets, batch_size):
+    """The Vocab of the rules: reassigned {id: rule with its new string's "text"}; the continuations
+    are measured on the snippets."""
+    ids = sorted(reassigned)
+    first = [original.encode(reassigned[i]["text"], add_special_tokens=False).ids[0] for i in ids]
+    given_away = torch.zeros(wte.shape[0], dtype=torch.bool)
+    given_away[torch.tensor(ids)] = True
+    rest = continuations(model, snippets, ids, batch_size)
+    return Vocab(torch.tensor(ids), torch.tensor(first), rest, given_away)
+
+
+# (hidden-state weight, output-side weight) of each learned strategy; None = the config's td_ key
+LEARNED = {"token-distillation": (1.0, 0.0), "token-distillation-output": (None, None)}
 
 
 def learned_rows(model, wte, reassigned, tokenizers, texts, cfg, strategies):
@@ -273,13 +357,26 @@ def learned_rows(model, wte, reassigned, tokenizers, texts, cfg, strategies):
     sizes = (cfg["td_snippets_per_token"], cfg["td_context_tokens"], model.config.n_positions)
     snippets = collect_snippets(texts, tokenizers, ids, sizes, cfg["td_max_train_chars"])
     covered = len({i for s in snippets for i in s.student if i in reassigned})
+    weights = {}
+    for strategy in wanted:  # (hidden, output), the config's where the strategy leaves them open
+        hidden, output = LEARNED[strategy]
+        weights[strategy] = (
+            cfg["td_hidden_weight"] if hidden is None else hidden,
+            cfg["td_output_weight"] if output is None else output,
+        )
+    vocab = None
+    if any(output for _, output in weights.values()):
+        vocab = vocab_of(model, wte, reassigned, original, snippets, cfg["td_batch_size"])
     out, report = {}, {"snippets": len(snippets), "new_tokens_with_snippets": covered, "runs": {}}
     for strategy in wanted:
-        weight = cfg["td_output_weight"] if LEARNED[strategy] is None else LEARNED[strategy]
-        settings = Settings(
-            cfg["td_lr"], cfg["td_epochs"], cfg["td_batch_size"], cfg["seed"], weight
-        )
-        out[strategy], history = distill_rows(model, student, ids, init, snippets, settings)
-        report["runs"][strategy] = {"output_weight": weight, "objective_by_epoch": history}
+        hidden, output = weights[strategy]
+        settings = Settings(cfg["td_lr"], cfg["td_epochs"], cfg["td_batch_size"], cfg["seed"],
+                            output, hidden)  # fmt: skip
+        out[strategy], history = distill_rows(model, student, ids, init, snippets, settings, vocab)
+        report["runs"][strategy] = {
+            "hidden_weight": hidden,
+            "output_weight": output,
+            "objective_by_epoch": history,
+        }
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return out, report

@@ -17,8 +17,9 @@ artifacts/embeddings/:
   init_comparison.json               held-out bits per byte (lib/evaluate.py) with the model carrying
                                      final_wte, for every strategy; GPT-2 as is for reference
 Strategies (lib/init_rows.py; the learned ones lib/token_distillation.py; configs/align.yaml says how each
-treats the tied row): token-distillation and token-distillation-output (rows learned so that the model's
-hidden states with the new token match its own on the old pieces, on train snippets), subword-mean (FVT),
+treats the tied row): token-distillation (rows learned so that the model's hidden states with the new
+token match its own on the old pieces, on train snippets) and token-distillation-output (its next-token
+distributions matched instead, new strings included), subword-mean (FVT),
 adaptivocab (-input, -output), mean, mean-cov, random, zeros; best = the one of compare_strategies with the
 lowest held-out bits per byte after a short fine-tune (rank_by: short_finetune) or before any training
 (rank_by: untrained). Reads the train split too (the snippets, the short fine-tune), and on the mini

@@ -6,7 +6,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lib.token_distillation import Settings, collect_snippets, distill_rows, snippet_of
+from lib.token_distillation import (
+    Settings,
+    Vocab,
+    collect_snippets,
+    continuations,
+    distill_rows,
+    mapped_teacher,
+    snippet_of,
+    vocab_of,
+)
 
 NEW_ID = 40000
 
@@ -46,31 +55,46 @@ def toy(gpt2_bpe):
     wte = model.get_input_embeddings().weight.detach().clone()
     init = wte[list(pair)].mean(0, keepdim=True)  # subword-mean
     wte[NEW_ID] = init[0]
+    vocab = vocab_of(model, wte, {NEW_ID: {"text": " return x"}}, gpt2_bpe, snippets, batch_size=8)
     return SimpleNamespace(
-        model=model, wte=wte, init=init, snippets=snippets, remapped=remapped, texts=texts
+        model=model,
+        wte=wte,
+        init=init,
+        snippets=snippets,
+        remapped=remapped,
+        texts=texts,
+        vocab=vocab,
     )
 
 
 def test_snippets_align_where_both_tokenizations_end_alike(gpt2_bpe, toy):
     """' return x' is one student token and two teacher tokens: the student position of the new token
-    aligns with the teacher's ' x', and its old pieces are the output-side term's target."""
+    aligns with the teacher's ' x', the positions before it align one to one, and its old pieces are
+    teacher positions q and q + 1."""
     s = snippet_of("    return x + y\n", gpt2_bpe, toy.remapped, {NEW_ID})
     q = s.student.index(NEW_ID)
-    assert len(s.teacher) == len(s.student) + 1 and (q, q + 1) in s.aligned
-    assert all(a >= q for a, _ in s.aligned) and s.new_at == [(q, q, q + 2)]
+    assert (
+        len(s.teacher) == len(s.student) + 1
+        and (q, q + 1) in s.aligned
+        and (q + 1, q + 1) not in s.aligned
+    )
+    assert (
+        s.first == q and [(p, p) for p in range(q)] == s.aligned[:q] and s.new_at == [(q, q, q + 2)]
+    )
     assert snippet_of("no new token here", gpt2_bpe, toy.remapped, {NEW_ID}) is None
     assert len(toy.snippets) == 16
     # a window longer than the model's positions in old tokens is left out
     assert collect_snippets(toy.texts, (gpt2_bpe, toy.remapped), [NEW_ID], sizes=(16, 16, 8)) == []
 
 
-@pytest.mark.parametrize("output_weight", [0.0, 1.0])
-def test_distillation_lowers_its_objective_deterministically(toy, output_weight):
-    settings = Settings(lr=1e-2, epochs=3, batch_size=8, seed=0, output_weight=output_weight)
-    rows, history = distill_rows(toy.model, toy.wte, [NEW_ID], toy.init, toy.snippets, settings)
-    again, history_again = distill_rows(
-        toy.model, toy.wte, [NEW_ID], toy.init, toy.snippets, settings
+@pytest.mark.parametrize("hidden, output", [(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
+def test_distillation_lowers_its_objective_deterministically(toy, hidden, output):
+    settings = Settings(
+        lr=1e-2, epochs=3, batch_size=8, seed=0, output_weight=output, hidden_weight=hidden
     )
+    args = (toy.model, toy.wte, [NEW_ID], toy.init, toy.snippets, settings, toy.vocab)
+    rows, history = distill_rows(*args)
+    again, history_again = distill_rows(*args)
     assert history[-1] < 0.9 * history[0] and history == sorted(history, reverse=True)
     assert torch.equal(rows, again) and history == history_again
     assert not torch.equal(rows, toy.init) and rows.shape == toy.init.shape
@@ -83,7 +107,7 @@ def test_only_the_new_rows_are_learned(toy):
     grads = [p.requires_grad for p in toy.model.parameters()]
     wte = toy.wte.clone()
     settings = Settings(lr=1e-2, epochs=1, batch_size=4, seed=0, output_weight=1.0)
-    distill_rows(toy.model, toy.wte, [NEW_ID], toy.init, toy.snippets, settings)
+    distill_rows(toy.model, toy.wte, [NEW_ID], toy.init, toy.snippets, settings, toy.vocab)
     assert all(torch.equal(state[k], v) for k, v in toy.model.state_dict().items())
     assert [p.requires_grad for p in toy.model.parameters()] == grads and not toy.model.training
     assert torch.equal(toy.wte, wte)
@@ -107,3 +131,36 @@ def test_no_rules_give_empty_rows_for_every_learned_strategy(gpt2_bpe, toy):
     _, finals = final_rows(toy.wte, {}, gpt2_bpe, cfg, learned)
     assert set(finals) == {"token-distillation", "zeros"}
     assert torch.equal(finals["token-distillation"], toy.wte)
+
+
+def test_the_teacher_is_mapped_onto_the_new_vocabulary():
+    """Id 3 is new with first piece 1 and p(rest | first) = 1/2; id 2 was given away. The new id gets
+    p(1) / 2, piece 1 keeps the other half, id 2 nothing; where the new id is the actual next token its
+    exact probability replaces the estimate; every row sums to 1."""
+    logp = torch.tensor([[0.4, 0.4, 0.1, 0.1], [0.1, 0.6, 0.2, 0.1]]).log()
+    given_away = torch.tensor([False, False, True, True])
+    vocab = Vocab(torch.tensor([3]), torch.tensor([1]), torch.tensor([0.5]).log(), given_away)
+    exact = (torch.tensor([1]), torch.tensor([0]), torch.tensor([0.3]).log())
+    p = mapped_teacher(logp, vocab, exact)
+    torch.testing.assert_close(p[0], torch.tensor([0.4, 0.2, 0.0, 0.2]) / 0.8)
+    torch.testing.assert_close(p[1], torch.tensor([0.1, 0.3, 0.0, 0.3]) / 0.7)
+
+
+def test_the_output_side_term_needs_the_vocab(toy):
+    settings = Settings(lr=1e-2, epochs=1, batch_size=4, seed=0, output_weight=1.0)
+    with pytest.raises(ValueError, match="Vocab"):
+        distill_rows(toy.model, toy.wte, [NEW_ID], toy.init, toy.snippets, settings)
+
+
+def test_continuations_are_the_teachers_probability_of_the_rest(toy):
+    """For ' return x' the rest is ' x': its mean log-probability under the model after ' return', over
+    the snippets' occurrences, computed here position by position."""
+    logps = []
+    with torch.no_grad():
+        for s in toy.snippets:
+            logits = toy.model(input_ids=torch.tensor([s.teacher])).logits[0]
+            for _, a, _ in s.new_at:
+                logps.append(torch.log_softmax(logits[a], -1)[s.teacher[a + 1]])
+    rest = continuations(toy.model, toy.snippets, [NEW_ID], batch_size=5)
+    torch.testing.assert_close(rest, torch.stack(logps).mean()[None], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(toy.vocab.log_rest, rest)
