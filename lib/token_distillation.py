@@ -20,7 +20,7 @@ Two terms, weighted by Settings:
                         likely the teacher thinks the new string is, not only where it occurs.
 
     >>> snippets = collect_snippets(texts, (original, remapped), new_ids, sizes=(16, 32, 1024))
-    >>> vocab = vocab_of(model, wte, reassigned, original, snippets, batch_size=16)
+    >>> vocab = vocab_of(reassigned, original, snippets, vocab_size=50257)
     >>> rows, log = distill_rows(model, wte, new_ids, init, snippets, settings, vocab)
 """
 
@@ -38,13 +38,15 @@ class Snippet:
     """One text window holding a new token, in both tokenizations: the student's (remapped) and the
     teacher's (original) ids; the aligned positions (same end character); the student position of the
     first new token; and each new token whose start and end are boundaries of both, as (student position
-    q, teacher positions a..b-1 of its old pieces), a > 0 so that the teacher predicts them."""
+    q, teacher positions a..b-1 of its old pieces), a > 0 so that the teacher predicts them; and the
+    position of the token the window was cut around, which `continuations` leaves out of its counts."""
 
     student: list
     teacher: list
     aligned: list  # [(student position, teacher position)]
     first: int
     new_at: list  # [(q, a, b)]
+    focus: int = -1  # student position of the new token the window was cut around (-1: none)
 
 
 @dataclass
@@ -63,8 +65,8 @@ class Settings:
 @dataclass
 class Vocab:
     """What maps the teacher's next-token distribution onto the remapped vocabulary: the new ids, each
-    one's first GPT-2 piece, the log-probability of the rest of its pieces once the first is there (the
-    teacher's mean over the snippets: `continuations`), and which ids were given away (their old strings
+    one's first GPT-2 piece, the log-probability that text going on with that piece goes on as the new
+    token (counted on the snippets: `continuations`), and which ids were given away (their old strings
     are no tokens of the student)."""
 
     new_ids: torch.Tensor
@@ -78,8 +80,9 @@ def ends(offsets):
     return [end for _, end in offsets]
 
 
-def snippet_of(text, original, remapped, new_ids):
-    """A Snippet of text, or None when the remapped tokenizer emits no new token in it."""
+def snippet_of(text, original, remapped, new_ids, focus_char=None):
+    """A Snippet of text, or None when the remapped tokenizer emits no new token in it. focus_char: where
+    the token the window was cut around starts."""
     s = remapped.encode(text, add_special_tokens=False)
     t = original.encode(text, add_special_tokens=False)
     s_ids, s_offsets, t_offsets = s.ids, s.offsets, t.offsets  # one list each, not one per access
@@ -94,7 +97,8 @@ def snippet_of(text, original, remapped, new_ids):
         a, end = starts.get(s_offsets[q][0]), s_offsets[q][1]
         if i in new_ids and q > 0 and a and end in teacher_at:
             new_at.append((q, a, teacher_at[end] + 1))
-    return Snippet(list(s_ids), list(t.ids), aligned, first, new_at)
+    focus = next((q for q, (start, _) in enumerate(s_offsets) if start == focus_char), -1)
+    return Snippet(list(s_ids), list(t.ids), aligned, first, new_at, focus)
 
 
 def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0):
@@ -118,7 +122,8 @@ def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0):
                 continue
             a, b = max(0, q - context), min(len(ids), q + context + 1)
             window = text[offsets[a][0] : offsets[b - 1][1]]
-            snippet = snippet_of(window, original, remapped, new_ids) if window else None
+            at = offsets[q][0] - offsets[a][0]
+            snippet = snippet_of(window, original, remapped, new_ids, at) if window else None
             if snippet and snippet.aligned and len(snippet.teacher) <= max_tokens:
                 out.append(snippet)
                 wanted[i] -= 1
@@ -169,29 +174,27 @@ def occurrences(batch, slot):
     return [torch.tensor(x) for x in zip(*rows)] if rows else None
 
 
-@torch.no_grad()
-def continuations(model, snippets, vocab_ids, batch_size, progress=True):
-    """Each new id's mean log-probability, under the teacher, of its old pieces after the first, over its
-    occurrences in the snippets (log 0.5 for an id without one): how likely the teacher is to complete
-    the new string once it has predicted the first piece."""
-    slot = slot_of(model.config.vocab_size, vocab_ids)
-    total, count = torch.zeros(len(vocab_ids)), torch.zeros(len(vocab_ids))
-    for b in tqdm(range(0, len(snippets), batch_size), desc="token distillation: teacher's continuations",
-                  unit="batch", leave=False, disable=not progress):  # fmt: skip
-        batch = snippets[b : b + batch_size]
-        # teacher position p predicts piece p + 1: the pieces a + 1 .. b - 1 of each occurrence
-        at = [(k, p, s.teacher[p + 1], int(slot[s.student[q]]))
-              for k, s in enumerate(batch) for q, a, b_ in s.new_at for p in range(a, b_ - 1)]  # fmt: skip
-        if not at:
-            continue
-        hidden, _, _ = teacher(model, batch, distributions=False)
-        k, p, piece, n = (torch.tensor(x) for x in zip(*at))
-        logp = torch.log_softmax(model.lm_head(hidden[k, p]).float(), -1)
-        total.index_add_(0, n, logp.gather(1, piece[:, None]).squeeze(1))
-        for s in batch:  # one count per occurrence, not per piece
-            for q, _, _ in s.new_at:
-                count[slot[s.student[q]]] += 1
-    return torch.where(count > 0, total / count.clamp(min=1), torch.tensor(math.log(0.5)))
+def continuations(snippets, new_ids, first_pieces):
+    """log p(the next token is the new id | the teacher's next token is its first piece), for each new id:
+    of the aligned positions where GPT-2's next token is that piece, the share where the remapped
+    tokenizer's next token is the new id (-inf when never). Counted, not taken from the model, so the new
+    ids that share a first piece (a newline and each indentation after it) share at most its probability.
+    The token each snippet was cut around is left out: it is there by construction."""
+    slot = {i: k for k, i in enumerate(new_ids)}
+    as_first = {piece: 0 for piece in first_pieces}
+    as_new = [0] * len(new_ids)
+    for s in snippets:
+        for q, j in s.aligned:
+            if q + 1 >= len(s.student) or j + 1 >= len(s.teacher) or q + 1 == s.focus:
+                continue
+            piece = s.teacher[j + 1]
+            if piece in as_first:
+                as_first[piece] += 1
+                k = slot.get(s.student[q + 1])
+                if k is not None and first_pieces[k] == piece:
+                    as_new[k] += 1
+    share = [n / as_first[p] if as_first[p] else 0.0 for n, p in zip(as_new, first_pieces)]
+    return torch.tensor(share, dtype=torch.float64).log().float()
 
 
 def slot_of(vocab_size, new_ids):
@@ -318,14 +321,14 @@ def mean_loss(model, wte, rows, slot, snippets, settings, vocab):
     return round(total / max(n, 1), 6)
 
 
-def vocab_of(model, wte, reassigned, original, snippets, batch_size):
+def vocab_of(reassigned, original, snippets, vocab_size):
     """The Vocab of the rules: reassigned {id: rule with its new string's "text"}; the continuations
-    are measured on the snippets."""
+    are counted on the snippets."""
     ids = sorted(reassigned)
     first = [original.encode(reassigned[i]["text"], add_special_tokens=False).ids[0] for i in ids]
-    given_away = torch.zeros(wte.shape[0], dtype=torch.bool)
+    given_away = torch.zeros(vocab_size, dtype=torch.bool)
     given_away[torch.tensor(ids)] = True
-    rest = continuations(model, snippets, ids, batch_size)
+    rest = continuations(snippets, ids, first)
     return Vocab(torch.tensor(ids), torch.tensor(first), rest, given_away)
 
 
@@ -366,7 +369,7 @@ def learned_rows(model, wte, reassigned, tokenizers, texts, cfg, strategies):
         )
     vocab = None
     if any(output for _, output in weights.values()):
-        vocab = vocab_of(model, wte, reassigned, original, snippets, cfg["td_batch_size"])
+        vocab = vocab_of(reassigned, original, snippets, wte.shape[0])
     out, report = {}, {"snippets": len(snippets), "new_tokens_with_snippets": covered, "runs": {}}
     for strategy in wanted:
         hidden, output = weights[strategy]

@@ -55,7 +55,7 @@ def toy(gpt2_bpe):
     wte = model.get_input_embeddings().weight.detach().clone()
     init = wte[list(pair)].mean(0, keepdim=True)  # subword-mean
     wte[NEW_ID] = init[0]
-    vocab = vocab_of(model, wte, {NEW_ID: {"text": " return x"}}, gpt2_bpe, snippets, batch_size=8)
+    vocab = vocab_of({NEW_ID: {"text": " return x"}}, gpt2_bpe, snippets, vocab_size=50257)
     return SimpleNamespace(
         model=model,
         wte=wte,
@@ -152,15 +152,18 @@ def test_the_output_side_term_needs_the_vocab(toy):
         distill_rows(toy.model, toy.wte, [NEW_ID], toy.init, toy.snippets, settings)
 
 
-def test_continuations_are_the_teachers_probability_of_the_rest(toy):
-    """For ' return x' the rest is ' x': its mean log-probability under the model after ' return', over
-    the snippets' occurrences, computed here position by position."""
-    logps = []
-    with torch.no_grad():
-        for s in toy.snippets:
-            logits = toy.model(input_ids=torch.tensor([s.teacher])).logits[0]
-            for _, a, _ in s.new_at:
-                logps.append(torch.log_softmax(logits[a], -1)[s.teacher[a + 1]])
-    rest = continuations(toy.model, toy.snippets, [NEW_ID], batch_size=5)
-    torch.testing.assert_close(rest, torch.stack(logps).mean()[None], atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(toy.vocab.log_rest, rest)
+def test_continuations_are_the_share_of_the_first_piece_that_becomes_the_new_token(gpt2_bpe, toy):
+    """' return' goes on as ' x' (the new token) in two of four lines and as ' y' in the others: the
+    share is counted over the positions where GPT-2's next token is ' return', leaving out the token
+    the window was cut around."""
+    text = "a = 1\n    return x\n    return y\n    return y\n    return x + 1\n"
+    first = gpt2_bpe.encode(" return").ids[0]
+    snippet = snippet_of(text, gpt2_bpe, toy.remapped, {NEW_ID})
+    torch.testing.assert_close(
+        continuations([snippet], [NEW_ID], [first]), torch.tensor([0.5]).log()
+    )
+    # cut around its first ' return x', that one is left out: 1 of the other 3
+    focused = snippet_of(text, gpt2_bpe, toy.remapped, {NEW_ID}, focus_char=text.index(" return x"))
+    assert focused.focus == focused.student.index(NEW_ID)
+    rest = continuations([focused], [NEW_ID], [first])
+    torch.testing.assert_close(rest, torch.tensor([1 / 3]).log())
