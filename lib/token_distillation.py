@@ -17,7 +17,8 @@ Two terms, weighted by Settings:
                         lm_head to wte, so a new row is also its token's output row; the hidden term
                         never looks at that side, and a row fit to the input alone over-predicts its token
                         everywhere. The KL gives the row its negatives: at every position it is told how
-                        likely the teacher thinks the new string is, not only where it occurs.
+                        likely the new string is there (the teacher's probability of its first piece,
+                        times how often that piece goes on as the new string), not only where it occurs.
 
     >>> snippets = collect_snippets(texts, (original, remapped), new_ids, sizes=(16, 32, 1024))
     >>> vocab = vocab_of(reassigned, original, snippets, vocab_size=50257)
