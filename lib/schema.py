@@ -449,6 +449,17 @@ class AlignConfig(StepConfig):
             )
         return self
 
+    @model_validator(mode="after")
+    def _distillation_has_an_objective(self):
+        used = self.init_strategy == "token-distillation-output" or (
+            self.init_strategy == "best" and "token-distillation-output" in self.compare_strategies
+        )
+        if used and not (self.td_output_weight or self.td_hidden_weight):
+            raise ValueError(
+                "token-distillation-output needs td_output_weight or td_hidden_weight above 0"
+            )
+        return self
+
 
 # --- 08 train and 10 pretrain: the keys of the one training loop (lib/train.py)
 class LoopConfig(StepConfig):

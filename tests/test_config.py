@@ -103,6 +103,7 @@ def append(path, line):
         ("train", "schedule: cosin", "key 'schedule' must be one of"),
         ("init", "tiny_n_head: 3", "tiny_n_embd (64) must be a multiple of tiny_n_head (3)"),
         ("align", "compare_strategies: []", "init_strategy 'best' needs compare_strategies"),
+        ("align", "td_output_weight: 0", "needs td_output_weight or td_hidden_weight above 0"),
     ],
 )
 def test_bad_value_in_the_base_file_names_file_line_and_key(configs_copy, step, line, says):
