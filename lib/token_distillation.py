@@ -125,7 +125,9 @@ def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0):
             window = text[offsets[a][0] : offsets[b - 1][1]]
             at = offsets[q][0] - offsets[a][0]
             snippet = snippet_of(window, original, remapped, new_ids, at) if window else None
-            if snippet and snippet.aligned and len(snippet.teacher) <= max_tokens:
+            # the hidden-state term needs an aligned position from the first new token on
+            kept = snippet and any(q >= snippet.first for q, _ in snippet.aligned)
+            if kept and len(snippet.teacher) <= max_tokens:
                 out.append(snippet)
                 wanted[i] -= 1
                 if not wanted[i]:
@@ -252,9 +254,8 @@ def output_term(wte, rows, batch, teacher_out, slot, vocab):
     row_of[k, q] = torch.arange(len(k))
     exact = (torch.zeros(0, dtype=torch.long),) * 2 + (torch.zeros(0),)
     occ = occurrences(batch, slot)
-    if (
-        occ is not None
-    ):  # the position before each new token predicts it; the teacher's pieces a..b-1
+    if occ is not None:
+        # the position before each new token predicts it, as the teacher's pieces a..b-1 in a row
         ok, oq, oa, ob, n = occ
         at = row_of[ok, oq - 1]
         keep = at >= 0
@@ -348,9 +349,8 @@ def learned_rows(model, wte, reassigned, tokenizers, texts, cfg, strategies):
     wanted = [s for s in dict.fromkeys(strategies) if s in LEARNED]
     if not wanted:
         return {}, {}
-    if (
-        not reassigned
-    ):  # no rules: no rows to learn, and final_rows still gets one (empty) per strategy
+    if not reassigned:
+        # no rules: no rows to learn, and final_rows still gets one (empty) per strategy
         return {s: wte[:0].clone() for s in wanted}, {}
     t0 = time.perf_counter()
     original, remapped = tokenizers
