@@ -180,6 +180,9 @@ $(REMAP_OUT) &: $(REMAP_DEPS) | $(VENV_STAMP)
 	$(RUN)
 
 # --- 07 align: embedding rows moved per the rules, new rows initialised
+# (+ the general text token distillation also reads, when the profile's align.yaml names one in td_general_docs)
+TD_GENERAL := $(shell grep -hs '^td_general_docs:' $(call cfg,align) | tail -1 | awk '{print $$2}' | tr -d "\"'")
+TD_GENERAL_DOCS := $(if $(TD_GENERAL),$(if $(filter /%,$(TD_GENERAL)),$(TD_GENERAL),$(ARTIFACTS)/$(TD_GENERAL)))
 ALIGN_OUT := $(EMB)/original_wte.pt $(EMB)/original_wpe.pt $(EMB)/aligned_wte.pt $(EMB)/final_wte.pt $(EMB)/init_comparison.json
 ALIGN_DEPS := \
 	scripts/07_align.py \
@@ -193,6 +196,7 @@ ALIGN_DEPS := \
 	$(CLEANED)/train.jsonl \
 	$(CLEANED)/heldout.jsonl \
 	$(if $(MINI_MODEL),$(GENERAL)/heldout.jsonl) \
+	$(TD_GENERAL_DOCS) \
 	$(REMAPPED)/tokenizer.json \
 	$(REPORTS)/remap_rules.yaml \
 	$(PROFILE_STAMP)

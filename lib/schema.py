@@ -431,6 +431,19 @@ class AlignConfig(StepConfig):
     td_max_train_chars: int = Field(
         0, ge=0, description="train text read for the snippets (characters); 0 = all"
     )
+    td_count_chars: int = Field(
+        3_000_000,
+        ge=1,
+        description="train text the continuation shares are counted on (characters)",
+    )
+    td_general_docs: str = Field(
+        "",
+        description="general text (jsonl) to distil on as well: relative to the artifacts folder, or "
+        "absolute; empty = the domain only",
+    )
+    td_general_max_chars: int = Field(
+        3_000_000, ge=1, description="general text read for its snippets and shares (characters)"
+    )
     td_lr: float = Field(1e-3, gt=0, le=1, description="Adam's learning rate on the new rows")
     td_epochs: int = Field(2, ge=1, le=1000, description="passes over the snippets")
     td_batch_size: int = Field(16, ge=1, le=4096, description="snippets per step")

@@ -48,6 +48,7 @@ class Snippet:
     first: int
     new_at: list  # [(q, a, b)]
     focus: int = -1  # student position of the new token the window was cut around (-1: none)
+    kind: int = 0  # the text it was cut from: 0 the domain, 1 general text (td_general_docs)
 
 
 @dataclass
@@ -66,14 +67,17 @@ class Settings:
 @dataclass
 class Vocab:
     """What maps the teacher's next-token distribution onto the remapped vocabulary: the new ids, each
-    one's first GPT-2 piece, the log-probability that text going on with that piece goes on as the new
-    token (counted on the snippets: `continuations`), and which ids were given away (their old strings
-    are no tokens of the student)."""
+    one's first and second GPT-2 pieces (-1: none), the log-probability that text going on with the first
+    piece (log_rest), or with the first two (log_rest2), goes on as the new token (counted on the
+    snippets of each kind of text: `continuations`, [kinds, new ids]), and which ids were given away
+    (their old strings are no tokens of the student)."""
 
     new_ids: torch.Tensor
     first_piece: torch.Tensor
     log_rest: torch.Tensor
     given_away: torch.Tensor  # bool, one per id
+    second_piece: torch.Tensor | None = None
+    log_rest2: torch.Tensor | None = None
 
 
 def ends(offsets):
@@ -102,12 +106,12 @@ def snippet_of(text, original, remapped, new_ids, focus_char=None):
     return Snippet(list(s_ids), list(t.ids), aligned, first, new_at, focus)
 
 
-def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0):
+def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0, kind=0):
     """Up to per_token snippets for each new id: windows of about `context` tokens either side of the
     id's occurrences in texts (document order, so the same texts give the same snippets), re-encoded by
     both tokenizers (GPT-2's, the remapped one); a window whose old tokens exceed max_tokens (the model's
     positions) is left out. sizes: (per_token, context, max_tokens). max_chars > 0 stops reading texts
-    after that many characters."""
+    after that many characters. kind: the Snippets' kind (0 the domain, 1 general text)."""
     original, remapped = tokenizers
     per_token, context, max_tokens = sizes
     new_ids, wanted = set(new_ids), dict.fromkeys(new_ids, per_token)
@@ -128,10 +132,34 @@ def collect_snippets(texts, tokenizers, new_ids, sizes, max_chars=0):
             # the hidden-state term needs an aligned position from the first new token on
             kept = snippet and any(q >= snippet.first for q, _ in snippet.aligned)
             if kept and len(snippet.teacher) <= max_tokens:
+                snippet.kind = kind
                 out.append(snippet)
                 wanted[i] -= 1
                 if not wanted[i]:
                     del wanted[i]
+    return out
+
+
+def contiguous_snippets(texts, tokenizers, max_chars, kind=0, chunk_chars=2000):
+    """Every position of the first max_chars characters of texts, as Snippets of chunk_chars each (not
+    trained on, counted on: `continuations` on windows cut around the new tokens would overstate how often
+    text goes on as them)."""
+    original, remapped = tokenizers
+    out, read = [], 0
+    for text in tqdm(texts, desc="continuation counts", unit="doc", leave=False):
+        if read >= max_chars:
+            break
+        text = text[: max_chars - read]
+        read += len(text)
+        for start in range(0, len(text), chunk_chars):
+            chunk = text[start : start + chunk_chars]
+            s = remapped.encode(chunk, add_special_tokens=False)
+            t = original.encode(chunk, add_special_tokens=False)
+            teacher_at = {end: j for j, end in enumerate(ends(t.offsets))}
+            aligned = [
+                (q, teacher_at[end]) for q, end in enumerate(ends(s.offsets)) if end in teacher_at
+            ]
+            out.append(Snippet(list(s.ids), list(t.ids), aligned, len(s.ids), [], -1, kind))
     return out
 
 
@@ -177,26 +205,36 @@ def occurrences(batch, slot):
     return [torch.tensor(x) for x in zip(*rows)] if rows else None
 
 
-def continuations(snippets, new_ids, first_pieces):
-    """log p(the next token is the new id | the teacher's next token is its first piece), for each new id:
-    of the aligned positions where GPT-2's next token is that piece, the share where the remapped
-    tokenizer's next token is the new id (-inf when never). Counted, not taken from the model, so the new
-    ids that share a first piece (a newline and each indentation after it) share at most its probability.
-    The token each snippet was cut around is left out: it is there by construction."""
+def continuations(snippets, new_ids, prefixes):
+    """log p(the next token is the new id | GPT-2's next tokens are its prefix), for each new id and its
+    prefix (a tuple of its first GPT-2 pieces): of the aligned positions where GPT-2's next tokens are that
+    prefix, the share where the remapped tokenizer's next token is the new id (-inf when never). Counted,
+    not taken from the model, so the new ids that share a prefix (a newline and each indentation after it)
+    share at most its probability. The token each snippet was cut around is left out: it is there by
+    construction. Counted apart for each kind of snippet (the domain, general text): [kinds, new ids].
+
+    >>> continuations(snippets, [NEW], [(first,)])  # first seen 4 times, 2 of them as NEW: [[log 0.5]]
+    """
     slot = {i: k for k, i in enumerate(new_ids)}
-    as_first = {piece: 0 for piece in first_pieces}
-    as_new = [0] * len(new_ids)
+    kinds = 1 + max((s.kind for s in snippets), default=0)
+    as_prefix = [dict.fromkeys(prefixes, 0) for _ in range(kinds)]
+    as_new = [[0] * len(new_ids) for _ in range(kinds)]
+    lengths = sorted({len(prefix) for prefix in prefixes})
     for s in snippets:
         for q, j in s.aligned:
             if q + 1 >= len(s.student) or j + 1 >= len(s.teacher) or q + 1 == s.focus:
                 continue
-            piece = s.teacher[j + 1]
-            if piece in as_first:
-                as_first[piece] += 1
-                k = slot.get(s.student[q + 1])
-                if k is not None and first_pieces[k] == piece:
-                    as_new[k] += 1
-    share = [n / as_first[p] if as_first[p] else 0.0 for n, p in zip(as_new, first_pieces)]
+            for n in lengths:
+                prefix = tuple(s.teacher[j + 1 : j + 1 + n])
+                if prefix in as_prefix[s.kind]:
+                    as_prefix[s.kind][prefix] += 1
+                    k = slot.get(s.student[q + 1])
+                    if k is not None and prefixes[k] == prefix:
+                        as_new[s.kind][k] += 1
+    share = [
+        [n / seen[p] if seen[p] else 0.0 for n, p in zip(counts, prefixes)]
+        for counts, seen in zip(as_new, as_prefix)
+    ]
     return torch.tensor(share, dtype=torch.float64).log().float()
 
 
@@ -208,13 +246,26 @@ def slot_of(vocab_size, new_ids):
 
 
 @torch.no_grad()
-def mapped_teacher(logp, vocab, exact):
+def mapped_teacher(logp, vocab, exact, lookahead=None, kind=None):
     """The teacher's next-token distribution [positions, vocab] as the student's vocabulary sees it:
-    a new id gets p(first piece) x p(rest | first piece) (the snippet's own pieces where it is the actual
-    next token: exact = (rows, slots, log-probabilities)), its first piece keeps what remains of its own
-    probability, the given-away strings get none; renormalised."""
+    a new id gets p(first piece) x p(rest | first piece), its first piece keeps what remains of its own
+    probability, the given-away strings get none; renormalised.
+    p(rest | first piece) is the teacher's own as far as it has seen the text: the snippet's pieces where
+    the new id is the actual next token (exact = (rows, slots, log-probabilities)); where the actual next
+    token is the first piece, the teacher's probability of the second piece one position on times the
+    counted share beyond it (lookahead = (rows, their actual next token, the log-probability of each new
+    id's second piece one position on [rows, new ids]));
+    elsewhere the counted share of the first piece (vocab.log_rest). The shares are those of each row's
+    kind of text (kind [positions]; default: all the domain's).
+    """
     p = logp.exp()
-    p_new = p[:, vocab.first_piece] * vocab.log_rest.exp()
+    kind = torch.zeros(len(p), dtype=torch.long) if kind is None else kind
+    p_new = p[:, vocab.first_piece] * vocab.log_rest[kind].exp()
+    if lookahead is not None and vocab.log_rest2 is not None:
+        rows, next_token, logp_second = lookahead
+        seen = (vocab.first_piece == next_token[:, None]) & (vocab.second_piece >= 0)
+        known = p[rows][:, vocab.first_piece] * (logp_second + vocab.log_rest2[kind[rows]]).exp()
+        p_new[rows] = torch.where(seen, known, p_new[rows])
     rows, slots, logprob = exact
     p_new[rows, slots] = logprob.exp()
     p[:, vocab.given_away] = 0
@@ -260,11 +311,32 @@ def output_term(wte, rows, batch, teacher_out, slot, vocab):
         at = row_of[ok, oq - 1]
         keep = at >= 0
         exact = (at[keep], n[keep], (sums[ok, ob - 1] - sums[ok, oa - 1])[keep])
-    target = mapped_teacher(t_logp[k, j], vocab, exact)
+    kind = torch.tensor([batch[s].kind for s, _, _ in pairs])
+    lookahead = lookahead_of(batch, pairs, t_logp, vocab)
+    target = mapped_teacher(t_logp[k, j], vocab, exact, lookahead, kind)
     h = s_hidden[k, q]
     logits = (h @ wte.T).index_copy(1, vocab.new_ids, h @ rows.T)
     cross = -(target * torch.log_softmax(logits, -1)).sum(-1)
     return (cross + (target * target.clamp(min=1e-30).log()).sum(-1)).mean()
+
+
+def lookahead_of(batch, pairs, t_logp, vocab):
+    """mapped_teacher's lookahead: the pairs (k, q, j) whose next teacher token is some new id's first
+    piece, that token, and the teacher's log-probability of each new id's second piece one position on
+    (given the first piece, so p(first) x that is the teacher's own probability of the first two)."""
+    if vocab.second_piece is None:
+        return None
+    firsts = set(vocab.first_piece.tolist())
+    found = [
+        (r, k, j + 1, batch[k].teacher[j + 1])
+        for r, (k, _, j) in enumerate(pairs)
+        if j + 1 < len(batch[k].teacher) and batch[k].teacher[j + 1] in firsts
+    ]
+    if not found:
+        return None
+    rows, k, after, next_token = (torch.tensor(x) for x in zip(*found))
+    second = vocab.second_piece.clamp(min=0)
+    return rows, next_token, t_logp[k[:, None], after[:, None], second[None, :]]
 
 
 def distill_rows(model, wte, new_ids, init, snippets, settings, vocab=None, progress=True):
@@ -323,25 +395,29 @@ def mean_loss(model, wte, rows, slot, snippets, settings, vocab):
     return round(total / max(n, 1), 6)
 
 
-def vocab_of(reassigned, original, snippets, vocab_size):
+def vocab_of(reassigned, original, counted_on, vocab_size):
     """The Vocab of the rules: reassigned {id: rule with its new string's "text"}; the continuations
-    are counted on the snippets."""
+    are counted on the Snippets counted_on (contiguous_snippets), each kind apart."""
     ids = sorted(reassigned)
-    first = [original.encode(reassigned[i]["text"], add_special_tokens=False).ids[0] for i in ids]
+    pieces = [original.encode(reassigned[i]["text"], add_special_tokens=False).ids for i in ids]
     given_away = torch.zeros(vocab_size, dtype=torch.bool)
     given_away[torch.tensor(ids)] = True
-    rest = continuations(snippets, ids, first)
-    return Vocab(torch.tensor(ids), torch.tensor(first), rest, given_away)
+    rest = continuations(counted_on, ids, [tuple(p[:1]) for p in pieces])
+    rest2 = continuations(counted_on, ids, [tuple(p[:2]) for p in pieces])
+    first = torch.tensor([p[0] for p in pieces])
+    second = torch.tensor([p[1] if len(p) > 1 else -1 for p in pieces])
+    return Vocab(torch.tensor(ids), first, rest, given_away, second, rest2)
 
 
 # (hidden-state weight, output-side weight) of each learned strategy; None = the config's td_ key
 LEARNED = {"token-distillation": (1.0, 0.0), "token-distillation-output": (None, None)}
 
 
-def learned_rows(model, wte, reassigned, tokenizers, texts, cfg, strategies):
+def learned_rows(model, wte, reassigned, tokenizers, corpora, cfg, strategies):
     """{strategy: the rules' rows} for the learned strategies among `strategies`, each distilled from the
-    td_init rows on snippets of texts (the train split); and what was done, for init_comparison.json.
-    tokenizers: (GPT-2's, the remapped one)."""
+    td_init rows on snippets of the train split (and of general text, td_general_docs); and what was done,
+    for init_comparison.json. tokenizers: (GPT-2's, the remapped one); corpora: (the train split's jsonl,
+    the general text's jsonl or None)."""
     import time
 
     from lib.init_rows import init_rows
@@ -353,14 +429,12 @@ def learned_rows(model, wte, reassigned, tokenizers, texts, cfg, strategies):
         # no rules: no rows to learn, and final_rows still gets one (empty) per strategy
         return {s: wte[:0].clone() for s in wanted}, {}
     t0 = time.perf_counter()
-    original, remapped = tokenizers
+    original = tokenizers[0]
     ids = sorted(reassigned)
     init = init_rows(cfg["td_init"], wte, [reassigned[i] for i in ids], original, cfg["seed"])
     student = wte.clone()
     student[torch.tensor(ids)] = init
-    sizes = (cfg["td_snippets_per_token"], cfg["td_context_tokens"], model.config.n_positions)
-    snippets = collect_snippets(texts, tokenizers, ids, sizes, cfg["td_max_train_chars"])
-    covered = len({i for s in snippets for i in s.student if i in reassigned})
+    snippets, counted_on, report = training_text(model, ids, tokenizers, corpora, cfg)
     weights = {}
     for strategy in wanted:  # (hidden, output), the config's where the strategy leaves them open
         hidden, output = LEARNED[strategy]
@@ -370,8 +444,12 @@ def learned_rows(model, wte, reassigned, tokenizers, texts, cfg, strategies):
         )
     vocab = None
     if any(output for _, output in weights.values()):
-        vocab = vocab_of(reassigned, original, snippets, wte.shape[0])
-    out, report = {}, {"snippets": len(snippets), "new_tokens_with_snippets": covered, "runs": {}}
+        vocab = vocab_of(reassigned, original, counted_on, wte.shape[0])
+        shares = vocab.log_rest.exp().mean(1).tolist()
+        report["mean_continuation_share"] = {
+            kind: round(share, 4) for kind, share in zip(("domain", "general"), shares)
+        }
+    out, report["runs"] = {}, {}
     for strategy in wanted:
         hidden, output = weights[strategy]
         settings = Settings(cfg["td_lr"], cfg["td_epochs"], cfg["td_batch_size"], cfg["seed"],
@@ -384,3 +462,25 @@ def learned_rows(model, wte, reassigned, tokenizers, texts, cfg, strategies):
         }
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return out, report
+
+
+def training_text(model, ids, tokenizers, corpora, cfg):
+    """(the snippets trained on, the contiguous ones the shares are counted on, what they hold): from the
+    train split (kind 0) and, when given, general text (kind 1), so that the rows also learn where the new
+    strings are rare."""
+    from lib.files import iter_docs
+
+    train, general = corpora
+    sizes = (cfg["td_snippets_per_token"], cfg["td_context_tokens"], model.config.n_positions)
+    snippets = collect_snippets(iter_docs(train), tokenizers, ids, sizes, cfg["td_max_train_chars"])
+    counted_on = contiguous_snippets(iter_docs(train), tokenizers, cfg["td_count_chars"])
+    new_ids = set(ids)
+    covered = len({i for s in snippets for i in s.student if i in new_ids})
+    report = {"snippets": len(snippets), "new_tokens_with_snippets": covered}
+    if general is not None:
+        limit = cfg["td_general_max_chars"]
+        extra = collect_snippets(iter_docs(general), tokenizers, ids, sizes, limit, kind=1)
+        counted_on += contiguous_snippets(iter_docs(general), tokenizers, limit, kind=1)
+        snippets += extra
+        report["general_snippets"] = len(extra)
+    return snippets, counted_on, report

@@ -141,6 +141,19 @@ def the_model(art, cfg):
     return model, source.name, source.smoke
 
 
+def general_docs(art, cfg):
+    """td_general_docs as a path (a relative one under the artifacts folder), or None when unset."""
+    if not cfg["td_general_docs"]:
+        return None
+    path = art.root / cfg["td_general_docs"]  # an absolute path stays as it is
+    if not path.is_file():
+        die(
+            f'td_general_docs: {path} is not a file; give a jsonl of general text ({{"text": ...}} per '
+            f'line; on the mini profile `make pretrain PROFILE=mini` writes it) or set it to ""'
+        )
+    return path
+
+
 @dataclass
 class Embeddings:
     """The model's token and position rows, the aligned rows (reassigned ones zero) and the final ones."""
@@ -212,9 +225,9 @@ def main():
     # 2. the learned rows (token distillation on train snippets), then every strategy's final rows,
     #    compared on held-out text before any training
     strategies = [cfg["init_strategy"], *cfg["compare_strategies"]]
-    train_texts = iter_docs(require(art.train_docs, "corpus"))
+    corpora = (require(art.train_docs, "corpus"), general_docs(art, cfg))
     learned, distilled = learned_rows(
-        model, wte, reassigned, (original, remapped), train_texts, cfg, strategies
+        model, wte, reassigned, (original, remapped), corpora, cfg, strategies
     )
     aligned, finals = final_rows(wte, reassigned, original, cfg, learned)
     comparison = {"model": name, "smoke_tiny_random_model": smoke, "strategies": {}}

@@ -866,6 +866,29 @@ def test_align_other_strategies(built, tmp_path):
     assert 0.5 * original.std().item() < std < 1.5 * original.std().item()
 
 
+def test_align_distils_on_general_text_when_given(built, tmp_path):
+    """td_general_docs: token distillation also cuts snippets from that text and counts its shares apart;
+    a path that is no file stops 07 in one line that names the key, before anything is written."""
+    art, configs = built["art"], built["configs"]
+    general = art / "corpora" / "cleaned" / "heldout.jsonl"  # any jsonl of text will do
+    flags = ["--init-strategy", "token-distillation-output", "--td-epochs", "1"]
+    out = tmp_path / "with-general"
+    assert run_step("07_align", art, configs, *flags, "--td-general-docs", str(general),
+                    "--embeddings-output-dir", str(out), profile="quick") == 0  # fmt: skip
+    distilled = json.loads((out / "init_comparison.json").read_text(encoding="utf-8"))
+    distilled = distilled["token_distillation"]
+    assert distilled["general_snippets"] > 0 and set(distilled["mean_continuation_share"]) == {
+        "domain",
+        "general",
+    }
+    missing = tmp_path / "no-such.jsonl"
+    assert run_step("07_align", art, configs, *flags, "--td-general-docs", str(missing),
+                    "--embeddings-output-dir", str(tmp_path / "e2"), profile="quick") == 2  # fmt: skip
+    message = last_error(art, "07_align")
+    assert "td_general_docs" in message and str(missing) in message
+    assert not (tmp_path / "e2" / "final_wte.pt").exists()
+
+
 # -----------------------------------------------------------------------------
 # bad input: one-line errors
 

@@ -10,6 +10,7 @@ from lib.token_distillation import (
     Settings,
     Vocab,
     collect_snippets,
+    contiguous_snippets,
     continuations,
     distill_rows,
     mapped_teacher,
@@ -55,7 +56,8 @@ def toy(gpt2_bpe):
     wte = model.get_input_embeddings().weight.detach().clone()
     init = wte[list(pair)].mean(0, keepdim=True)  # subword-mean
     wte[NEW_ID] = init[0]
-    vocab = vocab_of({NEW_ID: {"text": " return x"}}, gpt2_bpe, snippets, vocab_size=50257)
+    counted_on = contiguous_snippets(texts, (gpt2_bpe, remapped), max_chars=10**6)
+    vocab = vocab_of({NEW_ID: {"text": " return x"}}, gpt2_bpe, counted_on, vocab_size=50257)
     return SimpleNamespace(
         model=model,
         wte=wte,
@@ -139,11 +141,30 @@ def test_the_teacher_is_mapped_onto_the_new_vocabulary():
     exact probability replaces the estimate; every row sums to 1."""
     logp = torch.tensor([[0.4, 0.4, 0.1, 0.1], [0.1, 0.6, 0.2, 0.1]]).log()
     given_away = torch.tensor([False, False, True, True])
-    vocab = Vocab(torch.tensor([3]), torch.tensor([1]), torch.tensor([0.5]).log(), given_away)
+    vocab = Vocab(torch.tensor([3]), torch.tensor([1]), torch.tensor([[0.5]]).log(), given_away)
     exact = (torch.tensor([1]), torch.tensor([0]), torch.tensor([0.3]).log())
     p = mapped_teacher(logp, vocab, exact)
     torch.testing.assert_close(p[0], torch.tensor([0.4, 0.2, 0.0, 0.2]) / 0.8)
     torch.testing.assert_close(p[1], torch.tensor([0.1, 0.3, 0.0, 0.3]) / 0.7)
+
+
+def test_where_the_next_token_is_the_first_piece_the_teacher_looks_one_position_on():
+    """Row 0's actual next token is piece 1, and one position on the teacher gives the new id's second
+    piece (0) 1/4: the new id gets p(1) x 1/4 x the counted share beyond the two pieces (0.8), not the
+    first piece's counted share; row 1 keeps the counted estimate."""
+    logp = torch.tensor([[0.4, 0.4, 0.1, 0.1], [0.1, 0.6, 0.2, 0.1]]).log()
+    given_away = torch.tensor([False, False, True, True])
+    vocab = Vocab(torch.tensor([3]), torch.tensor([1]), torch.tensor([[0.5]]).log(), given_away,
+                  torch.tensor([0]), torch.tensor([[0.8]]).log())  # fmt: skip
+    none = (torch.zeros(0, dtype=torch.long),) * 2 + (torch.zeros(0),)
+    lookahead = (torch.tensor([0]), torch.tensor([1]), torch.tensor([[0.25]]).log())
+    p = mapped_teacher(logp, vocab, none, lookahead)
+    torch.testing.assert_close(p[0], torch.tensor([0.4, 0.32, 0.0, 0.08]) / 0.8)
+    torch.testing.assert_close(p[1], torch.tensor([0.1, 0.3, 0.0, 0.3]) / 0.7)
+    # a next token that is not the new id's first piece leaves the row to the counted share
+    other = (torch.tensor([0]), torch.tensor([0]), torch.tensor([[0.25]]).log())
+    torch.testing.assert_close(mapped_teacher(logp, vocab, none, other)[0],
+                               torch.tensor([0.4, 0.2, 0.0, 0.2]) / 0.8)  # fmt: skip
 
 
 def test_the_output_side_term_needs_the_vocab(toy):
@@ -160,10 +181,36 @@ def test_continuations_are_the_share_of_the_first_piece_that_becomes_the_new_tok
     first = gpt2_bpe.encode(" return").ids[0]
     snippet = snippet_of(text, gpt2_bpe, toy.remapped, {NEW_ID})
     torch.testing.assert_close(
-        continuations([snippet], [NEW_ID], [first]), torch.tensor([0.5]).log()
+        continuations([snippet], [NEW_ID], [(first,)]), torch.tensor([[0.5]]).log()
     )
     # cut around its first ' return x', that one is left out: 1 of the other 3
     focused = snippet_of(text, gpt2_bpe, toy.remapped, {NEW_ID}, focus_char=text.index(" return x"))
     assert focused.focus == focused.student.index(NEW_ID)
-    rest = continuations([focused], [NEW_ID], [first])
-    torch.testing.assert_close(rest, torch.tensor([1 / 3]).log())
+    rest = continuations([focused], [NEW_ID], [(first,)])
+    torch.testing.assert_close(rest, torch.tensor([[1 / 3]]).log())
+    # given both of its pieces, every ' return x' became the new token
+    both = tuple(gpt2_bpe.encode(" return x").ids)
+    torch.testing.assert_close(continuations([snippet], [NEW_ID], [both]), torch.tensor([[0.0]]))
+
+
+def test_shares_are_counted_on_every_position_of_the_text_and_apart_for_general_text(gpt2_bpe, toy):
+    """The domain's ' return' goes on as ' x' (the new token) in one line of two, the general text's never:
+    contiguous_snippets reads only max_chars of it, every position, and each kind gets its own share."""
+    first = gpt2_bpe.encode(" return").ids[0]
+    domain = "a = 1\n    return x\n    return y\n"
+    general = "the function may return yes or return no\n"
+    tokenizers = (gpt2_bpe, toy.remapped)
+    counted_on = contiguous_snippets(
+        [domain, domain, "    return x\n" * 50], tokenizers, 2 * len(domain)
+    )
+    counted_on += contiguous_snippets([general], tokenizers, 10**6, kind=1)
+    assert [s.kind for s in counted_on] == [0, 0, 1]
+    rest = continuations(counted_on, [NEW_ID], [(first,)]).exp()
+    torch.testing.assert_close(rest, torch.tensor([[0.5], [0.0]]))
+    # the mapped teacher takes each row's share from its own kind
+    logp = torch.full((2, 50257), -30.0)
+    logp[:, first] = 0.0
+    vocab = vocab_of({NEW_ID: {"text": " return x"}}, gpt2_bpe, counted_on, vocab_size=50257)
+    none = (torch.zeros(0, dtype=torch.long),) * 2 + (torch.zeros(0),)
+    p = mapped_teacher(logp.log_softmax(-1), vocab, none, kind=torch.tensor([0, 1]))
+    assert p[0, NEW_ID] == pytest.approx(0.5, abs=1e-3) and p[1, NEW_ID] == 0
