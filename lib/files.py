@@ -70,15 +70,16 @@ def require(path, make_target=None):
     return path
 
 
-def iter_docs(path):
-    """Yield the text of each document of a cleaned-corpus jsonl file (one {"id", "source", "text"} per line)."""
+def iter_docs(path, fix="re-run `make corpus`"):
+    """Yield the text of each document of a cleaned-corpus jsonl file (one {"id", "source", "text"} per line);
+    a line without a "text" stops with the fix."""
     path = require(path, "corpus")
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             try:
                 yield json.loads(line)["text"]
             except (json.JSONDecodeError, KeyError, TypeError):
-                die(f"{path}:{line_no}: not a cleaned-corpus record; re-run `make corpus`")
+                die(f'{path}:{line_no}: not a record with a "text"; {fix}')
 
 
 def first_docs(texts, max_bytes):

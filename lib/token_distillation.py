@@ -85,6 +85,14 @@ def ends(offsets):
     return [end for _, end in offsets]
 
 
+def aligned_positions(s_offsets, t_offsets):
+    """(the (student, teacher) positions whose tokens end on the same character, {end: teacher position})
+    of two tokenizations' offsets of one text."""
+    teacher_at = {end: j for j, end in enumerate(ends(t_offsets))}
+    aligned = [(q, teacher_at[end]) for q, end in enumerate(ends(s_offsets)) if end in teacher_at]
+    return aligned, teacher_at
+
+
 def snippet_of(text, original, remapped, new_ids, focus_char=None):
     """A Snippet of text, or None when the remapped tokenizer emits no new token in it. focus_char: where
     the token the window was cut around starts."""
@@ -94,8 +102,7 @@ def snippet_of(text, original, remapped, new_ids, focus_char=None):
     first = next((q for q, i in enumerate(s_ids) if i in new_ids), None)
     if first is None:
         return None
-    teacher_at = {end: j for j, end in enumerate(ends(t_offsets))}
-    aligned = [(q, teacher_at[end]) for q, end in enumerate(ends(s_offsets)) if end in teacher_at]
+    aligned, teacher_at = aligned_positions(s_offsets, t_offsets)
     starts = {start: j for j, (start, _) in enumerate(t_offsets)}
     new_at = []
     for q, i in enumerate(s_ids):
@@ -155,10 +162,7 @@ def contiguous_snippets(texts, tokenizers, max_chars, kind=0, chunk_chars=2000):
             chunk = text[start : start + chunk_chars]
             s = remapped.encode(chunk, add_special_tokens=False)
             t = original.encode(chunk, add_special_tokens=False)
-            teacher_at = {end: j for j, end in enumerate(ends(t.offsets))}
-            aligned = [
-                (q, teacher_at[end]) for q, end in enumerate(ends(s.offsets)) if end in teacher_at
-            ]
+            aligned, _ = aligned_positions(s.offsets, t.offsets)
             out.append(Snippet(list(s.ids), list(t.ids), aligned, len(s.ids), [], -1, kind))
     return out
 
@@ -478,9 +482,9 @@ def training_text(model, ids, tokenizers, corpora, cfg):
     covered = len({i for s in snippets for i in s.student if i in new_ids})
     report = {"snippets": len(snippets), "new_tokens_with_snippets": covered}
     if general is not None:
-        limit = cfg["td_general_max_chars"]
-        extra = collect_snippets(iter_docs(general), tokenizers, ids, sizes, limit, kind=1)
-        counted_on += contiguous_snippets(iter_docs(general), tokenizers, limit, kind=1)
+        limit, fix = cfg["td_general_max_chars"], "fix the file td_general_docs names"
+        extra = collect_snippets(iter_docs(general, fix), tokenizers, ids, sizes, limit, kind=1)
+        counted_on += contiguous_snippets(iter_docs(general, fix), tokenizers, limit, kind=1)
         snippets += extra
         report["general_snippets"] = len(extra)
     return snippets, counted_on, report

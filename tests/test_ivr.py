@@ -887,6 +887,13 @@ def test_align_distils_on_general_text_when_given(built, tmp_path):
     message = last_error(art, "07_align")
     assert "td_general_docs" in message and str(missing) in message
     assert not (tmp_path / "e2" / "final_wte.pt").exists()
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"title": "no text here"}\n', encoding="utf-8")
+    assert run_step("07_align", art, configs, *flags, "--td-general-docs", str(broken),
+                    "--embeddings-output-dir", str(tmp_path / "e3"), profile="quick") == 2  # fmt: skip
+    message = last_error(art, "07_align")
+    assert f"{broken}:1" in message and "td_general_docs" in message
+    assert not (tmp_path / "e3" / "final_wte.pt").exists()
 
 
 # -----------------------------------------------------------------------------
